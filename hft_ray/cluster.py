@@ -1,0 +1,208 @@
+"""Joining Ray, the run's placement group, and wiring the actors together.
+
+One placement group per run with one bundle per pipeline actor (feeds, detectors, risk,
+executors). Simulated venues stand for exchanges outside the cluster and take no bundle.
+Each actor is handed its cores at creation: the wiring reads every node's allowed CPU set
+with a zero-CPU probe task on that node and deals one core per bundle, distinct per node while
+cores last (see `pinning.assign_cores`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.util.placement_group import PlacementGroup, placement_group, placement_group_table
+from ray.util.scheduling_strategies import (
+    NodeAffinitySchedulingStrategy,
+    PlacementGroupSchedulingStrategy,
+)
+
+from hft_ray.config import HftConfig
+from hft_ray.detect.actor import DetectorActor
+from hft_ray.execute.actor import ExecutorActor
+from hft_ray.feed.actor import FeedActor
+from hft_ray.pinning import allowed_cores, assign_cores
+from hft_ray.risk.actor import RISK_ACTOR_NAME, RiskActor
+from hft_ray.types import Universe
+from hft_ray.venues.sim import SimVenueActor
+
+#: Ray >= 2.59 turns token auth on for new local clusters; a local run says what it wants.
+DEFAULT_LOCAL_AUTH_MODE = "disabled"
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot host the run (unreachable, too small, actors failed to start)."""
+
+
+def connect(config: HftConfig, address: str | None) -> bool:
+    """Join the Ray cluster at `address` (or RAY_ADDRESS), or start a local one.
+
+    Returns True when this call started a local instance, which the caller then shuts down.
+    """
+    if ray.is_initialized():
+        return False
+    address = address or config.cluster.address or os.environ.get("RAY_ADDRESS")
+    common: dict[str, Any] = {
+        "namespace": config.cluster.namespace,
+        "log_to_driver": True,
+        "logging_level": "WARNING",
+    }
+    if address:
+        try:
+            ray.init(address=address, **common)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise ClusterError(f"cannot join the Ray cluster at {address}: {err}") from None
+        return False
+    os.environ.setdefault("RAY_AUTH_MODE", DEFAULT_LOCAL_AUTH_MODE)
+    system: dict[str, Any] = {}
+    if config.metrics.enabled:
+        system["_metrics_export_port"] = config.metrics.export_port
+    ray.init(num_cpus=config.cluster.local_num_cpus, **common, **system)
+    return True
+
+
+@ray.remote(num_cpus=0)
+def _node_cores() -> list[int]:
+    return allowed_cores()
+
+
+@dataclass
+class Pipeline:
+    """Handles to every actor of a run."""
+
+    placement_group: PlacementGroup
+    venues: dict[str, Any]
+    feeds: list[Any]
+    detectors: list[Any]
+    risk: Any
+    executors: list[Any]
+    placement: list[dict[str, Any]] = field(default_factory=list)
+    cpus_per_bundle: float = 0.0
+
+    def all_actors(self) -> list[Any]:
+        return [*self.feeds, *self.detectors, self.risk, *self.executors, *self.venues.values()]
+
+
+def _bundle_cpus(config: HftConfig, bundles: int) -> float:
+    setting = config.cluster.cpus_per_bundle
+    if setting != "auto":
+        return float(setting)
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    if total <= 0:
+        raise ClusterError("the Ray cluster reports no CPUs")
+    return min(1.0, math.floor(total / bundles * 100) / 100)
+
+
+def _roles(config: HftConfig) -> list[tuple[str, int]]:
+    roles = [("feed", i) for i in range(len(config.venues))]
+    roles += [("detector", i) for i in range(config.detector.pool_size)]
+    roles.append(("risk", 0))
+    roles += [("executor", i) for i in range(config.execution.pool_size)]
+    return roles
+
+
+def build_pipeline(
+    config: HftConfig, universe: Universe, run_id: str, run_dir: str, id_prefix: str
+) -> Pipeline:
+    """Create the placement group and every actor, wired, pinned and ready (not started)."""
+    roles = _roles(config)
+    cpus = _bundle_cpus(config, len(roles))
+    pg = placement_group([{"CPU": cpus}] * len(roles), strategy=config.cluster.placement_strategy)
+    try:
+        ray.get(pg.ready(), timeout=config.cluster.ready_timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        ray.util.remove_placement_group(pg)
+        raise ClusterError(
+            f"placement group of {len(roles)} bundles x {cpus} CPU "
+            f"({config.cluster.placement_strategy}) was not scheduled within "
+            f"{config.cluster.ready_timeout_s:.0f}s; cluster resources: {ray.cluster_resources()}"
+        ) from None
+    bundle_nodes = [placement_group_table(pg)["bundles_to_node_id"][i] for i in range(len(roles))]
+    node_cores = {
+        node: ray.get(
+            _node_cores.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+            ).remote()
+        )
+        for node in set(bundle_nodes)
+    }
+    cores = assign_cores(bundle_nodes, node_cores)
+
+    def on_bundle(index: int) -> dict[str, Any]:
+        return {
+            "num_cpus": cpus,
+            "scheduling_strategy": PlacementGroupSchedulingStrategy(
+                pg, placement_group_bundle_index=index
+            ),
+        }
+
+    index = {role: i for i, role in enumerate(roles)}
+    venues = {
+        name: SimVenueActor.options(name=f"hft_ray_venue_{name}").remote(config, name)  # type: ignore[attr-defined]
+        for name in config.venues
+    }
+    risk_at = index[("risk", 0)]
+    risk = RiskActor.options(name=RISK_ACTOR_NAME, **on_bundle(risk_at)).remote(  # type: ignore[attr-defined]
+        config, universe, run_id, run_dir, cores[risk_at][0]
+    )
+    executors = []
+    for i in range(config.execution.pool_size):
+        at = index[("executor", i)]
+        executors.append(
+            ExecutorActor.options(**on_bundle(at)).remote(  # type: ignore[attr-defined]
+                config, universe, i, run_id, run_dir, venues, risk, cores[at][0]
+            )
+        )
+    ray.get(risk.set_executors.remote(executors))
+    detectors = []
+    for i in range(config.detector.pool_size):
+        at = index[("detector", i)]
+        detectors.append(
+            DetectorActor.options(**on_bundle(at)).remote(  # type: ignore[attr-defined]
+                config, universe, i, id_prefix, risk, cores[at][0]
+            )
+        )
+    feeds = []
+    for i, name in enumerate(config.venues):
+        at = index[("feed", i)]
+        feeds.append(
+            FeedActor.options(**on_bundle(at)).remote(  # type: ignore[attr-defined]
+                config, universe, name, venues[name], detectors, cores[at][0]
+            )
+        )
+    pipeline = Pipeline(pg, venues, feeds, detectors, risk, executors, cpus_per_bundle=cpus)
+    handles = {
+        **{("feed", i): a for i, a in enumerate(feeds)},
+        **{("detector", i): a for i, a in enumerate(detectors)},
+        ("risk", 0): risk,
+        **{("executor", i): a for i, a in enumerate(executors)},
+    }
+    infos = ray.get(
+        [handles[role].ready.remote() for role in roles], timeout=config.cluster.ready_timeout_s
+    )
+    for i, ((role, n), info) in enumerate(zip(roles, infos, strict=True)):
+        pipeline.placement.append(
+            {
+                "bundle": i,
+                "role": "risk" if role == "risk" else f"{role}{n}",
+                "node_id": bundle_nodes[i],
+                "actor_node_id": info["node_id"],
+                "cores": cores[i][0],
+                "shared_cores": cores[i][1],
+                "pinned": info["pinned"],
+                "affinity": info["affinity"],
+            }
+        )
+    ray.get([v.start.remote() for v in venues.values()])
+    return pipeline
+
+
+def teardown(pipeline: Pipeline) -> None:
+    """Kill every actor and release the placement group."""
+    for actor in pipeline.all_actors():
+        ray.kill(actor, no_restart=True)
+    ray.util.remove_placement_group(pipeline.placement_group)

@@ -1,0 +1,357 @@
+"""The root configuration model and its loader.
+
+Every component has one frozen, strict model; the root `HftConfig` nests them. Loading never
+raises a pydantic traceback at the user: `load_config` turns every problem into a `ConfigError`
+whose message names the key path (`risk.max_order_notional`) and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hft_ray.venues.presets import SIM_PRESETS, MarketSpec
+
+DEFAULT_CONFIG = "local.yaml"
+SYMBOL_RE = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+$")
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message is one line naming the key path."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+class RunConfig(_Frozen):
+    """What identifies a run and where its files go."""
+
+    name: str = Field("local", min_length=1, description="Label for the run, part of run_id.")
+    seed: int = Field(7, ge=0, description="Seed of the simulated venues; same seed, same books.")
+    runs_dir: Path = Field(Path("runs"), description="Run directories go here (journal, report).")
+    status_interval_s: PositiveFloat = Field(1.0, description="Seconds between status lines.")
+
+
+class ClusterConfig(_Frozen):
+    """Where the actors run and how they are placed."""
+
+    address: str | None = Field(
+        None, description="Ray address to join; null starts a local Ray instance."
+    )
+    namespace: str = Field("hft_ray", min_length=1, description="Ray namespace of the run.")
+    placement_strategy: Literal["PACK", "STRICT_PACK", "SPREAD", "STRICT_SPREAD"] = "PACK"
+    cpus_per_bundle: PositiveFloat | Literal["auto"] = Field(
+        "auto",
+        description="Logical CPUs per actor bundle; auto fits all bundles on the cluster's CPUs.",
+    )
+    pin_cores: bool = Field(True, description="Pin each actor's threads to its handed cores.")
+    local_num_cpus: int | None = Field(
+        None, ge=1, description="Logical CPUs of a local Ray instance (default: the machine's)."
+    )
+    ready_timeout_s: PositiveFloat = Field(120.0, description="Seconds to wait for all actors.")
+
+
+class MarketOverride(_Frozen):
+    """Precision and limits of one market, overriding the venue preset."""
+
+    tick: PositiveFloat | None = None
+    lot: PositiveFloat | None = None
+    min_amount: NonNegFloat | None = None
+    min_notional: NonNegFloat | None = None
+
+
+class SimVenueConfig(_Frozen):
+    """A simulated venue: a real exchange's fees and precision, a synthetic book."""
+
+    kind: Literal["sim"] = "sim"
+    preset: str | None = Field(None, description="Preset venue (default: the venue's name).")
+    taker_fee: Annotated[float, Field(ge=0, le=0.01)] | None = Field(
+        None, description="Taker fee as a fraction (0.001 = 10 bps); default from the preset."
+    )
+    markets: dict[str, MarketOverride] = Field(default_factory=dict)
+    balances: dict[str, NonNegFloat] = Field(
+        default_factory=dict, description="Starting balance per asset, in asset units."
+    )
+    lag_ms: NonNegFloat = Field(0.0, description="How far this venue's price lags the common walk.")
+    noise_bps: NonNegFloat = Field(0.5, description="Std-dev of the venue's own price noise.")
+    spread_bps: NonNegFloat = Field(1.0, description="Quoted spread (at least one tick).")
+    level_spacing_bps: NonNegFloat = Field(0.5, description="Gap between levels (min one tick).")
+    ack_latency_ms: NonNegFloat = Field(4.0, description="Mean order acknowledgement latency.")
+    reject_rate: Probability = Field(0.0, description="Share of orders the venue rejects.")
+    timeout_rate: Probability = Field(0.0, description="Share of orders whose ack never arrives.")
+
+    @field_validator("markets")
+    @classmethod
+    def _symbols_well_formed(cls, v: dict[str, MarketOverride]) -> dict[str, MarketOverride]:
+        for symbol in v:
+            _check_symbol(symbol)
+        return v
+
+
+VenueConfig = SimVenueConfig
+
+
+class SimMarketConfig(_Frozen):
+    """The common price process behind every simulated venue."""
+
+    tick_ms: PositiveFloat = Field(25.0, description="Milliseconds between book updates.")
+    book_depth: int = Field(20, ge=1, le=400, description="Levels per side of a simulated book.")
+    volatility_bps: NonNegFloat = Field(3.0, description="Std-dev of the walk per sqrt(second).")
+    dislocations_per_min: NonNegFloat = Field(
+        12.0, description="Rate of venue-specific price jumps, per symbol."
+    )
+    dislocation_bps: tuple[NonNegFloat, NonNegFloat] = Field(
+        (30.0, 70.0), description="Size range of a jump, bps of price."
+    )
+    dislocation_half_life_ms: PositiveFloat = Field(250.0, description="How fast a jump decays.")
+    level_notional: PositiveFloat = Field(
+        25_000.0, description="Mean quote notional resting on the best level."
+    )
+    initial_prices: dict[str, PositiveFloat] = Field(
+        default_factory=lambda: {"BTC/USDT": 90_000.0, "ETH/USDT": 3_000.0, "SOL/USDT": 150.0}
+    )
+    order_timeout_ack_ms: PositiveFloat = Field(
+        5_000.0, description="How late a timed-out order's ack comes, if at all."
+    )
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> SimMarketConfig:
+        lo, hi = self.dislocation_bps
+        if lo > hi:
+            raise ValueError(f"dislocation_bps: lower bound {lo} is above upper bound {hi}")
+        return self
+
+
+class FeedConfig(_Frozen):
+    """Market data: book depth carried, batching towards detectors, staleness."""
+
+    depth: int = Field(20, ge=1, le=400, description="Levels per side carried in a BookUpdate.")
+    batch_max_rows: int = Field(32, ge=1, description="Flush a batch at this many rows.")
+    batch_max_us: NonNegFloat = Field(2_000.0, description="...or when its oldest row is this old.")
+    max_in_flight: int = Field(8, ge=1, description="Unacknowledged batches per detector.")
+    max_book_age_ms: PositiveFloat = Field(
+        500.0, description="A book older than this is never tradable."
+    )
+
+
+class DetectorConfig(_Frozen):
+    """The arbitrage detector pool."""
+
+    pool_size: int = Field(1, ge=1, description="Detector actors; symbols sharded by hash.")
+    min_profit_bps: NonNegFloat = Field(
+        0.0, description="Marginal net edge each added unit must keep, bps of the ask."
+    )
+    cooldown_ms: NonNegFloat = Field(
+        100.0, description="Do not re-emit a (symbol, buy, sell) pair sooner than this."
+    )
+
+
+class RiskConfig(_Frozen):
+    """Limits the singleton risk actor enforces."""
+
+    max_order_notional: PositiveFloat = Field(2_000.0, description="Quote notional per leg.")
+    max_position: dict[str, PositiveFloat] = Field(
+        default_factory=dict,
+        description="Absolute change of an asset's balance per venue, in asset units.",
+    )
+    max_orders_per_s: PositiveFloat = Field(20.0, description="Orders per second, all venues.")
+    order_burst: int = Field(10, ge=1, description="Token bucket size for orders.")
+    min_edge_bps: NonNegFloat = Field(0.0, description="Minimum expected net edge after fees.")
+    max_in_flight_per_symbol: int = Field(1, ge=1, description="Concurrent trades per symbol.")
+
+
+class ExecutionConfig(_Frozen):
+    """The executor pool and how it places and repairs legs."""
+
+    pool_size: int = Field(1, ge=1, description="Executor actors.")
+    order_timeout_ms: PositiveFloat = Field(1_000.0, description="Wait for an ack this long.")
+    slippage_bps: NonNegFloat = Field(
+        0.0, description="Limit price beyond the detected worst price, bps."
+    )
+    unwind_policy: Literal["reverse", "proceed", "cancel"] = "reverse"
+    unwind_slippage_bps: NonNegFloat = Field(
+        30.0, description="Price bound of an unwind order beyond the touch, bps."
+    )
+
+
+class StoreConfig(_Frozen):
+    """Where the journal and state live."""
+
+    url: str | None = Field(
+        None, description="redis://host:port/db, or null for the embedded file store."
+    )
+    password_env: str | None = Field(
+        None, description="Environment variable holding the Redis password."
+    )
+    fsync: bool = Field(False, description="fsync the file store on every flush.")
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(f"must start with redis:// or rediss:// (got {parts.scheme or v!r})")
+        if parts.password:
+            raise ValueError("must not contain a password; name its variable in password_env")
+        return v
+
+
+class MetricsConfig(_Frozen):
+    """Prometheus metrics export."""
+
+    enabled: bool = True
+    export_port: int = Field(8080, ge=1, le=65535, description="Ray metrics export port.")
+
+    @field_validator("export_port")
+    @classmethod
+    def _outside_worker_ports(cls, v: int) -> int:
+        if 10002 <= v <= 19999:
+            raise ValueError(f"{v} lies in Ray's worker port range 10002-19999")
+        return v
+
+
+class HftConfig(_Frozen):
+    """A whole run."""
+
+    run: RunConfig = Field(default_factory=RunConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    symbols: list[str] = Field(min_length=1)
+    venues: dict[str, VenueConfig] = Field(min_length=2)
+    sim: SimMarketConfig = Field(default_factory=SimMarketConfig)
+    feed: FeedConfig = Field(default_factory=FeedConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, v: list[str]) -> list[str]:
+        for symbol in v:
+            _check_symbol(symbol)
+        if len(set(v)) != len(v):
+            raise ValueError("lists a symbol twice")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> HftConfig:
+        for name, venue in self.venues.items():
+            preset = venue.preset or name
+            if preset not in SIM_PRESETS:
+                known = ", ".join(sorted(SIM_PRESETS))
+                raise ValueError(f"venues.{name}: unknown venue {preset!r} (known: {known})")
+            for symbol in self.symbols:
+                if symbol not in SIM_PRESETS[preset] and symbol not in venue.markets:
+                    raise ValueError(f"venues.{name}: no market for {symbol}; add it under markets")
+        for symbol in self.symbols:
+            if symbol not in self.sim.initial_prices:
+                raise ValueError(f"sim.initial_prices: missing a price for {symbol}")
+        if self.feed.depth > self.sim.book_depth:
+            raise ValueError(
+                f"feed.depth: {self.feed.depth} is deeper than sim.book_depth {self.sim.book_depth}"
+            )
+        return self
+
+    def market_spec(self, venue: str, symbol: str) -> MarketSpec:
+        """Fees and precision of `symbol` on `venue`: the preset with config overrides applied."""
+        cfg = self.venues[venue]
+        preset = SIM_PRESETS[cfg.preset or venue]
+        base = preset.get(symbol) or _spec_from_override(symbol, cfg.markets[symbol])
+        override = cfg.markets.get(symbol)
+        fields: dict[str, Any] = {}
+        if override is not None:
+            fields = {k: v for k, v in override.model_dump().items() if v is not None}
+        if cfg.taker_fee is not None:
+            fields["taker_fee"] = cfg.taker_fee
+        return base.replace(**fields) if fields else base
+
+    @property
+    def mode(self) -> str:
+        """`sim` when every venue is simulated, else `live`."""
+        return "sim" if all(v.kind == "sim" for v in self.venues.values()) else "live"
+
+
+def _check_symbol(symbol: str) -> None:
+    if not SYMBOL_RE.match(symbol):
+        raise ValueError(f"symbol {symbol!r} is not a ccxt unified symbol like 'BTC/USDT'")
+
+
+def _spec_from_override(symbol: str, o: MarketOverride) -> MarketSpec:
+    if o.tick is None or o.lot is None:
+        raise ConfigError(f"markets.{symbol}: a market without a preset needs tick and lot")
+    base, quote = symbol.split("/")
+    return MarketSpec(
+        symbol=symbol,
+        base=base,
+        quote=quote,
+        tick=o.tick,
+        lot=o.lot,
+        min_amount=o.min_amount or 0.0,
+        min_notional=o.min_notional or 0.0,
+        taker_fee=0.001,
+    )
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line: every failing key path with pydantic's reason."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] in ("extra_forbidden",):
+            msg = "unknown key"
+        got = e.get("input")
+        if e["type"] not in ("extra_forbidden", "missing") and not isinstance(got, dict | list):
+            msg = f"{msg} (got {got!r})"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def parse_config(data: Any, source: str = "<config>") -> HftConfig:
+    """Validate a decoded YAML document; raise `ConfigError` naming the key path."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections")
+    try:
+        return HftConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: {format_validation_error(err)}") from None
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> HftConfig:
+    """Load a YAML config; without a path, the packaged `configs/local.yaml`."""
+    if path is None:
+        text = importlib.resources.files("hft_ray.configs").joinpath(DEFAULT_CONFIG).read_text()
+        source = f"configs/{DEFAULT_CONFIG}"
+    else:
+        p = Path(path)
+        source = str(p)
+        try:
+            text = p.read_text()
+        except OSError as err:
+            raise ConfigError(f"{source}: cannot read ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(
+            f"{source}:{where} is not valid YAML ({err.__class__.__name__})"
+        ) from None
+    return parse_config(data, source)

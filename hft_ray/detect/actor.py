@@ -1,0 +1,57 @@
+"""DetectorActor: runs a DetectorCore over each batch and forwards what it finds to risk."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import ray
+
+from hft_ray.clock import LiveClock
+from hft_ray.config import HftConfig
+from hft_ray.detect.core import DetectorCore
+from hft_ray.latency import LatencySamples
+from hft_ray.pinning import pin_actor
+from hft_ray.types import Universe
+
+
+@ray.remote(max_restarts=-1, max_task_retries=-1)
+class DetectorActor:
+    def __init__(
+        self,
+        config: HftConfig,
+        universe: Universe,
+        index: int,
+        id_prefix: str,
+        risk: Any,
+        cores: list[int],
+    ) -> None:
+        self.placement = pin_actor(cores, config.cluster.pin_cores)
+        self._core = DetectorCore(config, universe, LiveClock(), f"{id_prefix}d{index}n")
+        self._risk = risk
+        self._latency = LatencySamples()
+
+    def ready(self) -> dict[str, object]:
+        return self.placement
+
+    def on_batch(self, rows: np.ndarray) -> int:
+        found = self._core.on_batch(rows)
+        self._latency.extend(self._core.tick_to_detect_ns)
+        self._core.tick_to_detect_ns.clear()
+        if found:
+            self._risk.submit.remote(found)
+        return len(found)
+
+    def barrier(self) -> bool:
+        """Return once risk has taken every opportunity sent before this call."""
+        return bool(ray.get(self._risk.ping.remote()))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "updates": self._core.updates,
+            "opportunities": self._core.opportunities,
+            "suppressed": self._core.suppressed,
+        }
+
+    def latency_samples(self) -> dict[str, list[int]]:
+        return {"tick_to_detect": self._latency.values()}

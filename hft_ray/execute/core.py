@@ -1,0 +1,247 @@
+"""ExecutorCore: turn an approval into two IOC orders placed at once, and repair what breaks.
+
+The intent is journaled and flushed before the first leg is sent; if the store cannot promise
+that, nothing is sent. Legs are IOC limits at the detected worst prices (widened by
+`slippage_bps`), with client order ids derived from the opportunity id, so a resend can never
+double an order. A leg whose acknowledgement does not arrive in time is looked up by client id
+before anything else is decided. If the legs fill unequally, the difference is repaired by the
+configured policy: `reverse` trades the excess back on the venue that over-filled, `proceed`
+completes the short leg on its own venue, `cancel` leaves the residual (journaled) to risk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from hft_ray.clock import Clock
+from hft_ray.config import HftConfig
+from hft_ray.store.base import EXECUTION, FILL, INTENT, ORDER, UNWIND, Record, Store
+from hft_ray.types import (
+    Approval,
+    ExecutionReport,
+    OrderResult,
+    Side,
+    Universe,
+    client_order_id,
+)
+from hft_ray.venues.base import MarketSpec, OrderVenue
+
+_LOOKUP_ATTEMPTS = 3
+
+
+class ExecutorCore:
+    def __init__(
+        self,
+        config: HftConfig,
+        universe: Universe,
+        venues: Mapping[str, OrderVenue],
+        store: Store,
+        clock: Clock,
+    ) -> None:
+        self._config = config
+        self._exec = config.execution
+        self._universe = universe
+        self._venues = venues
+        self._store = store
+        self._clock = clock
+        self._timeout_s = config.execution.order_timeout_ms / 1000.0
+
+    async def execute(self, approval: Approval) -> ExecutionReport:
+        opp = approval.opp
+        symbol = self._universe.symbols[opp.symbol]
+        buy = self._universe.venues[opp.buy_venue]
+        sell = self._universe.venues[opp.sell_venue]
+        buy_spec = self._config.market_spec(buy, symbol)
+        sell_spec = self._config.market_spec(sell, symbol)
+        slip = self._exec.slippage_bps * 1e-4
+        buy_px = buy_spec.ceil_price(opp.buy_worst * (1.0 + slip))
+        sell_px = sell_spec.floor_price(opp.sell_worst * (1.0 - slip))
+        size = approval.size
+        legs = (
+            (buy, client_order_id(opp.opp_id, "B"), "buy", buy_px),
+            (sell, client_order_id(opp.opp_id, "S"), "sell", sell_px),
+        )
+        await self._journal(
+            {
+                "type": INTENT,
+                "opp_id": opp.opp_id,
+                "symbol": symbol,
+                "size": size,
+                "edge_bps": opp.edge_bps,
+                "expected_profit_quote": opp.profit_quote * size / opp.size,
+                "legs": [
+                    {"venue": v, "client_id": c, "side": s, "amount": size, "price": p}
+                    for v, c, s, p in legs
+                ],
+            },
+            durable=True,
+        )
+        tick_to_trade_ns = self._clock.monotonic_ns() - opp.tick_mono_ns
+        buy_r, sell_r = await asyncio.gather(
+            *(self._place(v, c, symbol, s, size, p, opp.opp_id) for v, c, s, p in legs)  # type: ignore[arg-type]
+        )
+        fills = [buy_r, sell_r]
+        legs_failed = sum(r.status != "filled" for r in fills)
+        excess = buy_r.filled - sell_r.filled
+        unwound = False
+        if abs(excess) > 1e-12:
+            repair = await self._repair(
+                opp.opp_id, symbol, buy_r, sell_r, excess, buy_spec, sell_spec
+            )
+            if repair is not None:
+                fills.append(repair)
+                unwound = repair.filled > 0
+        residual = sum(r.filled if r.side == "buy" else -r.filled for r in fills)
+        await self._journal(
+            {
+                "type": EXECUTION,
+                "opp_id": opp.opp_id,
+                "symbol": symbol,
+                "legs_failed": legs_failed,
+                "unwound": unwound,
+                "residual_base": residual,
+            },
+            durable=True,
+        )
+        return ExecutionReport(
+            opp.opp_id, symbol, tuple(fills), legs_failed, unwound, tick_to_trade_ns
+        )
+
+    async def _place(
+        self,
+        venue: str,
+        cid: str,
+        symbol: str,
+        side: Side,
+        amount: float,
+        price: float,
+        opp_id: str,
+    ) -> OrderResult:
+        client = self._venues[venue]
+        try:
+            result = await asyncio.wait_for(
+                client.create_order(cid, symbol, side, amount, price), self._timeout_s
+            )
+        except TimeoutError:
+            result = await self._look_up(client, cid, symbol, side, amount)
+        await self._journal_order(opp_id, result)
+        return result
+
+    async def _look_up(
+        self, client: OrderVenue, cid: str, symbol: str, side: Side, amount: float
+    ) -> OrderResult:
+        """After a lost acknowledgement: ask the venue what became of the order."""
+        for attempt in range(_LOOKUP_ATTEMPTS):
+            try:
+                found = await asyncio.wait_for(client.fetch_order(cid, symbol), self._timeout_s)
+            except TimeoutError:
+                found = None
+            if found is not None and found.status != "unknown":
+                return found._replace(reason=found.reason or "ack_timeout_reconciled")
+            await asyncio.sleep(self._timeout_s / 4 * (attempt + 1))
+        return OrderResult(
+            cid,
+            client.name,
+            symbol,
+            side,
+            "unknown",
+            amount,
+            0.0,
+            0.0,
+            0.0,
+            "ack_timeout_unknown",
+            self._clock.time_ns(),
+        )
+
+    async def _repair(
+        self,
+        opp_id: str,
+        symbol: str,
+        buy_r: OrderResult,
+        sell_r: OrderResult,
+        excess: float,
+        buy_spec: MarketSpec,
+        sell_spec: MarketSpec,
+    ) -> OrderResult | None:
+        policy = self._exec.unwind_policy
+        bound = self._exec.unwind_slippage_bps * 1e-4
+        record: Record = {"type": UNWIND, "opp_id": opp_id, "policy": policy, "excess": excess}
+        if policy == "cancel":
+            await self._journal({**record, "action": "none", "reason": "policy_cancel"})
+            return None
+        # excess > 0: we hold base bought on the buy venue; excess < 0: we sold base not bought.
+        if policy == "reverse":
+            venue, spec, ref = (
+                (buy_r.venue, buy_spec, buy_r.avg_price)
+                if excess > 0
+                else (sell_r.venue, sell_spec, sell_r.avg_price)
+            )
+        else:
+            venue, spec, ref = (
+                (sell_r.venue, sell_spec, sell_r.avg_price or buy_r.avg_price)
+                if excess > 0
+                else (buy_r.venue, buy_spec, buy_r.avg_price or sell_r.avg_price)
+            )
+        side: Side = "sell" if excess > 0 else "buy"
+        amount = spec.floor_amount(abs(excess))
+        price = (
+            spec.floor_price(ref * (1 - bound))
+            if side == "sell"
+            else spec.ceil_price(ref * (1 + bound))
+        )
+        if amount <= 0 or amount < spec.min_amount or amount * price < spec.min_notional:
+            await self._journal({**record, "action": "none", "reason": "below_min_size"})
+            return None
+        cid = client_order_id(opp_id, "U")
+        await self._journal(
+            {
+                **record,
+                "action": side,
+                "venue": venue,
+                "client_id": cid,
+                "amount": amount,
+                "price": price,
+            },
+            durable=True,
+        )
+        return await self._place(venue, cid, symbol, side, amount, price, opp_id)
+
+    async def _journal_order(self, opp_id: str, r: OrderResult) -> None:
+        common = {
+            "opp_id": opp_id,
+            "client_id": r.client_id,
+            "venue": r.venue,
+            "symbol": r.symbol,
+            "side": r.side,
+            "ts_exchange_ns": r.ts_ns,
+        }
+        await self._journal(
+            {
+                "type": ORDER,
+                **common,
+                "status": r.status,
+                "amount": r.amount,
+                "filled": r.filled,
+                "avg_price": r.avg_price,
+                "fee_quote": r.fee_quote,
+                "reason": r.reason,
+            }
+        )
+        if r.filled > 0:
+            await self._journal(
+                {
+                    "type": FILL,
+                    **common,
+                    "filled": r.filled,
+                    "price": r.avg_price,
+                    "fee_quote": r.fee_quote,
+                },
+                durable=True,
+            )
+
+    async def _journal(self, record: Record, durable: bool = False) -> None:
+        record["ts_ns"] = self._clock.time_ns()
+        await self._store.append(record)
+        if durable:
+            await self._store.flush()

@@ -1,0 +1,92 @@
+"""Normalise venue books into BookUpdate rows, check them, and cut them into batches.
+
+Rows for each detector shard accumulate in a preallocated buffer and leave as one numpy array
+when the shard holds `batch_max_rows` rows or its oldest row is `batch_max_us` old.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from hft_ray.book import check_levels
+from hft_ray.config import FeedConfig
+from hft_ray.types import BOOK_VALID, BookSnapshot, Universe, book_update_dtype
+
+
+class FeedCore:
+    def __init__(
+        self, universe: Universe, venue: str, config: FeedConfig, detector_count: int
+    ) -> None:
+        self._universe = universe
+        self._venue_id = universe.venue_id(venue)
+        self._depth = config.depth
+        self._max_rows = config.batch_max_rows
+        self._max_age_ns = int(config.batch_max_us * 1_000)
+        self._shard = [universe.shard_of(s, detector_count) for s in range(len(universe.symbols))]
+        dtype = book_update_dtype(config.depth)
+        self._buffers = [np.zeros(self._max_rows, dtype) for _ in range(detector_count)]
+        self._fill = [0] * detector_count
+        self._oldest_mono = [0] * detector_count
+        self.updates = 0
+        self.invalid: Counter[str] = Counter()
+        self.unknown_symbols = 0
+
+    def on_book(self, book: BookSnapshot, recv_ns: int, recv_mono_ns: int) -> bool:
+        """Add one venue book; return True when some shard's batch is full."""
+        try:
+            symbol_id = self._universe.symbol_id(book.symbol)
+        except ValueError:
+            self.unknown_symbols += 1
+            return False
+        shard = self._shard[symbol_id]
+        row = self._buffers[shard][self._fill[shard]]
+        reason = check_levels(book.bids, book.asks)
+        if reason:
+            self.invalid[reason] += 1
+        nb, na = min(len(book.bids), self._depth), min(len(book.asks), self._depth)
+        row["venue"], row["symbol"] = self._venue_id, symbol_id
+        row["flags"] = 0 if reason else BOOK_VALID
+        row["n_bids"], row["n_asks"] = nb, na
+        row["seq"], row["ts_exchange_ns"] = book.seq, book.ts_exchange_ns
+        row["ts_recv_ns"], row["ts_recv_mono_ns"] = recv_ns, recv_mono_ns
+        for px, qty, levels, n in (
+            ("bid_px", "bid_qty", book.bids, nb),
+            ("ask_px", "ask_qty", book.asks, na),
+        ):
+            row[px][:n], row[qty][:n] = levels[:n, 0], levels[:n, 1]
+            row[px][n:], row[qty][n:] = np.nan, np.nan
+        if self._fill[shard] == 0:
+            self._oldest_mono[shard] = recv_mono_ns
+        self._fill[shard] += 1
+        self.updates += 1
+        return self._fill[shard] >= self._max_rows
+
+    def due(self, now_mono_ns: int) -> list[int]:
+        """Shards whose batch is full or old enough to leave."""
+        return [
+            shard
+            for shard, n in enumerate(self._fill)
+            if n >= self._max_rows
+            or (n and now_mono_ns - self._oldest_mono[shard] >= self._max_age_ns)
+        ]
+
+    def pending(self) -> list[int]:
+        """Shards holding any rows (to flush everything at shutdown)."""
+        return [shard for shard, n in enumerate(self._fill) if n]
+
+    def take(self, shard: int) -> np.ndarray:
+        """The shard's batch as an owned array; the buffer is reused."""
+        n = self._fill[shard]
+        self._fill[shard] = 0
+        return self._buffers[shard][:n].copy()
+
+    def next_deadline_ns(self, now_mono_ns: int) -> int | None:
+        """Nanoseconds until the oldest pending batch is due, or None if none is pending."""
+        waits = [
+            self._oldest_mono[s] + self._max_age_ns - now_mono_ns
+            for s, n in enumerate(self._fill)
+            if n
+        ]
+        return max(0, min(waits)) if waits else None

@@ -1,0 +1,132 @@
+"""The run report: what a run did, with positions rebuilt from its journal alone."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from hft_ray.config import HftConfig
+from hft_ray.latency import summarize_us
+from hft_ray.ledger import Ledger, positions_equal
+from hft_ray.store.base import DECISION, EXECUTION, ORDER, Record
+
+
+def journal_summary(records: list[Record]) -> dict[str, Any]:
+    """Counts and positions that the journal alone supports."""
+    ledger = Ledger.from_journal(records)
+    types = Counter(r.get("type", "?") for r in records)
+    rejected = Counter(
+        r["reason"] for r in records if r.get("type") == DECISION and r["verdict"] == "rejected"
+    )
+    executions = [r for r in records if r.get("type") == EXECUTION]
+    orders = [r for r in records if r.get("type") == ORDER]
+    return {
+        "records": dict(types),
+        "approved": sum(
+            1 for r in records if r.get("type") == DECISION and r["verdict"] != "rejected"
+        ),
+        "rejected": dict(rejected),
+        "trades": sum(1 for e in executions if _filled_any(e["opp_id"], orders)),
+        "legs_failed": sum(int(e["legs_failed"]) for e in executions),
+        "unwinds": sum(1 for e in executions if e["unwound"]),
+        "orders_by_status": dict(Counter(o["status"] for o in orders)),
+        **ledger.snapshot(),
+    }
+
+
+def _filled_any(opp_id: str, orders: list[Record]) -> bool:
+    return any(o["opp_id"] == opp_id and o["filled"] > 0 for o in orders)
+
+
+def build_report(
+    *,
+    config: HftConfig,
+    run_id: str,
+    run_dir: Path,
+    duration_s: float,
+    feed_stats: list[dict[str, Any]],
+    detector_stats: list[dict[str, Any]],
+    risk_state: dict[str, Any],
+    journal: list[Record],
+    latency_ns: dict[str, list[int]],
+    placement: list[dict[str, Any]],
+    cpus_per_bundle: float,
+) -> dict[str, Any]:
+    from_journal = journal_summary(journal)
+    positions = from_journal["positions"]
+    shared = any(p["shared_cores"] for p in placement)
+    quotes = sorted({s.split("/")[1] for s in config.symbols})
+    return {
+        "run_id": run_id,
+        "mode": config.mode,
+        "run_dir": str(run_dir),
+        "duration_s": round(duration_s, 3),
+        "venues": list(config.venues),
+        "symbols": list(config.symbols),
+        "quote_currencies": quotes,
+        "book_updates": sum(f["updates"] for f in feed_stats),
+        "invalid_books": sum(sum(f["invalid"].values()) for f in feed_stats),
+        "opportunities": sum(d["opportunities"] for d in detector_stats),
+        "opportunities_suppressed": sum(d["suppressed"] for d in detector_stats),
+        "approved": risk_state["approved"],
+        "clipped": risk_state["clipped"],
+        "rejected": risk_state["rejected"],
+        "trades": risk_state["trades"],
+        "legs_failed": risk_state["legs_failed"],
+        "unwinds": risk_state["unwinds"],
+        "realized_pnl_quote": round(from_journal["realized_pnl_quote"], 8),
+        "fees_quote": round(from_journal["fees_quote"], 8),
+        "positions": positions,
+        "positions_match_journal": positions_equal(positions, risk_state["positions"]),
+        "risk_positions": risk_state["positions"],
+        "risk_state": risk_state["state"],
+        "journal": {
+            "records": from_journal["records"],
+            "fills": from_journal["fills"],
+            "orders_by_status": from_journal["orders_by_status"],
+            "write_errors": risk_state.get("journal_errors", 0),
+        },
+        "latency_us": {name: summarize_us(v) for name, v in sorted(latency_ns.items())},
+        "placement": {
+            "strategy": config.cluster.placement_strategy,
+            "cpus_per_bundle": cpus_per_bundle,
+            "pinning": "shared" if shared else ("exclusive" if config.cluster.pin_cores else "off"),
+            "bundles": placement,
+        },
+    }
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+
+
+def human_summary(report: dict[str, Any]) -> str:
+    """A few lines for the terminal."""
+    quote = "/".join(report["quote_currencies"])
+    lat = report["latency_us"]
+    lines = [
+        f"run {report['run_id']} ({report['mode']}, {report['duration_s']:.1f}s, "
+        f"{len(report['venues'])} venues x {len(report['symbols'])} symbols)",
+        f"  books {report['book_updates']}  opportunities {report['opportunities']}  "
+        f"approved {report['approved']}  rejected {sum(report['rejected'].values())}"
+        + (f" {report['rejected']}" if report["rejected"] else ""),
+        f"  trades {report['trades']}  legs failed {report['legs_failed']}  "
+        f"unwinds {report['unwinds']}",
+        f"  realized PnL {report['realized_pnl_quote']:+.4f} {quote}  "
+        f"fees {report['fees_quote']:.4f} {quote}  risk {report['risk_state']}  "
+        f"positions match journal: {'yes' if report['positions_match_journal'] else 'NO'}",
+    ]
+    for name in ("tick_to_detect", "tick_to_trade"):
+        if name in lat and lat[name]["count"]:
+            s = lat[name]
+            lines.append(
+                f"  {name} us: p50 {s['p50']:.0f}  p90 {s['p90']:.0f}  p99 {s['p99']:.0f}  "
+                f"max {s['max']:.0f}"
+            )
+    lines.append(f"  pinning: {report['placement']['pinning']}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Risk: the singleton that approves, clips or rejects every order."""

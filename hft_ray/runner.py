@@ -1,0 +1,208 @@
+"""The driver of a run: start the pipeline, print a status line a second, stop it cleanly, report.
+
+Stopping is ordered so nothing in flight is lost: feeds stop and hand their last batches to
+the detectors; each detector waits until risk has taken what it sent; then the driver waits
+for every approved trade to be reported back by the executors; only then are the journals
+flushed and closed, and the report is built from what they hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import ray
+
+from hft_ray.cluster import Pipeline, build_pipeline, connect, teardown
+from hft_ray.config import HftConfig
+from hft_ray.report import build_report, human_summary, write_report
+from hft_ray.store import open_store
+from hft_ray.types import Universe
+
+_STATS_TIMEOUT_S = 10.0
+
+
+def new_run_id(name: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{name}-{stamp}-{secrets.token_hex(2)}"
+
+
+def _opportunity_prefix() -> str:
+    """Short, alphanumeric, random per run: client order ids stay unique across runs."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "h" + "".join(secrets.choice(alphabet) for _ in range(6))
+
+
+class _Stopper:
+    """Turns SIGINT/SIGTERM into a flag the run loop checks, so Ctrl-C stops cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Stopper:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:
+                pass  # not the main thread: the caller stops us by duration only
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def status_line(
+    elapsed: float,
+    rate: float,
+    feeds: list[dict[str, Any]],
+    detectors: list[dict[str, Any]],
+    risk: dict[str, Any],
+    quote: str,
+) -> str:
+    rejected = sum(risk["rejected"].values())
+    queue = sum(f["queue_depth"] for f in feeds)
+    return (
+        f"[{elapsed:6.1f}s] books {rate:7.1f}/s | opps {sum(d['opportunities'] for d in detectors):5d}"
+        f" | approved {risk['approved']:4d} rejected {rejected:5d} | trades {risk['trades']:4d}"
+        f" legs_failed {risk['legs_failed']:3d} | pnl {risk['realized_pnl_quote']:+10.4f} {quote}"
+        f" | risk {risk['state']} in_flight {risk['in_flight']} | queue {queue}"
+    )
+
+
+def run(
+    config: HftConfig,
+    *,
+    duration_s: float | None,
+    address: str | None = None,
+    report_path: Path | None = None,
+    out: TextIO = sys.stdout,
+    stop_when: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Run the pipeline for `duration_s` seconds (None: until Ctrl-C); return the report."""
+    run_id = new_run_id(config.run.name)
+    run_dir = Path(config.run.runs_dir) / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    report_path = report_path or run_dir / "report.json"
+    universe = Universe(tuple(config.venues), tuple(config.symbols))
+    quote = "/".join(sorted({s.split("/")[1] for s in config.symbols}))
+    started_ray = connect(config, address)
+    pipeline: Pipeline | None = None
+    try:
+        pipeline = build_pipeline(
+            config, universe, run_id, str(run_dir.resolve()), _opportunity_prefix()
+        )
+        print(
+            f"run {run_id}: {len(pipeline.placement)} actors ready "
+            f"({config.cluster.placement_strategy}, {pipeline.cpus_per_bundle} CPU/bundle)",
+            file=out,
+            flush=True,
+        )
+        ray.get([f.start.remote() for f in pipeline.feeds])
+        t0 = time.monotonic()
+        with _Stopper() as stopper:
+            _run_loop(config, pipeline, t0, duration_s, quote, out, stopper, stop_when)
+        elapsed = time.monotonic() - t0
+        print("stopping: draining feeds, detectors, risk and executors ...", file=out, flush=True)
+        report = _stop_and_report(config, pipeline, run_id, run_dir, elapsed)
+        write_report(report, report_path)
+        print(human_summary(report), file=out)
+        print(f"report: {report_path}", file=out, flush=True)
+        return report
+    finally:
+        if pipeline is not None:
+            teardown(pipeline)
+        if started_ray:
+            ray.shutdown()
+
+
+def _run_loop(
+    config: HftConfig,
+    p: Pipeline,
+    t0: float,
+    duration_s: float | None,
+    quote: str,
+    out: TextIO,
+    stopper: _Stopper,
+    stop_when: Callable[[], bool] | None,
+) -> None:
+    interval = config.run.status_interval_s
+    last_updates, last_t = 0, t0
+    next_status = t0 + interval
+    while True:
+        now = time.monotonic()
+        if stopper.requested or (duration_s is not None and now - t0 >= duration_s):
+            return
+        if stop_when is not None and stop_when():
+            return
+        time.sleep(min(0.2, max(0.0, min(next_status, t0 + (duration_s or 1e18)) - now)))
+        if time.monotonic() < next_status:
+            continue
+        feeds, detectors, risk = _stats(p)
+        now = time.monotonic()
+        updates = sum(f["updates"] for f in feeds)
+        rate = (updates - last_updates) / max(1e-9, now - last_t)
+        last_updates, last_t = updates, now
+        print(status_line(now - t0, rate, feeds, detectors, risk, quote), file=out, flush=True)
+        next_status += interval
+
+
+def _stats(p: Pipeline) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    feeds = ray.get([f.stats.remote() for f in p.feeds], timeout=_STATS_TIMEOUT_S)
+    detectors = ray.get([d.stats.remote() for d in p.detectors], timeout=_STATS_TIMEOUT_S)
+    risk = ray.get(p.risk.stats.remote(), timeout=_STATS_TIMEOUT_S)
+    return feeds, detectors, risk
+
+
+def _stop_and_report(
+    config: HftConfig, p: Pipeline, run_id: str, run_dir: Path, elapsed: float
+) -> dict[str, Any]:
+    timeout = config.cluster.ready_timeout_s
+    ray.get([f.stop.remote() for f in p.feeds], timeout=timeout)
+    ray.get([d.barrier.remote() for d in p.detectors], timeout=timeout)
+    drain_deadline = time.monotonic() + 4 * config.execution.order_timeout_ms / 1000.0 + 10.0
+    while time.monotonic() < drain_deadline:
+        if ray.get(p.risk.stats.remote(), timeout=timeout)["in_flight"] == 0:
+            break
+        time.sleep(0.05)
+    ray.get([v.stop.remote() for v in p.venues.values()], timeout=timeout)
+    feeds, detectors, _ = _stats(p)
+    ray.get([e.close.remote() for e in p.executors], timeout=timeout)
+    risk_state = ray.get(p.risk.close.remote(), timeout=timeout)
+    latency: dict[str, list[int]] = {}
+    for actor in [*p.detectors, p.risk, *p.executors]:
+        for name, values in ray.get(actor.latency_samples.remote(), timeout=timeout).items():
+            latency.setdefault(name, []).extend(values)
+    journal = asyncio.run(_read_journal(config, run_id, run_dir))
+    return build_report(
+        config=config,
+        run_id=run_id,
+        run_dir=run_dir,
+        duration_s=elapsed,
+        feed_stats=feeds,
+        detector_stats=detectors,
+        risk_state=risk_state,
+        journal=journal,
+        latency_ns=latency,
+        placement=p.placement,
+        cpus_per_bundle=p.cpus_per_bundle,
+    )
+
+
+async def _read_journal(config: HftConfig, run_id: str, run_dir: Path) -> list[dict[str, Any]]:
+    store = open_store(config.store, run_id, run_dir, "driver")
+    try:
+        return await store.read_journal()
+    finally:
+        await store.close()

@@ -1,0 +1,149 @@
+"""Records that cross actor boundaries: numpy dtypes for the hot path, tuples for the rest.
+
+Venues and symbols are small integer ids inside the hot path, assigned once at start-up from
+the config's order (`Universe`). Timestamps are integer nanoseconds: `*_ns` since the epoch on
+the wire, `*_mono_ns` from the host's monotonic clock for latency.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal, NamedTuple
+
+import numpy as np
+
+Side = Literal["buy", "sell"]
+
+#: Flags of a BookUpdate row.
+BOOK_VALID = 1
+
+
+@lru_cache(maxsize=16)
+def book_update_dtype(depth: int) -> np.dtype:
+    """One BookUpdate row: a top-`depth` snapshot of one (venue, symbol) book.
+
+    Unused levels are NaN; `n_bids`/`n_asks` say how many are filled.
+    """
+    return np.dtype(
+        [
+            ("venue", np.int16),
+            ("symbol", np.int16),
+            ("flags", np.int16),
+            ("n_bids", np.int16),
+            ("n_asks", np.int16),
+            ("seq", np.int64),
+            ("ts_exchange_ns", np.int64),
+            ("ts_recv_ns", np.int64),
+            ("ts_recv_mono_ns", np.int64),
+            ("bid_px", np.float64, (depth,)),
+            ("bid_qty", np.float64, (depth,)),
+            ("ask_px", np.float64, (depth,)),
+            ("ask_qty", np.float64, (depth,)),
+        ],
+        align=True,
+    )
+
+
+@dataclass(frozen=True)
+class Universe:
+    """The venues and symbols of a run and their integer ids (their index here)."""
+
+    venues: tuple[str, ...]
+    symbols: tuple[str, ...]
+
+    def venue_id(self, name: str) -> int:
+        return self.venues.index(name)
+
+    def symbol_id(self, name: str) -> int:
+        return self.symbols.index(name)
+
+    def shard_of(self, symbol_id: int, pool_size: int) -> int:
+        """The detector that owns a symbol: a hash stable across runs and processes."""
+        return zlib.crc32(self.symbols[symbol_id].encode()) % pool_size
+
+    def assets(self) -> tuple[str, ...]:
+        """Every base and quote asset, in first-seen order."""
+        seen: dict[str, None] = {}
+        for symbol in self.symbols:
+            base, quote = symbol.split("/")
+            seen[base] = None
+            seen[quote] = None
+        return tuple(seen)
+
+
+class BookSnapshot(NamedTuple):
+    """A venue's top-N book as a venue adapter hands it to a feed: levels as (n, 2) arrays."""
+
+    symbol: str
+    seq: int
+    ts_exchange_ns: int
+    bids: np.ndarray
+    asks: np.ndarray
+
+
+class Opportunity(NamedTuple):
+    """Buy `size` on `buy_venue`, sell it on `sell_venue`: what a detector found."""
+
+    opp_id: str
+    symbol: int
+    buy_venue: int
+    sell_venue: int
+    size: float
+    buy_worst: float
+    sell_worst: float
+    buy_avg: float
+    sell_avg: float
+    profit_quote: float
+    edge_bps: float
+    buy_ts_ns: int
+    sell_ts_ns: int
+    tick_mono_ns: int
+    detect_mono_ns: int
+
+
+class Approval(NamedTuple):
+    """A risk-approved opportunity, possibly clipped to a smaller size."""
+
+    opp: Opportunity
+    size: float
+    approve_mono_ns: int
+
+
+class OrderResult(NamedTuple):
+    """What a venue says about one IOC order."""
+
+    client_id: str
+    venue: str
+    symbol: str
+    side: Side
+    status: Literal["filled", "partial", "expired", "rejected", "timeout", "unknown"]
+    amount: float
+    filled: float
+    avg_price: float
+    fee_quote: float
+    reason: str
+    ts_ns: int
+
+
+class ExecutionReport(NamedTuple):
+    """The outcome of one approval, reported by an executor to risk."""
+
+    opp_id: str
+    symbol: str
+    fills: tuple[OrderResult, ...]
+    legs_failed: int
+    unwound: bool
+    tick_to_trade_ns: int
+
+
+def client_order_id(opp_id: str, leg: str) -> str:
+    """Deterministic client order id: the same opportunity and leg always give the same id.
+
+    Alphanumeric only and at most 32 characters, the strictest of the supported venues (OKX).
+    """
+    cid = f"{opp_id}{leg}"
+    if not cid.isalnum() or len(cid) > 32:
+        raise ValueError(f"client order id {cid!r} must be alphanumeric and at most 32 chars")
+    return cid

@@ -1,0 +1,1 @@
+"""Venues: one protocol, several kinds (simulated, live through ccxt, replayed from files)."""

@@ -1,0 +1,67 @@
+"""What every venue kind provides: market specs, and an async order interface for executors."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from hft_ray.types import OrderResult, Side
+
+
+def step_decimals(step: float) -> int:
+    """Decimal places of a step size: 0.001 -> 3, 0.25 -> 2, 1e-05 -> 5, 10 -> 0."""
+    exponent = Decimal(repr(step)).normalize().as_tuple().exponent
+    return max(0, -int(exponent))
+
+
+@dataclass(frozen=True)
+class MarketSpec:
+    """Fees, precision and limits of one market on one venue (ccxt's `markets[symbol]`)."""
+
+    symbol: str
+    base: str
+    quote: str
+    tick: float
+    lot: float
+    min_amount: float
+    min_notional: float
+    taker_fee: float
+
+    def replace(self, **fields: float) -> MarketSpec:
+        return dataclasses.replace(self, **fields)  # type: ignore[arg-type]
+
+    def floor_amount(self, amount: float) -> float:
+        """Round an amount down to a whole number of lots."""
+        lots = math.floor(amount / self.lot + 1e-9)
+        return round(lots * self.lot, step_decimals(self.lot))
+
+    def floor_price(self, price: float) -> float:
+        return round(math.floor(price / self.tick + 1e-9) * self.tick, step_decimals(self.tick))
+
+    def ceil_price(self, price: float) -> float:
+        return round(math.ceil(price / self.tick - 1e-9) * self.tick, step_decimals(self.tick))
+
+    def is_lot_multiple(self, amount: float) -> bool:
+        return abs(amount / self.lot - round(amount / self.lot)) < 1e-6
+
+    def is_tick_multiple(self, price: float) -> bool:
+        return abs(price / self.tick - round(price / self.tick)) < 1e-6
+
+
+class OrderVenue(Protocol):
+    """How an executor talks to a venue: IOC limit orders with client order ids.
+
+    `create_order` never raises for a venue-side problem: a rejection, a timeout or a network
+    error comes back as an `OrderResult` whose `status` and `reason` say what happened.
+    """
+
+    name: str
+
+    async def create_order(
+        self, client_id: str, symbol: str, side: Side, amount: float, price: float
+    ) -> OrderResult: ...
+
+    async def fetch_order(self, client_id: str, symbol: str) -> OrderResult: ...
