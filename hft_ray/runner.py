@@ -9,6 +9,7 @@ flushed and closed, and the report is built from what they hold.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import signal
 import sys
@@ -49,10 +50,9 @@ class _Stopper:
 
     def __enter__(self) -> _Stopper:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            # Outside the main thread signals cannot be caught: the run stops by duration only.
+            with contextlib.suppress(ValueError):
                 self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:
-                pass  # not the main thread: the caller stops us by duration only
         return self
 
     def _handle(self, signum: int, frame: object) -> None:
@@ -73,8 +73,9 @@ def status_line(
 ) -> str:
     rejected = sum(risk["rejected"].values())
     queue = sum(f["queue_depth"] for f in feeds)
+    opps = sum(d["opportunities"] for d in detectors)
     return (
-        f"[{elapsed:6.1f}s] books {rate:7.1f}/s | opps {sum(d['opportunities'] for d in detectors):5d}"
+        f"[{elapsed:6.1f}s] books {rate:7.1f}/s | opps {opps:5d}"
         f" | approved {risk['approved']:4d} rejected {rejected:5d} | trades {risk['trades']:4d}"
         f" legs_failed {risk['legs_failed']:3d} | pnl {risk['realized_pnl_quote']:+10.4f} {quote}"
         f" | risk {risk['state']} in_flight {risk['in_flight']} | queue {queue}"

@@ -15,6 +15,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 Side = Literal["buy", "sell"]
+OrderStatus = Literal["filled", "partial", "expired", "rejected", "timeout", "unknown"]
 
 #: Flags of a BookUpdate row.
 BOOK_VALID = 1
@@ -118,7 +119,7 @@ class OrderResult(NamedTuple):
     venue: str
     symbol: str
     side: Side
-    status: Literal["filled", "partial", "expired", "rejected", "timeout", "unknown"]
+    status: OrderStatus
     amount: float
     filled: float
     avg_price: float

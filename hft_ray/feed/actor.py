@@ -7,6 +7,7 @@ beyond which the feed waits (backpressure) instead of letting the queue grow wit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from typing import Any
@@ -80,10 +81,8 @@ class FeedActor:
         """Stop polling, send what is pending, and wait until the detectors took it."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         for shard in self._core.pending():
             await self._send(shard)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from hft_ray.clock import Clock
@@ -23,7 +23,7 @@ from hft_ray.store.base import DECISION, Record
 from hft_ray.types import Approval, ExecutionReport, Opportunity, Universe
 
 
-class TradingState(str, Enum):
+class TradingState(StrEnum):
     ACTIVE = "ACTIVE"
     REDUCING = "REDUCING"
     HALTED = "HALTED"

@@ -93,7 +93,8 @@ class LocalStore:
     async def get_state(self, key: str) -> Record | None:
         path = self._root / STATE_DIR / f"{key}.msgpack"
         try:
-            return msgpack.unpackb(path.read_bytes(), raw=False)  # type: ignore[no-any-return]
+            state: Record = msgpack.unpackb(path.read_bytes(), raw=False)
+            return state
         except FileNotFoundError:
             return None
         except OSError as err:

@@ -8,6 +8,8 @@ for the next attempt, and `flush` raises `StoreUnavailable` until Redis answers 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any
 
 import msgpack
 import redis.asyncio as aioredis
@@ -51,10 +53,9 @@ class RedisStore:
             self._pending_drain = asyncio.get_running_loop().create_task(self._drain_quietly())
 
     async def _drain_quietly(self) -> None:
-        try:
+        # On failure the records stay queued; flush() reports the outage to whoever must know.
+        with contextlib.suppress(StoreUnavailable):
             await self._drain()
-        except StoreUnavailable:
-            pass  # the records stay queued; flush() reports the outage to whoever must know
 
     async def _drain(self) -> None:
         async with self._drain_lock:
@@ -77,13 +78,13 @@ class RedisStore:
         start = "-"
         try:
             while True:
-                rows = await self._client.xrange(self._journal, start, "+", count=_READ_CHUNK)
-                for entry_id, fields in rows:
-                    out.append(msgpack.unpackb(fields[_FIELD], raw=False))
+                rows: list[Any] = (
+                    await self._client.xrange(self._journal, start, "+", count=_READ_CHUNK) or []
+                )
+                out.extend(msgpack.unpackb(fields[_FIELD], raw=False) for _, fields in rows)
                 if len(rows) < _READ_CHUNK:
                     return out
-                last = rows[-1][0].decode()
-                ms, n = last.split("-")
+                ms, n = rows[-1][0].decode().split("-")
                 start = f"{ms}-{int(n) + 1}"
         except (RedisError, OSError) as err:
             raise StoreUnavailable(f"redis journal read: {err.__class__.__name__}") from None

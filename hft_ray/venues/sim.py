@@ -25,7 +25,7 @@ import numpy as np
 import ray
 
 from hft_ray.config import HftConfig, SimMarketConfig, SimVenueConfig
-from hft_ray.types import BookSnapshot, OrderResult, Side
+from hft_ray.types import BookSnapshot, OrderResult, OrderStatus, Side
 from hft_ray.venues.base import MarketSpec, step_decimals
 
 _NOISE_PERSISTENCE = 0.9  # AR(1) coefficient of a venue's own noise, per tick
@@ -221,7 +221,9 @@ class SimExchange:
         else:
             self.balances[spec.base] -= filled
             self.balances[spec.quote] += cost - fee
-        status = "filled" if filled >= amount else ("partial" if filled > 0 else "expired")
+        status: OrderStatus = (
+            "filled" if filled >= amount else ("partial" if filled > 0 else "expired")
+        )
         return OrderResult(
             client_id=client_id,
             venue=self.name,
