@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hft_ray.venues.presets import SIM_PRESETS, MarketSpec
 
 DEFAULT_CONFIG = "local.yaml"
+#: Key paths whose values are never echoed in an error message: they may carry a secret.
+_SECRET_WORDS = ("url", "password", "secret", "token", "key")
 SYMBOL_RE = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+$")
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -316,7 +318,10 @@ def format_validation_error(err: ValidationError) -> str:
         if e["type"] in ("extra_forbidden",):
             msg = "unknown key"
         got = e.get("input")
-        if e["type"] not in ("extra_forbidden", "missing") and not isinstance(got, dict | list):
+        secretish = any(word in loc.lower() for word in _SECRET_WORDS)
+        if e["type"] not in ("extra_forbidden", "missing") and not (
+            secretish or isinstance(got, dict | list)
+        ):
             msg = f"{msg} (got {got!r})"
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)

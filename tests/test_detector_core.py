@@ -1,0 +1,91 @@
+"""DetectorCore: crossed tradable books give opportunities; stale or invalid ones never do."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from hft_ray.clock import TestClock
+from hft_ray.config import HftConfig
+from hft_ray.detect.core import DetectorCore
+from hft_ray.feed.core import FeedCore
+from hft_ray.types import BookSnapshot, Universe
+
+
+def rows_for(
+    config: HftConfig,
+    universe: Universe,
+    venue: str,
+    bid: float,
+    ask: float,
+    mono: int,
+    symbol: str = "BTC/USDT",
+) -> np.ndarray:
+    feed = FeedCore(universe, venue, config.feed, 1)
+    bids = np.array([[bid - i, 0.05] for i in range(20)])
+    asks = np.array([[ask + i, 0.05] for i in range(20)])
+    feed.on_book(BookSnapshot(symbol, 1, mono, bids, asks), mono, mono)
+    return feed.take(0)
+
+
+@pytest.fixture
+def setup(
+    make_config: Callable[..., HftConfig],
+) -> tuple[HftConfig, Universe, TestClock, DetectorCore]:
+    config = make_config(detector={"cooldown_ms": 100}, feed={"max_book_age_ms": 500})
+    universe = Universe(tuple(config.venues), tuple(config.symbols))
+    clock = TestClock()
+    return config, universe, clock, DetectorCore(config, universe, clock, "tst")
+
+
+def test_a_fee_beating_cross_is_found_both_ways_round(setup) -> None:  # type: ignore[no-untyped-def]
+    config, universe, clock, core = setup
+    now = clock.monotonic_ns()
+    assert core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, now)) == []
+    found = core.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, now))
+    assert len(found) == 1
+    opp = found[0]
+    assert (universe.venues[opp.buy_venue], universe.venues[opp.sell_venue]) == ("binance", "okx")
+    assert opp.buy_worst == 90_000.5 and opp.sell_worst == 90_400.0
+    assert opp.profit_quote > 0 and opp.edge_bps > 0
+    assert opp.opp_id.startswith("tst") and opp.opp_id.isalnum()
+
+
+def test_a_cross_smaller_than_fees_is_not_an_opportunity(setup) -> None:  # type: ignore[no-untyped-def]
+    config, universe, clock, core = setup
+    now = clock.monotonic_ns()
+    core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, now))
+    assert core.on_batch(rows_for(config, universe, "okx", 90_100.0, 90_100.5, now)) == []
+
+
+def test_a_stale_book_is_never_traded(setup) -> None:  # type: ignore[no-untyped-def]
+    config, universe, clock, core = setup
+    core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock.monotonic_ns()))
+    clock.advance(600_000_000)  # binance's book is now 600 ms old, over max_book_age_ms
+    found = core.on_batch(
+        rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock.monotonic_ns())
+    )
+    assert found == []
+
+
+def test_an_invalid_book_is_never_traded(setup) -> None:  # type: ignore[no-untyped-def]
+    config, universe, clock, core = setup
+    now = clock.monotonic_ns()
+    core.on_batch(rows_for(config, universe, "binance", 90_001.0, 90_000.5, now))  # crossed
+    assert core.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, now)) == []
+
+
+def test_the_same_pair_is_held_back_during_cooldown(setup) -> None:  # type: ignore[no-untyped-def]
+    config, universe, clock, core = setup
+    now = clock.monotonic_ns()
+    core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, now))
+    assert len(core.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, now))) == 1
+    clock.advance(50_000_000)
+    now = clock.monotonic_ns()
+    assert core.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, now)) == []
+    assert core.suppressed == 1
+    clock.advance(60_000_000)  # the cooldown is over: the next update of either book re-finds it
+    now = clock.monotonic_ns()
+    assert len(core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, now))) == 1

@@ -1,0 +1,127 @@
+"""The whole pipeline on a real local Ray instance against simulated venues."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hft_ray.config import parse_config
+from hft_ray.runner import run
+from hft_ray.store import LocalStore, RedisStore
+from tests.conftest import RedisServer, default_config_dict, merge
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+#: Faster dislocations and some failing orders, so a few seconds show trades and repairs.
+BUSY_MARKET: dict[str, Any] = {
+    "sim": {"dislocations_per_min": 60},
+    "venues": {"okx": {"reject_rate": 0.1}, "gateio": {"timeout_rate": 0.05}},
+    "execution": {"order_timeout_ms": 300},
+}
+
+
+def fills_by_hand(journal: list[dict]) -> dict[str, dict[str, float]]:
+    """Sum the journaled fills without the Ledger, to check the report independently."""
+    out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for r in journal:
+        if r["type"] != "fill":
+            continue
+        base, quote = r["symbol"].split("/")
+        sign = 1.0 if r["side"] == "buy" else -1.0
+        out[r["venue"]][base] += sign * r["filled"]
+        out[r["venue"]][quote] += -sign * r["filled"] * r["price"] - r["fee_quote"]
+    return out
+
+
+def assert_positions_equal(report: dict, journal: list[dict]) -> None:
+    expected = fills_by_hand(journal)
+    for venue, assets in expected.items():
+        for asset, value in assets.items():
+            assert report["positions"][venue][asset] == pytest.approx(value, abs=1e-9)
+            assert report["risk_positions"][venue][asset] == pytest.approx(value, abs=1e-9)
+
+
+def test_cli_run_joins_the_cluster_trades_and_reports(ray_session: str, tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            merge(
+                default_config_dict(), {**BUSY_MARKET, "run": {"runs_dir": str(tmp_path / "runs")}}
+            ),
+            sort_keys=False,
+        )
+    )
+    report_path = tmp_path / "report.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hft_ray.cli",
+            "run",
+            "--config",
+            str(config),
+            "--duration",
+            "8",
+            "--address",
+            ray_session,
+            "--report",
+            str(report_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    status = [line for line in proc.stdout.splitlines() if line.startswith("[")]
+    assert len(status) >= 6 and "books" in status[-1] and "risk ACTIVE" in status[-1]
+    assert f"report: {report_path}" in proc.stdout
+    report = json.loads(report_path.read_text())
+    assert report["mode"] == "sim" and report["duration_s"] >= 8
+    assert report["venues"] == ["binance", "okx", "gateio"]
+    assert report["book_updates"] > 500
+    assert report["opportunities"] > 0 and report["approved"] > 0 and report["trades"] > 0
+    assert report["fees_quote"] > 0
+    for name in ("tick_to_detect", "tick_to_trade"):
+        stats = report["latency_us"][name]
+        assert (
+            stats["count"] > 0 and 0 < stats["p50"] <= stats["p90"] <= stats["p99"] <= stats["max"]
+        )
+    bundles = report["placement"]["bundles"]
+    assert len(bundles) == 6 and all(b["node_id"] == b["actor_node_id"] for b in bundles)
+    assert all(b["pinned"] and b["affinity"] == b["cores"] for b in bundles)
+    journal = asyncio.run(LocalStore(Path(report["run_dir"]), "test").read_journal())
+    assert report["positions_match_journal"]
+    assert_positions_equal(report, journal)
+    intents = {r["opp_id"] for r in journal if r["type"] == "intent"}
+    orders = {r["opp_id"] for r in journal if r["type"] == "order"}
+    assert orders <= intents  # no order without a journaled intent
+
+
+@pytest.mark.redis
+def test_run_with_the_redis_store(
+    ray_session: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    config = parse_config(
+        merge(
+            default_config_dict(),
+            {**BUSY_MARKET, "run": {"runs_dir": str(tmp_path)}, "store": {"url": redis_server.url}},
+        )
+    )
+    out = io.StringIO()
+    report = run(config, duration_s=6, out=out)
+    assert report["book_updates"] > 0 and report["trades"] > 0
+    store = RedisStore(redis_server.url, report["run_id"])
+    journal = asyncio.run(store.read_journal())
+    assert {"decision", "intent", "order", "fill", "execution"} <= {r["type"] for r in journal}
+    assert_positions_equal(report, journal)
+    assert "report:" in out.getvalue()
+    assert not (tmp_path / report["run_id"] / "journal").exists()

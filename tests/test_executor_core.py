@@ -1,0 +1,147 @@
+"""ExecutorCore on simulated venues: both legs at once, broken legs repaired, all journaled."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hft_ray.clock import LiveClock
+from hft_ray.config import HftConfig
+from hft_ray.execute.core import ExecutorCore
+from hft_ray.ledger import Ledger
+from hft_ray.store import LocalStore, RedisStore, StoreUnavailable
+from hft_ray.types import Approval, Opportunity, Universe
+from hft_ray.venues.sim import InProcessSimVenue, sim_exchange_from_config
+from tests.conftest import free_port
+
+T0 = 1_700_000_000_000_000_000
+
+
+class Harness:
+    def __init__(self, config: HftConfig, store_dir: Path, store: Any = None) -> None:
+        self.config = config
+        self.universe = Universe(tuple(config.venues), tuple(config.symbols))
+        self.exchanges = {v: sim_exchange_from_config(config, v) for v in config.venues}
+        for ex in self.exchanges.values():
+            ex.step(T0)
+        self.venues = {v: InProcessSimVenue(ex, late_ack_s=5.0) for v, ex in self.exchanges.items()}
+        self.store = store or LocalStore(store_dir, "executor0")
+        self.core = ExecutorCore(config, self.universe, self.venues, self.store, LiveClock())
+
+    def approval(
+        self, buy: str, sell: str, size: float, sell_worst: float | None = None
+    ) -> Approval:
+        symbol = "ETH/USDT"
+        ask = float(self.exchanges[buy].book(symbol)[1][0, 0])
+        bid = float(self.exchanges[sell].book(symbol)[0][0, 0])
+        sell_px = bid if sell_worst is None else sell_worst
+        o = Opportunity(
+            "t1",
+            self.universe.symbol_id(symbol),
+            self.universe.venue_id(buy),
+            self.universe.venue_id(sell),
+            size,
+            ask,
+            sell_px,
+            ask,
+            sell_px,
+            0.0,
+            0.0,
+            0,
+            0,
+            LiveClock().monotonic_ns(),
+            LiveClock().monotonic_ns(),
+        )
+        return Approval(o, size, LiveClock().monotonic_ns())
+
+    def run(self, approval: Approval) -> Any:
+        return asyncio.run(self.core.execute(approval))
+
+    def journal(self) -> list[dict]:
+        return asyncio.run(self.store.read_journal())
+
+
+def net_base(journal: list[dict]) -> float:
+    return sum(
+        r["filled"] * (1 if r["side"] == "buy" else -1) for r in journal if r["type"] == "fill"
+    )
+
+
+def test_both_legs_fill_and_the_journal_tells_it_in_order(
+    make_config: Callable[..., HftConfig], tmp_path: Path
+) -> None:
+    h = Harness(make_config(), tmp_path)
+    report = h.run(h.approval("binance", "okx", 0.5))
+    assert [r.status for r in report.fills] == ["filled", "filled"]
+    assert report.legs_failed == 0 and not report.unwound
+    assert [r.client_id for r in report.fills] == ["t1B", "t1S"]
+    journal = h.journal()
+    types = [r["type"] for r in journal]
+    assert types[0] == "intent" and types[-1] == "execution"
+    assert types.count("order") == 2 and types.count("fill") == 2
+    assert net_base(journal) == pytest.approx(0.0)
+    ledger = Ledger.from_journal(journal)
+    assert ledger.position("binance", "ETH") == pytest.approx(0.5)
+    assert h.exchanges["binance"].balances["ETH"] == pytest.approx(8.5)
+    assert ledger.fees_quote > 0
+
+
+@pytest.mark.parametrize("policy", ["reverse", "proceed"])
+def test_a_rejected_or_expired_leg_is_repaired(
+    policy: str, make_config: Callable[..., HftConfig], tmp_path: Path
+) -> None:
+    h = Harness(make_config(execution={"unwind_policy": policy}), tmp_path)
+    # The sell limit sits far above okx's bid: the IOC expires unfilled, the buy fills.
+    bid = float(h.exchanges["okx"].book("ETH/USDT")[0][0, 0])
+    report = h.run(h.approval("binance", "okx", 0.5, sell_worst=round(bid * 1.01, 2)))
+    assert report.legs_failed == 1 and report.unwound
+    repair = report.fills[2]
+    assert repair.client_id == "t1U" and repair.side == "sell"
+    assert repair.venue == ("binance" if policy == "reverse" else "okx")
+    journal = h.journal()
+    assert abs(net_base(journal)) <= h.config.market_spec("binance", "ETH/USDT").lot
+    unwind = next(r for r in journal if r["type"] == "unwind")
+    assert unwind["policy"] == policy and unwind["excess"] == pytest.approx(0.5)
+
+
+def test_cancel_policy_leaves_the_residual_journaled(
+    make_config: Callable[..., HftConfig], tmp_path: Path
+) -> None:
+    h = Harness(
+        make_config(execution={"unwind_policy": "cancel"}, venues={"okx": {"reject_rate": 1.0}}),
+        tmp_path,
+    )
+    report = h.run(h.approval("binance", "okx", 0.5))
+    assert [r.status for r in report.fills] == ["filled", "rejected"]
+    assert report.fills[1].reason == "venue_reject"
+    journal = h.journal()
+    assert next(r for r in journal if r["type"] == "unwind")["reason"] == "policy_cancel"
+    assert journal[-1]["residual_base"] == pytest.approx(0.5)
+
+
+def test_a_lost_ack_is_reconciled_by_client_order_id(
+    make_config: Callable[..., HftConfig], tmp_path: Path
+) -> None:
+    h = Harness(
+        make_config(execution={"order_timeout_ms": 100}, venues={"okx": {"timeout_rate": 1.0}}),
+        tmp_path,
+    )
+    report = h.run(h.approval("binance", "okx", 0.5))
+    sell = report.fills[1]
+    assert sell.status == "filled" and sell.reason == "ack_timeout_reconciled"
+    assert report.legs_failed == 0
+    assert net_base(h.journal()) == pytest.approx(0.0)
+
+
+def test_nothing_is_sent_when_the_intent_cannot_be_journaled(
+    make_config: Callable[..., HftConfig], tmp_path: Path
+) -> None:
+    dead = RedisStore(f"redis://127.0.0.1:{free_port()}/0", "nobody", timeout_s=0.3)
+    h = Harness(make_config(), tmp_path, store=dead)
+    with pytest.raises(StoreUnavailable):
+        h.run(h.approval("binance", "okx", 0.5))
+    assert all(ex.fetch("t1B") is None and ex.fetch("t1S") is None for ex in h.exchanges.values())

@@ -1,0 +1,49 @@
+"""Positions and PnL from fills."""
+
+from __future__ import annotations
+
+import pytest
+
+from hft_ray.ledger import Ledger, positions_equal
+
+
+def test_an_arbitrage_realizes_its_spread_less_fees() -> None:
+    ledger = Ledger()
+    ledger.apply_fill("okx", "BTC/USDT", "buy", 0.5, 100.0, 0.05)
+    ledger.apply_fill("binance", "BTC/USDT", "sell", 0.5, 101.0, 0.0505)
+    assert ledger.realized_pnl_quote == pytest.approx(0.5 - 0.1005)
+    assert ledger.net_position("BTC/USDT") == 0.0
+    assert ledger.positions["okx"] == {"BTC": 0.5, "USDT": -50.05}
+    assert ledger.positions["binance"] == {"BTC": -0.5, "USDT": 50.4495}
+
+
+def test_average_cost_and_position_flip() -> None:
+    ledger = Ledger()
+    ledger.apply_fill("a", "ETH/USDT", "buy", 1.0, 10.0, 0.0)
+    ledger.apply_fill("a", "ETH/USDT", "buy", 1.0, 12.0, 0.0)  # avg 11
+    ledger.apply_fill("b", "ETH/USDT", "sell", 3.0, 13.0, 0.0)  # closes 2 at +2, opens -1 at 13
+    assert ledger.trading_pnl_quote == pytest.approx(4.0)
+    assert ledger.net_position("ETH/USDT") == pytest.approx(-1.0)
+    ledger.apply_fill("b", "ETH/USDT", "buy", 1.0, 12.5, 0.0)
+    assert ledger.trading_pnl_quote == pytest.approx(4.5)
+    assert ledger.net_position("ETH/USDT") == 0.0
+
+
+def test_rebuilt_from_journal_fills_only() -> None:
+    journal = [
+        {"type": "decision", "verdict": "approved"},
+        {
+            "type": "fill",
+            "venue": "okx",
+            "symbol": "SOL/USDT",
+            "side": "buy",
+            "filled": 2.0,
+            "price": 150.0,
+            "fee_quote": 0.3,
+        },
+        {"type": "order", "venue": "okx", "filled": 2.0},
+    ]
+    ledger = Ledger.from_journal(journal)
+    assert ledger.fills == 1 and ledger.fees_quote == pytest.approx(0.3)
+    assert positions_equal(ledger.snapshot()["positions"], {"okx": {"SOL": 2.0, "USDT": -300.3}})
+    assert not positions_equal(ledger.snapshot()["positions"], {"okx": {"SOL": 2.1}})

@@ -1,0 +1,100 @@
+"""The cross-venue quote, by hand: each edge case has a defined answer."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from hft_ray.detect.reference import PairLimits, cross_venue_quote, floor_to_lots, profitable_size
+
+INF = math.inf
+
+
+def limits(**kw: float) -> PairLimits:
+    base = dict(
+        fee_buy=0.001,
+        fee_sell=0.001,
+        lot_buy=0.0,
+        lot_sell=0.0,
+        min_amount_buy=0.0,
+        min_amount_sell=0.0,
+        min_notional_buy=0.0,
+        min_notional_sell=0.0,
+        max_notional=INF,
+        quote_balance_buy=INF,
+        base_balance_sell=INF,
+    )
+    base.update(kw)
+    return PairLimits(**base)
+
+
+def test_walks_both_books_while_the_marginal_unit_pays() -> None:
+    asks = [(100.0, 1.0), (100.5, 2.0), (103.0, 5.0)]
+    bids = [(102.0, 1.5), (101.0, 1.0), (100.0, 9.0)]
+    # unit 1 at 100/102 pays, 0.5 at 100.5/102 pays, 1.0 at 100.5/101 pays (101*.999 > 100.5*1.001)
+    # next: 100.5 vs 100 does not.
+    q = cross_venue_quote(asks, bids, limits(), 0.0)
+    assert q is not None
+    assert q.size == pytest.approx(2.5)
+    assert (q.buy_worst, q.sell_worst) == (100.5, 101.0)
+    cost = 100 + 1.5 * 100.5
+    proceeds = 1.5 * 102 + 101
+    assert q.buy_avg == pytest.approx(cost / 2.5)
+    assert q.profit_quote == pytest.approx(proceeds * 0.999 - cost * 1.001)
+    assert q.edge_bps == pytest.approx(q.profit_quote / cost * 1e4)
+
+
+def test_min_profit_bps_stops_the_walk_earlier() -> None:
+    asks = [(100.0, 1.0), (100.5, 2.0)]
+    bids = [(102.0, 1.5), (101.0, 1.0)]
+    q = cross_venue_quote(asks, bids, limits(), 50.0)  # 101*.999-100.5*1.001 < 0.5% of 100.5
+    assert q is not None and q.size == pytest.approx(1.5)
+
+
+def test_fees_that_eat_the_spread_leave_nothing() -> None:
+    assert cross_venue_quote([(100.0, 1.0)], [(100.1, 1.0)], limits(), 0.0) is None
+    q = cross_venue_quote([(100.0, 1.0)], [(100.1, 1.0)], limits(fee_buy=0, fee_sell=0), 0.0)
+    assert q is not None and q.profit_quote == pytest.approx(0.1)
+
+
+def test_empty_side_or_uncrossed_books_give_none() -> None:
+    assert cross_venue_quote([], [(100.0, 1.0)], limits(), 0.0) is None
+    assert cross_venue_quote([(100.0, 1.0)], [], limits(), 0.0) is None
+    assert cross_venue_quote([(100.0, 1.0)], [(99.0, 1.0)], limits(), 0.0) is None
+
+
+def test_one_level_each_takes_the_smaller_size() -> None:
+    q = cross_venue_quote([(100.0, 0.3)], [(101.0, 2.0)], limits(), 0.0)
+    assert q is not None and q.size == pytest.approx(0.3)
+
+
+def test_zero_marginal_edge_is_included_at_zero_min_profit() -> None:
+    # bid*(1-f) == ask*(1+f) exactly with zero fees: the tie is taken (>=), profit 0.
+    q = cross_venue_quote([(100.0, 1.0)], [(100.0, 1.0)], limits(fee_buy=0, fee_sell=0), 0.0)
+    assert q is not None and q.profit_quote == 0.0
+
+
+def test_caps_by_notional_and_inventory_then_lots() -> None:
+    asks = [(100.0, 10.0)]
+    bids = [(110.0, 10.0)]
+    assert cross_venue_quote(asks, bids, limits(max_notional=250.0), 0).size == 2.5  # type: ignore[union-attr]
+    q = cross_venue_quote(asks, bids, limits(quote_balance_buy=300.0, lot_buy=0.1), 0)
+    assert q is not None and q.size == pytest.approx(2.9)  # 300 / 100.1 = 2.997 -> 2.9
+    q = cross_venue_quote(
+        asks, bids, limits(base_balance_sell=1.234, lot_buy=0.01, lot_sell=0.1), 0
+    )
+    assert q is not None and q.size == pytest.approx(1.2)
+
+
+def test_below_minimum_amount_or_notional_is_dropped() -> None:
+    asks, bids = [(100.0, 0.05)], [(110.0, 1.0)]
+    assert cross_venue_quote(asks, bids, limits(min_amount_sell=0.1), 0) is None
+    assert cross_venue_quote(asks, bids, limits(min_notional_buy=5.01), 0) is None
+    assert cross_venue_quote(asks, bids, limits(min_notional_buy=5.0), 0) is not None
+
+
+def test_floor_to_lots_has_no_binary_noise() -> None:
+    assert floor_to_lots(0.66270000001, 0.0001, 0.00001) == 0.6627
+    assert floor_to_lots(1.99999, 0.1, 0.01) == 1.9
+    assert profitable_size([], [], 0, 0, 0) == (0.0, 0.0, 0.0)
