@@ -22,13 +22,13 @@ from ray.util.scheduling_strategies import (
 )
 
 from hft_ray.config import HftConfig
-from hft_ray.detect.actor import DetectorActor
+from hft_ray.detect.actor import DetectorActor, detector_actor_name
 from hft_ray.execute.actor import ExecutorActor
 from hft_ray.feed.actor import FeedActor
 from hft_ray.pinning import allowed_cores, assign_cores
 from hft_ray.risk.actor import RISK_ACTOR_NAME, RiskActor
 from hft_ray.types import Universe
-from hft_ray.venues.sim import SimVenueActor
+from hft_ray.venues.sim import SimVenueActor, venue_actor_name
 
 #: Ray >= 2.59 turns token auth on for new local clusters; a local run says what it wants.
 DEFAULT_LOCAL_AUTH_MODE = "disabled"
@@ -109,6 +109,15 @@ def build_pipeline(
     config: HftConfig, universe: Universe, run_id: str, run_dir: str, id_prefix: str
 ) -> Pipeline:
     """Create the placement group and every actor, wired, pinned and ready (not started)."""
+    try:
+        ray.get_actor(RISK_ACTOR_NAME)
+    except ValueError:
+        pass  # no run is active in this namespace: the names are ours to take
+    else:
+        raise ClusterError(
+            f"another run is active in Ray namespace {config.cluster.namespace!r} "
+            f"(its {RISK_ACTOR_NAME} actor exists); stop it or set cluster.namespace"
+        )
     roles = _roles(config)
     cpus = _bundle_cpus(config, len(roles))
     pg = placement_group([{"CPU": cpus}] * len(roles), strategy=config.cluster.placement_strategy)
@@ -142,7 +151,7 @@ def build_pipeline(
 
     index = {role: i for i, role in enumerate(roles)}
     venues = {
-        name: SimVenueActor.options(name=f"hft_ray_venue_{name}").remote(config, name)  # type: ignore[attr-defined]
+        name: SimVenueActor.options(name=venue_actor_name(name)).remote(config, name)  # type: ignore[attr-defined]
         for name in config.venues
     }
     risk_at = index[("risk", 0)]
@@ -154,7 +163,7 @@ def build_pipeline(
         at = index[("executor", i)]
         executors.append(
             ExecutorActor.options(**on_bundle(at)).remote(  # type: ignore[attr-defined]
-                config, universe, i, run_id, run_dir, venues, risk, cores[at][0]
+                config, universe, i, run_id, run_dir, cores[at][0]
             )
         )
     ray.get(risk.set_executors.remote(executors))
@@ -162,8 +171,8 @@ def build_pipeline(
     for i in range(config.detector.pool_size):
         at = index[("detector", i)]
         detectors.append(
-            DetectorActor.options(**on_bundle(at)).remote(  # type: ignore[attr-defined]
-                config, universe, i, id_prefix, risk, cores[at][0]
+            DetectorActor.options(name=detector_actor_name(i), **on_bundle(at)).remote(  # type: ignore[attr-defined]
+                config, universe, i, id_prefix, cores[at][0]
             )
         )
     feeds = []
@@ -171,7 +180,7 @@ def build_pipeline(
         at = index[("feed", i)]
         feeds.append(
             FeedActor.options(**on_bundle(at)).remote(  # type: ignore[attr-defined]
-                config, universe, name, venues[name], detectors, cores[at][0]
+                config, universe, name, cores[at][0]
             )
         )
     pipeline = Pipeline(pg, venues, feeds, detectors, risk, executors, cpus_per_bundle=cpus)

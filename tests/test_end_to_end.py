@@ -125,3 +125,31 @@ def test_run_with_the_redis_store(
     assert_positions_equal(report, journal)
     assert "report:" in out.getvalue()
     assert not (tmp_path / report["run_id"] / "journal").exists()
+
+
+def test_a_second_run_in_the_same_namespace_is_refused(ray_session: str, tmp_path: Path) -> None:
+    import ray
+
+    from hft_ray.cluster import ClusterError, build_pipeline
+    from hft_ray.risk.actor import RISK_ACTOR_NAME
+    from hft_ray.types import Universe
+
+    @ray.remote(num_cpus=0)
+    class Squatter:
+        def ping(self) -> bool:
+            return True
+
+    squatter = Squatter.options(name=RISK_ACTOR_NAME).remote()  # type: ignore[attr-defined]
+    ray.get(squatter.ping.remote())
+    config = parse_config(merge(default_config_dict(), {"run": {"runs_dir": str(tmp_path)}}))
+    try:
+        with pytest.raises(ClusterError, match="another run is active in Ray namespace 'hft_ray'"):
+            build_pipeline(
+                config,
+                Universe(tuple(config.venues), tuple(config.symbols)),
+                "r",
+                str(tmp_path),
+                "hx",
+            )
+    finally:
+        ray.kill(squatter)

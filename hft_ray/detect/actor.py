@@ -12,7 +12,12 @@ from hft_ray.config import HftConfig
 from hft_ray.detect.core import DetectorCore
 from hft_ray.latency import LatencySamples
 from hft_ray.pinning import pin_actor
+from hft_ray.risk.actor import RISK_ACTOR_NAME
 from hft_ray.types import Universe
+
+
+def detector_actor_name(index: int) -> str:
+    return f"hft_ray_detector_{index}"
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1)
@@ -23,12 +28,12 @@ class DetectorActor:
         universe: Universe,
         index: int,
         id_prefix: str,
-        risk: Any,
         cores: list[int],
     ) -> None:
         self.placement = pin_actor(cores, config.cluster.pin_cores)
         self._core = DetectorCore(config, universe, LiveClock(), f"{id_prefix}d{index}n")
-        self._risk = risk
+        # By name, not by handle: a restarted detector finds the singleton the same way.
+        self._risk = ray.get_actor(RISK_ACTOR_NAME)
         self._latency = LatencySamples()
 
     def ready(self) -> dict[str, object]:

@@ -15,9 +15,10 @@ from hft_ray.config import HftConfig
 from hft_ray.execute.core import ExecutorCore
 from hft_ray.latency import LatencySamples
 from hft_ray.pinning import pin_actor
+from hft_ray.risk.actor import RISK_ACTOR_NAME
 from hft_ray.store import StoreUnavailable, open_store
 from hft_ray.types import Approval, ExecutionReport, Universe
-from hft_ray.venues.sim import SimVenueClient
+from hft_ray.venues.sim import SimVenueClient, venue_actor_name
 
 
 @ray.remote(max_restarts=0, max_task_retries=0)
@@ -29,16 +30,17 @@ class ExecutorActor:
         index: int,
         run_id: str,
         run_dir: str,
-        venue_handles: dict[str, Any],
-        risk: Any,
         cores: list[int],
     ) -> None:
         self.placement = pin_actor(cores, config.cluster.pin_cores)
         self._clock = LiveClock()
         self._store = open_store(config.store, run_id, Path(run_dir), f"executor{index}")
-        venues = {name: SimVenueClient(name, h) for name, h in venue_handles.items()}
+        venues = {
+            name: SimVenueClient(name, ray.get_actor(venue_actor_name(name)))
+            for name in config.venues
+        }
         self._core = ExecutorCore(config, universe, venues, self._store, self._clock)
-        self._risk = risk
+        self._risk = ray.get_actor(RISK_ACTOR_NAME)
         self._running = 0
         self._tick_to_trade = LatencySamples()
         self._approve_to_ack = LatencySamples()

@@ -15,9 +15,11 @@ from typing import Any
 import ray
 
 from hft_ray.config import HftConfig
+from hft_ray.detect.actor import detector_actor_name
 from hft_ray.feed.core import FeedCore
 from hft_ray.pinning import pin_actor
 from hft_ray.types import Universe
+from hft_ray.venues.sim import venue_actor_name
 
 _POLL_S = 0.05  # longest wait for a venue step when no batch is pending
 
@@ -29,16 +31,16 @@ class FeedActor:
         config: HftConfig,
         universe: Universe,
         venue: str,
-        venue_handle: Any,
-        detectors: list[Any],
         cores: list[int],
     ) -> None:
         self.placement = pin_actor(cores, config.cluster.pin_cores)
-        self._core = FeedCore(universe, venue, config.feed, len(detectors))
-        self._venue = venue_handle
-        self._detectors = detectors
+        pool = config.detector.pool_size
+        self._core = FeedCore(universe, venue, config.feed, pool)
+        # By name, not by handle: a restarted feed finds its peers the same way.
+        self._venue = ray.get_actor(venue_actor_name(venue))
+        self._detectors = [ray.get_actor(detector_actor_name(i)) for i in range(pool)]
         self._max_in_flight = config.feed.max_in_flight
-        self._in_flight: list[deque[Any]] = [deque() for _ in detectors]
+        self._in_flight: list[deque[Any]] = [deque() for _ in range(pool)]
         self._task: asyncio.Task[None] | None = None
         self._batches = 0
         self._rows_sent = 0

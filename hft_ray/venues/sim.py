@@ -326,6 +326,10 @@ def _unknown(client_id: str, venue: str, symbol: str) -> OrderResult:
     )
 
 
+def venue_actor_name(venue: str) -> str:
+    return f"hft_ray_venue_{venue}"
+
+
 _RING_STEPS = 256  # steps a slow feed can fall behind before it only gets the newest
 
 
