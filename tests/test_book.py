@@ -225,3 +225,23 @@ def test_check_levels_names_each_defect() -> None:
     assert check_levels(np.array([[100.0, -1.0]]), good_a) == "non_positive_or_nan_level"
     assert check_levels(good_b[::-1], good_a) == "unsorted_levels"
     assert check_levels(np.array([[101.5, 1.0]]), good_a) == "crossed"
+
+
+def test_gateio_update_ids_continue_from_the_snapshot_id() -> None:
+    snapshots = http_bodies(DATA / "gateio" / "GATEIO.http.0.0")
+    frames = [f.body for f in ws_frames(DATA / "gateio" / "GATEIO.ws.1.0") if not f.sent]
+    updates = [
+        f["result"]
+        for f in frames
+        if f.get("channel") == "spot.order_book_update" and f.get("event") == "update"
+    ]
+    applied = 0
+    for url, snapshot in snapshots.items():
+        pair = url.split("currency_pair=")[1].split("&")[0]
+        book = OrderBook(VENUE_BOOK_RULES["gateio"])
+        book.apply_snapshot(snapshot["bids"], snapshot["asks"], snapshot["id"], 0)
+        for u in (u for u in updates if u["s"] == pair):
+            assert book.apply_delta(u["b"], u["a"], 0, first=u["U"], last=u["u"]) == ""
+            applied += u["u"] > snapshot["id"]
+        assert book.valid
+    assert applied > 100
