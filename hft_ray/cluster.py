@@ -25,6 +25,7 @@ from hft_ray.config import HftConfig
 from hft_ray.detect.actor import DetectorActor, detector_actor_name
 from hft_ray.execute.actor import ExecutorActor
 from hft_ray.feed.actor import FeedActor
+from hft_ray.markets import Markets
 from hft_ray.pinning import allowed_cores, assign_cores
 from hft_ray.risk.actor import RISK_ACTOR_NAME, RiskActor
 from hft_ray.types import Universe
@@ -106,7 +107,12 @@ def _roles(config: HftConfig) -> list[tuple[str, int]]:
 
 
 def build_pipeline(
-    config: HftConfig, universe: Universe, run_id: str, run_dir: str, id_prefix: str
+    config: HftConfig,
+    universe: Universe,
+    markets: Markets,
+    run_id: str,
+    run_dir: str,
+    id_prefix: str,
 ) -> Pipeline:
     """Create the placement group and every actor, wired, pinned and ready (not started)."""
     try:
@@ -156,14 +162,14 @@ def build_pipeline(
     }
     risk_at = index[("risk", 0)]
     risk = RiskActor.options(name=RISK_ACTOR_NAME, **on_bundle(risk_at)).remote(  # type: ignore[attr-defined]
-        config, universe, run_id, run_dir, cores[risk_at][0]
+        config, universe, markets, run_id, run_dir, cores[risk_at][0]
     )
     executors = []
     for i in range(config.execution.pool_size):
         at = index[("executor", i)]
         executors.append(
             ExecutorActor.options(**on_bundle(at)).remote(  # type: ignore[attr-defined]
-                config, universe, i, run_id, run_dir, cores[at][0]
+                config, universe, markets, i, run_id, run_dir, cores[at][0]
             )
         )
     ray.get(risk.set_executors.remote(executors))
@@ -172,7 +178,7 @@ def build_pipeline(
         at = index[("detector", i)]
         detectors.append(
             DetectorActor.options(name=detector_actor_name(i), **on_bundle(at)).remote(  # type: ignore[attr-defined]
-                config, universe, i, id_prefix, cores[at][0]
+                config, universe, markets, i, id_prefix, cores[at][0]
             )
         )
     feeds = []

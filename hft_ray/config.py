@@ -74,25 +74,14 @@ class MarketOverride(_Frozen):
     min_notional: NonNegFloat | None = None
 
 
-class SimVenueConfig(_Frozen):
-    """A simulated venue: a real exchange's fees and precision, a synthetic book."""
-
-    kind: Literal["sim"] = "sim"
-    preset: str | None = Field(None, description="Preset venue (default: the venue's name).")
+class _VenueBase(_Frozen):
     taker_fee: Annotated[float, Field(ge=0, le=0.01)] | None = Field(
-        None, description="Taker fee as a fraction (0.001 = 10 bps); default from the preset."
+        None, description="Taker fee as a fraction (0.001 = 10 bps); default from the venue."
     )
     markets: dict[str, MarketOverride] = Field(default_factory=dict)
     balances: dict[str, NonNegFloat] = Field(
         default_factory=dict, description="Starting balance per asset, in asset units."
     )
-    lag_ms: NonNegFloat = Field(0.0, description="How far this venue's price lags the common walk.")
-    noise_bps: NonNegFloat = Field(0.5, description="Std-dev of the venue's own price noise.")
-    spread_bps: NonNegFloat = Field(1.0, description="Quoted spread (at least one tick).")
-    level_spacing_bps: NonNegFloat = Field(0.5, description="Gap between levels (min one tick).")
-    ack_latency_ms: NonNegFloat = Field(4.0, description="Mean order acknowledgement latency.")
-    reject_rate: Probability = Field(0.0, description="Share of orders the venue rejects.")
-    timeout_rate: Probability = Field(0.0, description="Share of orders whose ack never arrives.")
 
     @field_validator("markets")
     @classmethod
@@ -102,7 +91,47 @@ class SimVenueConfig(_Frozen):
         return v
 
 
-VenueConfig = SimVenueConfig
+class CcxtVenueConfig(_VenueBase):
+    """A live venue through ccxt / ccxt.pro: books by websocket, orders by REST."""
+
+    kind: Literal["ccxt"]
+    exchange: str | None = Field(None, description="ccxt exchange id (default: the venue's name).")
+    sandbox: bool = Field(False, description="Use the exchange's sandbox (testnet) endpoints.")
+    urls: dict[str, Any] = Field(
+        default_factory=dict, description="Deep-merged over ccxt's `urls` (testnet, local server)."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Deep-merged over ccxt's `options`."
+    )
+    api_key_env: str | None = Field(None, description="Environment variable with the API key.")
+    secret_env: str | None = Field(None, description="Environment variable with the API secret.")
+    password_env: str | None = Field(None, description="Environment variable with a passphrase.")
+    watch_depth: int | None = Field(
+        None, ge=1, description="Levels asked of watch_order_book (default: the exchange's)."
+    )
+    stall_timeout_s: PositiveFloat = Field(
+        10.0, description="A stream silent this long is resubscribed; its books go invalid."
+    )
+    backoff_s: tuple[PositiveFloat, PositiveFloat] = Field(
+        (0.5, 30.0), description="Reconnect backoff, first and longest wait."
+    )
+
+
+class SimVenueConfig(_VenueBase):
+    """A simulated venue: a real exchange's fees and precision, a synthetic book."""
+
+    kind: Literal["sim"] = "sim"
+    preset: str | None = Field(None, description="Preset venue (default: the venue's name).")
+    lag_ms: NonNegFloat = Field(0.0, description="How far this venue's price lags the common walk.")
+    noise_bps: NonNegFloat = Field(0.5, description="Std-dev of the venue's own price noise.")
+    spread_bps: NonNegFloat = Field(1.0, description="Quoted spread (at least one tick).")
+    level_spacing_bps: NonNegFloat = Field(0.5, description="Gap between levels (min one tick).")
+    ack_latency_ms: NonNegFloat = Field(4.0, description="Mean order acknowledgement latency.")
+    reject_rate: Probability = Field(0.0, description="Share of orders the venue rejects.")
+    timeout_rate: Probability = Field(0.0, description="Share of orders whose ack never arrives.")
+
+
+VenueConfig = Annotated[SimVenueConfig | CcxtVenueConfig, Field(discriminator="kind")]
 
 
 class SimMarketConfig(_Frozen):
@@ -253,6 +282,9 @@ class HftConfig(_Frozen):
     @model_validator(mode="after")
     def _cross_checks(self) -> HftConfig:
         for name, venue in self.venues.items():
+            if isinstance(venue, CcxtVenueConfig):
+                _check_ccxt_exchange(name, venue.exchange or name)
+                continue
             preset = venue.preset or name
             if preset not in SIM_PRESETS:
                 known = ", ".join(sorted(SIM_PRESETS))
@@ -260,32 +292,44 @@ class HftConfig(_Frozen):
             for symbol in self.symbols:
                 if symbol not in SIM_PRESETS[preset] and symbol not in venue.markets:
                     raise ValueError(f"venues.{name}: no market for {symbol}; add it under markets")
-        for symbol in self.symbols:
+        simulated = any(isinstance(v, SimVenueConfig) for v in self.venues.values())
+        for symbol in self.symbols if simulated else ():
             if symbol not in self.sim.initial_prices:
                 raise ValueError(f"sim.initial_prices: missing a price for {symbol}")
-        if self.feed.depth > self.sim.book_depth:
+        if simulated and self.feed.depth > self.sim.book_depth:
             raise ValueError(
                 f"feed.depth: {self.feed.depth} is deeper than sim.book_depth {self.sim.book_depth}"
             )
         return self
 
-    def market_spec(self, venue: str, symbol: str) -> MarketSpec:
-        """Fees and precision of `symbol` on `venue`: the preset with config overrides applied."""
+    def market_spec(self, venue: str, symbol: str, loaded: MarketSpec | None = None) -> MarketSpec:
+        """Fees and precision of `symbol` on `venue`, with the config's overrides applied over
+        the simulated venue's preset or, for a live venue, over what ccxt `loaded`."""
         cfg = self.venues[venue]
-        preset = SIM_PRESETS[cfg.preset or venue]
-        base = preset.get(symbol) or _spec_from_override(symbol, cfg.markets[symbol])
+        if isinstance(cfg, SimVenueConfig):
+            preset = SIM_PRESETS[cfg.preset or venue]
+            loaded = preset.get(symbol) or _spec_from_override(symbol, cfg.markets[symbol])
+        elif loaded is None:
+            raise ConfigError(f"venues.{venue}: {symbol} has no market loaded from the exchange")
         override = cfg.markets.get(symbol)
         fields: dict[str, Any] = {}
         if override is not None:
             fields = {k: v for k, v in override.model_dump().items() if v is not None}
         if cfg.taker_fee is not None:
             fields["taker_fee"] = cfg.taker_fee
-        return base.replace(**fields) if fields else base
+        return loaded.replace(**fields) if fields else loaded
 
     @property
     def mode(self) -> str:
         """`sim` when every venue is simulated, else `live`."""
         return "sim" if all(v.kind == "sim" for v in self.venues.values()) else "live"
+
+
+def _check_ccxt_exchange(name: str, exchange: str) -> None:
+    import ccxt.pro  # imported here: ccxt is slow to import and only live venues need it
+
+    if exchange not in ccxt.pro.exchanges:
+        raise ValueError(f"venues.{name}: {exchange!r} is not a ccxt.pro exchange id")
 
 
 def _check_symbol(symbol: str) -> None:

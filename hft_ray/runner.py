@@ -23,6 +23,7 @@ import ray
 
 from hft_ray.cluster import Pipeline, build_pipeline, connect, teardown
 from hft_ray.config import HftConfig
+from hft_ray.markets import resolve_markets
 from hft_ray.report import build_report, human_summary, write_report
 from hft_ray.store import open_store
 from hft_ray.types import Universe
@@ -98,11 +99,12 @@ def run(
     report_path = report_path or run_dir / "report.json"
     universe = Universe(tuple(config.venues), tuple(config.symbols))
     quote = "/".join(sorted({s.split("/")[1] for s in config.symbols}))
+    markets = resolve_markets(config)
     started_ray = connect(config, address)
     pipeline: Pipeline | None = None
     try:
         pipeline = build_pipeline(
-            config, universe, run_id, str(run_dir.resolve()), _opportunity_prefix()
+            config, universe, markets, run_id, str(run_dir.resolve()), _opportunity_prefix()
         )
         print(
             f"run {run_id}: {len(pipeline.placement)} actors ready "

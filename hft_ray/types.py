@@ -84,6 +84,16 @@ class BookSnapshot(NamedTuple):
     asks: np.ndarray
 
 
+class BookInvalid(NamedTuple):
+    """A venue's book of `symbol` may not be traded on until its next good snapshot."""
+
+    symbol: str
+    reason: str
+
+
+BookEvent = BookSnapshot | BookInvalid
+
+
 class Opportunity(NamedTuple):
     """Buy `size` on `buy_venue`, sell it on `sell_venue`: what a detector found."""
 

@@ -11,6 +11,7 @@ from hft_ray.clock import TestClock
 from hft_ray.config import HftConfig
 from hft_ray.detect.core import DetectorCore
 from hft_ray.feed.core import FeedCore
+from hft_ray.markets import simulated_markets
 from hft_ray.types import BookSnapshot, Universe
 
 
@@ -37,7 +38,12 @@ def setup(
     config = make_config(detector={"cooldown_ms": 100}, feed={"max_book_age_ms": 500})
     universe = Universe(tuple(config.venues), tuple(config.symbols))
     clock = TestClock()
-    return config, universe, clock, DetectorCore(config, universe, clock, "tst")
+    return (
+        config,
+        universe,
+        clock,
+        DetectorCore(config, universe, simulated_markets(config), clock, "tst"),
+    )
 
 
 def test_a_fee_beating_cross_is_found_both_ways_round(setup) -> None:  # type: ignore[no-untyped-def]

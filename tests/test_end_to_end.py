@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from hft_ray.config import parse_config
+from hft_ray.markets import simulated_markets
 from hft_ray.runner import run
 from hft_ray.store import LocalStore, RedisStore
 from tests.conftest import RedisServer, default_config_dict, merge
@@ -147,6 +148,7 @@ def test_a_second_run_in_the_same_namespace_is_refused(ray_session: str, tmp_pat
             build_pipeline(
                 config,
                 Universe(tuple(config.venues), tuple(config.symbols)),
+                simulated_markets(config),
                 "r",
                 str(tmp_path),
                 "hx",

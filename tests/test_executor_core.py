@@ -13,6 +13,7 @@ from hft_ray.clock import LiveClock
 from hft_ray.config import HftConfig
 from hft_ray.execute.core import ExecutorCore
 from hft_ray.ledger import Ledger
+from hft_ray.markets import simulated_markets
 from hft_ray.store import LocalStore, RedisStore, StoreUnavailable
 from hft_ray.types import Approval, Opportunity, Universe
 from hft_ray.venues.sim import InProcessSimVenue, sim_exchange_from_config
@@ -30,7 +31,9 @@ class Harness:
             ex.step(T0)
         self.venues = {v: InProcessSimVenue(ex, late_ack_s=5.0) for v, ex in self.exchanges.items()}
         self.store = store or LocalStore(store_dir, "executor0")
-        self.core = ExecutorCore(config, self.universe, self.venues, self.store, LiveClock())
+        self.core = ExecutorCore(
+            config, self.universe, simulated_markets(config), self.venues, self.store, LiveClock()
+        )
 
     def approval(
         self, buy: str, sell: str, size: float, sell_worst: float | None = None

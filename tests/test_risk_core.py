@@ -8,10 +8,15 @@ import pytest
 
 from hft_ray.clock import TestClock
 from hft_ray.config import HftConfig
+from hft_ray.markets import simulated_markets
 from hft_ray.risk.core import RiskCore, TradingState
 from hft_ray.types import ExecutionReport, Opportunity, OrderResult, Universe
 
 BTC, BINANCE, OKX = 0, 0, 1
+
+
+def universe_of(config: HftConfig) -> Universe:
+    return Universe(tuple(config.venues), tuple(config.symbols))
 
 
 def opp(
@@ -71,7 +76,7 @@ def risk(make_config: Callable[..., HftConfig]) -> tuple[RiskCore, TestClock]:
         },
     )
     clock = TestClock()
-    return RiskCore(config, Universe(tuple(config.venues), tuple(config.symbols)), clock), clock
+    return RiskCore(config, universe_of(config), simulated_markets(config), clock), clock
 
 
 def test_within_limits_is_approved_and_journaled(risk) -> None:  # type: ignore[no-untyped-def]
@@ -132,7 +137,7 @@ def test_inventory_on_each_venue_bounds_the_size(
 ) -> None:
     config = make_config(venues={"okx": {"balances": {"BTC": 0.004}}})
     clock = TestClock()
-    core = RiskCore(config, Universe(tuple(config.venues), tuple(config.symbols)), clock)
+    core = RiskCore(config, universe_of(config), simulated_markets(config), clock)
     approval, record = core.evaluate(opp(clock, 0.01))  # sells on okx, which holds 0.004 BTC
     assert approval is not None and approval.size == pytest.approx(0.004)
     assert record["reason"] == "insufficient_inventory"
@@ -160,6 +165,6 @@ def test_below_minimum_after_clipping_names_the_binding_limit(
 ) -> None:
     config = make_config(risk={"max_order_notional": 4.0})
     clock = TestClock()
-    core = RiskCore(config, Universe(tuple(config.venues), tuple(config.symbols)), clock)
+    core = RiskCore(config, universe_of(config), simulated_markets(config), clock)
     approval, record = core.evaluate(opp(clock, 0.01))
     assert approval is None and record["reason"] == "max_order_notional"

@@ -11,6 +11,7 @@ from hft_ray.clock import LiveClock
 from hft_ray.config import HftConfig
 from hft_ray.detect.core import DetectorCore
 from hft_ray.latency import LatencySamples
+from hft_ray.markets import Markets
 from hft_ray.pinning import pin_actor
 from hft_ray.risk.actor import RISK_ACTOR_NAME
 from hft_ray.types import Universe
@@ -26,12 +27,13 @@ class DetectorActor:
         self,
         config: HftConfig,
         universe: Universe,
+        markets: Markets,
         index: int,
         id_prefix: str,
         cores: list[int],
     ) -> None:
         self.placement = pin_actor(cores, config.cluster.pin_cores)
-        self._core = DetectorCore(config, universe, LiveClock(), f"{id_prefix}d{index}n")
+        self._core = DetectorCore(config, universe, markets, LiveClock(), f"{id_prefix}d{index}n")
         # By name, not by handle: a restarted detector finds the singleton the same way.
         self._risk = ray.get_actor(RISK_ACTOR_NAME)
         self._latency = LatencySamples()

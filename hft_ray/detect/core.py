@@ -14,11 +14,19 @@ import numpy as np
 from hft_ray.clock import Clock
 from hft_ray.config import HftConfig
 from hft_ray.detect.reference import PairLimits, cross_venue_quote
+from hft_ray.markets import Markets
 from hft_ray.types import BOOK_VALID, Opportunity, Universe
 
 
 class DetectorCore:
-    def __init__(self, config: HftConfig, universe: Universe, clock: Clock, id_prefix: str) -> None:
+    def __init__(
+        self,
+        config: HftConfig,
+        universe: Universe,
+        markets: Markets,
+        clock: Clock,
+        id_prefix: str,
+    ) -> None:
         self._universe = universe
         self._clock = clock
         self._prefix = id_prefix
@@ -39,7 +47,7 @@ class DetectorCore:
         self._last_emit = np.full((n_sym, n_ven, n_ven), -(2**62), np.int64)
         self._min_profit_bps = config.detector.min_profit_bps
         self._limits = {
-            (s, a, b): self._pair_limits(config, universe, s, a, b)
+            (s, a, b): self._pair_limits(config, universe, markets, s, a, b)
             for s in range(n_sym)
             for a in range(n_ven)
             for b in range(n_ven)
@@ -51,10 +59,12 @@ class DetectorCore:
         self.tick_to_detect_ns: list[int] = []
 
     @staticmethod
-    def _pair_limits(config: HftConfig, universe: Universe, s: int, a: int, b: int) -> PairLimits:
+    def _pair_limits(
+        config: HftConfig, universe: Universe, markets: Markets, s: int, a: int, b: int
+    ) -> PairLimits:
         symbol = universe.symbols[s]
-        buy = config.market_spec(universe.venues[a], symbol)
-        sell = config.market_spec(universe.venues[b], symbol)
+        buy = markets.spec(universe.venues[a], symbol)
+        sell = markets.spec(universe.venues[b], symbol)
         return PairLimits(
             fee_buy=buy.taker_fee,
             fee_sell=sell.taker_fee,

@@ -14,6 +14,7 @@ from hft_ray.clock import LiveClock
 from hft_ray.config import HftConfig
 from hft_ray.execute.core import ExecutorCore
 from hft_ray.latency import LatencySamples
+from hft_ray.markets import Markets
 from hft_ray.pinning import pin_actor
 from hft_ray.risk.actor import RISK_ACTOR_NAME
 from hft_ray.store import StoreUnavailable, open_store
@@ -27,6 +28,7 @@ class ExecutorActor:
         self,
         config: HftConfig,
         universe: Universe,
+        markets: Markets,
         index: int,
         run_id: str,
         run_dir: str,
@@ -39,7 +41,7 @@ class ExecutorActor:
             name: SimVenueClient(name, ray.get_actor(venue_actor_name(name)))
             for name in config.venues
         }
-        self._core = ExecutorCore(config, universe, venues, self._store, self._clock)
+        self._core = ExecutorCore(config, universe, markets, venues, self._store, self._clock)
         self._risk = ray.get_actor(RISK_ACTOR_NAME)
         self._running = 0
         self._tick_to_trade = LatencySamples()

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from hft_ray.clock import Clock
 from hft_ray.config import HftConfig
+from hft_ray.markets import Markets
 from hft_ray.store.base import EXECUTION, FILL, INTENT, ORDER, UNWIND, Record, Store
 from hft_ray.types import (
     Approval,
@@ -35,11 +36,12 @@ class ExecutorCore:
         self,
         config: HftConfig,
         universe: Universe,
+        markets: Markets,
         venues: Mapping[str, OrderVenue],
         store: Store,
         clock: Clock,
     ) -> None:
-        self._config = config
+        self._markets = markets
         self._exec = config.execution
         self._universe = universe
         self._venues = venues
@@ -52,8 +54,8 @@ class ExecutorCore:
         symbol = self._universe.symbols[opp.symbol]
         buy = self._universe.venues[opp.buy_venue]
         sell = self._universe.venues[opp.sell_venue]
-        buy_spec = self._config.market_spec(buy, symbol)
-        sell_spec = self._config.market_spec(sell, symbol)
+        buy_spec = self._markets.spec(buy, symbol)
+        sell_spec = self._markets.spec(sell, symbol)
         slip = self._exec.slippage_bps * 1e-4
         buy_px = buy_spec.ceil_price(opp.buy_worst * (1.0 + slip))
         sell_px = sell_spec.floor_price(opp.sell_worst * (1.0 - slip))

@@ -14,6 +14,7 @@ import ray
 from hft_ray.clock import LiveClock
 from hft_ray.config import HftConfig
 from hft_ray.latency import LatencySamples
+from hft_ray.markets import Markets
 from hft_ray.pinning import pin_actor
 from hft_ray.risk.core import RiskCore
 from hft_ray.store import StoreUnavailable, open_store
@@ -28,13 +29,14 @@ class RiskActor:
         self,
         config: HftConfig,
         universe: Universe,
+        markets: Markets,
         run_id: str,
         run_dir: str,
         cores: list[int],
     ) -> None:
         self.placement = pin_actor(cores, config.cluster.pin_cores)
         self._clock = LiveClock()
-        self._core = RiskCore(config, universe, self._clock)
+        self._core = RiskCore(config, universe, markets, self._clock)
         self._store = open_store(config.store, run_id, Path(run_dir), "risk")
         self._executors: list[Any] = []
         self._next = 0

@@ -19,6 +19,7 @@ from hft_ray.clock import Clock
 from hft_ray.config import HftConfig
 from hft_ray.detect.reference import floor_to_lots
 from hft_ray.ledger import Ledger
+from hft_ray.markets import Markets
 from hft_ray.store.base import DECISION, Record
 from hft_ray.types import Approval, ExecutionReport, Opportunity, Universe
 
@@ -59,8 +60,10 @@ class _InFlight:
 
 
 class RiskCore:
-    def __init__(self, config: HftConfig, universe: Universe, clock: Clock) -> None:
-        self._config = config
+    def __init__(
+        self, config: HftConfig, universe: Universe, markets: Markets, clock: Clock
+    ) -> None:
+        self._markets = markets
         self._limits = config.risk
         self._universe = universe
         self._clock = clock
@@ -124,8 +127,8 @@ class RiskCore:
         symbol = self._universe.symbols[opp.symbol]
         buy = self._universe.venues[opp.buy_venue]
         sell = self._universe.venues[opp.sell_venue]
-        buy_spec = self._config.market_spec(buy, symbol)
-        sell_spec = self._config.market_spec(sell, symbol)
+        buy_spec = self._markets.spec(buy, symbol)
+        sell_spec = self._markets.spec(sell, symbol)
         base, quote = symbol.split("/")
         caps = {
             "max_order_notional": self._limits.max_order_notional / opp.buy_worst,
@@ -187,7 +190,7 @@ class RiskCore:
     def _reserve(self, opp: Opportunity, size: float) -> None:
         buy = self._universe.venues[opp.buy_venue]
         symbol = self._universe.symbols[opp.symbol]
-        fee = self._config.market_spec(buy, symbol).taker_fee
+        fee = self._markets.spec(buy, symbol).taker_fee
         self._in_flight[opp.opp_id] = _InFlight(
             symbol=opp.symbol,
             buy_venue=buy,

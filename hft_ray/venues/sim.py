@@ -249,13 +249,16 @@ class SimExchange:
 def sim_exchange_from_config(config: HftConfig, venue: str) -> SimExchange:
     """The `SimExchange` a config describes for `venue`."""
     names = list(config.venues)
+    cfg = config.venues[venue]
+    if not isinstance(cfg, SimVenueConfig):
+        raise TypeError(f"venue {venue} is not simulated")
     specs = {symbol: config.market_spec(venue, symbol) for symbol in config.symbols}
     return SimExchange(
         name=venue,
         venue_index=names.index(venue),
         venue_count=len(names),
         specs=specs,
-        venue=config.venues[venue],
+        venue=cfg,
         market=config.sim,
         seed=config.run.seed,
     )

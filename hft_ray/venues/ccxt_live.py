@@ -1,0 +1,294 @@
+"""Live venues through ccxt / ccxt.pro: markets, and order books you can trust.
+
+ccxt.pro keeps each book (REST snapshot plus websocket deltas) and already enforces some
+integrity rules itself: Binance's `U`/`u` bridge (a gap raises `ChecksumError`), OKX's
+`seqId`/`prevSeqId` link (`InvalidNonce`). Those errors are surfaced as book invalidations, and
+ccxt resubscribes on the next watch. Where ccxt does not check what the venue publishes
+(ccxt 4.5.90 no longer verifies OKX's CRC32), a raw-message check registered per exchange in
+`RAW_BOOK_CHECKS` keeps its own `hft_ray.book.OrderBook` beside ccxt's and invalidates on a
+mismatch. Everything else (reconnect with exponential backoff, the stall watchdog that
+resubscribes a silent stream) lives once, in `CcxtBookStream`, for every exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import os
+from collections.abc import Callable
+from typing import Any
+
+import ccxt.pro
+import numpy as np
+from ccxt.base.errors import BaseError, ChecksumError, InvalidNonce, NetworkError
+
+from hft_ray.book import VENUE_BOOK_RULES, OrderBook
+from hft_ray.clock import Clock
+from hft_ray.config import CcxtVenueConfig, ConfigError
+from hft_ray.types import BookEvent, BookInvalid, BookSnapshot
+from hft_ray.venues.base import MarketSpec
+
+#: Why a live book stopped being tradable.
+OUT_OF_SYNC = "out_of_sync"
+STALLED = "stalled"
+DISCONNECTED = "disconnected"
+VENUE_ERROR = "venue_error"
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _secret(env: str | None, what: str, venue: str) -> str | None:
+    if env is None:
+        return None
+    value = os.environ.get(env)
+    if value is None:
+        raise ConfigError(f"venues.{venue}.{what}: environment variable {env} is not set")
+    return value
+
+
+def make_exchange(venue: str, cfg: CcxtVenueConfig) -> Any:
+    """A ccxt.pro exchange as the config describes it; credentials only from the environment."""
+    exchange_id = cfg.exchange or venue
+    klass = getattr(ccxt.pro, exchange_id)
+    params: dict[str, Any] = {"enableRateLimit": True}
+    for field, env, what in (
+        ("apiKey", cfg.api_key_env, "api_key_env"),
+        ("secret", cfg.secret_env, "secret_env"),
+        ("password", cfg.password_env, "password_env"),
+    ):
+        value = _secret(env, what, venue)
+        if value is not None:
+            params[field] = value
+    exchange = klass(params)
+    if cfg.sandbox:
+        exchange.set_sandbox_mode(True)
+    if cfg.urls:
+        exchange.urls = _deep_merge(exchange.urls, cfg.urls)
+    if cfg.options:
+        exchange.options = _deep_merge(exchange.options, cfg.options)
+    return exchange
+
+
+def market_spec_from_ccxt(exchange: Any, symbol: str) -> MarketSpec:
+    """Our MarketSpec from ccxt's unified market structure."""
+    m = exchange.market(symbol)
+    precision, limits = m["precision"], m["limits"]
+
+    def step(value: Any) -> float:
+        if value is None:
+            raise ConfigError(f"{exchange.id} {symbol}: ccxt reports no precision")
+        if exchange.precisionMode == ccxt.DECIMAL_PLACES:
+            return float(10.0 ** -int(value))
+        return float(value)
+
+    return MarketSpec(
+        symbol=symbol,
+        base=m["base"],
+        quote=m["quote"],
+        tick=step(precision.get("price")),
+        lot=step(precision.get("amount")),
+        min_amount=float((limits.get("amount") or {}).get("min") or 0.0),
+        min_notional=float((limits.get("cost") or {}).get("min") or 0.0),
+        taker_fee=float(m.get("taker") or exchange.fees.get("trading", {}).get("taker") or 0.0),
+    )
+
+
+async def load_ccxt_markets(
+    venue: str, cfg: CcxtVenueConfig, symbols: list[str]
+) -> dict[str, MarketSpec]:
+    """Fees and precision of `symbols` on a live venue, from `load_markets`."""
+    exchange = make_exchange(venue, cfg)
+    try:
+        await exchange.load_markets()
+        missing = [s for s in symbols if s not in exchange.markets]
+        if missing:
+            raise ConfigError(f"venues.{venue}: {exchange.id} has no market {', '.join(missing)}")
+        return {s: market_spec_from_ccxt(exchange, s) for s in symbols}
+    except BaseError as err:
+        raise ConfigError(
+            f"venues.{venue}: cannot load markets from {exchange.id} ({type(err).__name__})"
+        ) from None
+    finally:
+        await exchange.close()
+
+
+class OkxRawChecksum:
+    """OKX's CRC32 over the top 25 levels, checked on the raw `books` messages, since ccxt
+    4.5.90 applies them without checking. Keeps an `OrderBook` per instrument beside ccxt's."""
+
+    def __init__(self, exchange: Any) -> None:
+        self._exchange = exchange
+        self._books: dict[str, OrderBook] = {}
+
+    def observe(self, message: dict[str, Any]) -> tuple[str, str] | None:
+        """Check one raw message; return (symbol, reason) when it breaks the book."""
+        action = message.get("action")
+        if action not in ("snapshot", "update"):
+            return None
+        symbol = self._exchange.safe_symbol(message.get("arg", {}).get("instId"))
+        book = self._books.setdefault(symbol, OrderBook(VENUE_BOOK_RULES["okx"]))
+        reason = ""
+        for d in message.get("data", []):
+            bids = [(p, q) for p, q, *_ in d.get("bids", [])]
+            asks = [(p, q) for p, q, *_ in d.get("asks", [])]
+            ts = int(d.get("ts", 0)) * 1_000_000
+            seq, prev, checksum = d.get("seqId"), d.get("prevSeqId"), d.get("checksum")
+            if action == "snapshot":
+                reason = book.apply_snapshot(bids, asks, seq, ts, checksum)
+            else:
+                reason = book.apply_delta(bids, asks, ts, last=seq, prev=prev, checksum=checksum)
+        return (symbol, reason) if reason else None
+
+    def valid(self, symbol: str) -> bool:
+        book = self._books.get(symbol)
+        return book is None or book.valid
+
+
+#: Raw-message checks for exchanges whose ccxt class leaves a published integrity rule unchecked:
+#: exchange id -> (the exchange method that receives the raw book messages, the check).
+RAW_BOOK_CHECKS: dict[str, tuple[str, Callable[[Any], OkxRawChecksum]]] = {
+    "okx": ("handle_order_book", OkxRawChecksum),
+}
+
+
+class CcxtBookStream:
+    """Watch order books of `symbols` on one live venue; emit books and invalidations.
+
+    Each symbol has a watcher. A watch that raises `ChecksumError` or `InvalidNonce` (ccxt's
+    own sequence and checksum checks) invalidates the book; ccxt drops it and resubscribes on
+    the next watch. A network error invalidates it and waits (exponential backoff) before the
+    next watch. A stream silent for `stall_timeout_s` is invalidated and resubscribed by closing
+    the connection, which makes ccxt reconnect and fetch a fresh snapshot.
+    """
+
+    def __init__(
+        self,
+        venue: str,
+        cfg: CcxtVenueConfig,
+        symbols: list[str],
+        depth: int,
+        clock: Clock,
+        exchange: Any | None = None,
+    ) -> None:
+        self.venue = venue
+        self._cfg = cfg
+        self._symbols = symbols
+        self._depth = depth
+        self._clock = clock
+        self._exchange = exchange if exchange is not None else make_exchange(venue, cfg)
+        self._queue: asyncio.Queue[BookEvent] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._raw: OkxRawChecksum | None = None
+        self.resubscribes = 0
+        self.reconnects = 0
+        self.errors: dict[str, int] = {}
+
+    async def start(self) -> None:
+        await self._exchange.load_markets()
+        self._install_raw_check()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._watch(symbol)) for symbol in self._symbols]
+
+    def _install_raw_check(self) -> None:
+        entry = RAW_BOOK_CHECKS.get(self._exchange.id)
+        if entry is None:
+            return
+        method, make = entry
+        check = self._raw = make(self._exchange)
+        handler = getattr(self._exchange, method)
+
+        def observed(client: Any, message: dict[str, Any]) -> Any:
+            broken = check.observe(message)
+            if broken is not None:
+                self._invalidate(*broken)
+                asyncio.get_running_loop().create_task(self._resubscribe())
+            return handler(client, message)
+
+        setattr(self._exchange, method, observed)
+
+    def _invalidate(self, symbol: str, reason: str) -> None:
+        self.errors[reason] = self.errors.get(reason, 0) + 1
+        self._queue.put_nowait(BookInvalid(symbol, reason))
+
+    async def _resubscribe(self) -> None:
+        """Close the websocket connections: ccxt reconnects and resubscribes on the next watch."""
+        self.resubscribes += 1
+        for client in list(self._exchange.clients.values()):
+            with contextlib.suppress(Exception):
+                await client.close()
+
+    async def _watch(self, symbol: str) -> None:
+        first, longest = self._cfg.backoff_s
+        backoff = first
+        pending: asyncio.Future[Any] | None = None
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(
+                    self._exchange.watch_order_book(symbol, self._cfg.watch_depth)
+                )
+            done, _ = await asyncio.wait({pending}, timeout=self._cfg.stall_timeout_s)
+            if not done:
+                # Silent but connected: never trade on it, and make ccxt start over. The pending
+                # watch is kept; closing the connection rejects it with a NetworkError.
+                self._invalidate(symbol, STALLED)
+                await self._resubscribe()
+                continue
+            task, pending = pending, None
+            try:
+                book = task.result()
+            except (ChecksumError, InvalidNonce):
+                # ccxt found the book out of sync (Binance reports a U/u gap as ChecksumError);
+                # it has dropped the book and resubscribes on the next watch.
+                self._invalidate(symbol, OUT_OF_SYNC)
+                continue
+            except NetworkError:
+                self._invalidate(symbol, DISCONNECTED)
+                self.reconnects += 1
+                await asyncio.sleep(backoff)
+                backoff = min(longest, backoff * 2)
+                continue
+            except BaseError:
+                self._invalidate(symbol, VENUE_ERROR)
+                await asyncio.sleep(backoff)
+                backoff = min(longest, backoff * 2)
+                continue
+            backoff = first
+            if self._raw is not None and not self._raw.valid(symbol):
+                continue  # our own check says this book is broken until its next snapshot
+            self._queue.put_nowait(self._snapshot(symbol, book))
+
+    def _snapshot(self, symbol: str, book: Any) -> BookSnapshot:
+        bids = np.array(book["bids"][: self._depth], dtype=np.float64).reshape(-1, 2)
+        asks = np.array(book["asks"][: self._depth], dtype=np.float64).reshape(-1, 2)
+        ts_ms = book.get("timestamp")
+        ts_ns = int(ts_ms) * 1_000_000 if ts_ms else self._clock.time_ns()
+        return BookSnapshot(symbol, int(book.get("nonce") or 0), ts_ns, bids, asks)
+
+    async def next(self, timeout_s: float) -> list[BookEvent]:
+        """Every event so far, waiting up to `timeout_s` for the first."""
+        try:
+            first = await asyncio.wait_for(self._queue.get(), timeout_s)
+        except TimeoutError:
+            return []
+        events = [first]
+        while not self._queue.empty():
+            events.append(self._queue.get_nowait())
+        return events
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        await self._exchange.close()
