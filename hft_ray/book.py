@@ -50,10 +50,11 @@ def check_levels(bids: np.ndarray, asks: np.ndarray) -> str:
 
 class JumpFilter:
     """Flags a mid price that jumps more than `max_z` standard deviations of recent mid-to-mid
-    log returns: a fat-fingered print or a corrupt level, not a market move.
+    log returns: a fat-fingered print or a corrupt level is not traded on.
 
-    Until `min_samples` returns are seen, nothing is flagged. A flagged mid is not learned from,
-    so one bad print cannot widen the band for the next.
+    A real move is confirmed by the next mid landing near the jumped one; it is then accepted
+    as the new level, one update late. Until `min_samples` returns are seen nothing is flagged,
+    and a flagged mid is never learned from, so one bad print cannot widen the band.
     """
 
     def __init__(self, max_z: float, window: int = 200, min_samples: int = 30) -> None:
@@ -61,23 +62,26 @@ class JumpFilter:
         self._returns: deque[float] = deque(maxlen=window)
         self._min = min_samples
         self._last: float | None = None
+        self._pending: float | None = None
 
     def check(self, mid: float) -> bool:
-        """True if `mid` is plausible."""
+        """True if `mid` may be traded on."""
         if self._last is None:
             self._last = mid
             return True
         r = math.log(mid / self._last)
         if len(self._returns) >= self._min:
-            sd = float(np.std(self._returns)) or 1e-12
-            if abs(r) > self._max_z * sd and abs(r) > 1e-9:
-                return False
+            band = self._max_z * max(float(np.std(self._returns)), 1e-9)
+            if abs(r) > band:
+                confirmed = self._pending is not None and abs(math.log(mid / self._pending)) <= band
+                self._pending = None if confirmed else mid
+                if confirmed:
+                    self._last = mid
+                return confirmed
+        self._pending = None
         self._returns.append(r)
         self._last = mid
         return True
-
-    def reset(self) -> None:
-        self._last = None
 
 
 # -- sequence rules ---------------------------------------------------------------------------
@@ -240,10 +244,9 @@ class _Side:
 class OrderBook:
     """One venue's book of one symbol, built from a snapshot and kept by deltas."""
 
-    def __init__(self, rules: BookRules, jump: JumpFilter | None = None) -> None:
+    def __init__(self, rules: BookRules) -> None:
         self._rules = rules
         self._sequence = rules.sequence()
-        self._jump = jump
         self.bids = _Side(descending=True)
         self.asks = _Side(descending=False)
         self.invalid_reason = NO_SNAPSHOT
@@ -274,8 +277,6 @@ class OrderBook:
         self.seq = seq
         self.ts_exchange_ns = ts_exchange_ns
         self.invalid_reason = ""
-        if self._jump is not None:
-            self._jump.reset()
         return self._after_change(checksum)
 
     def apply_delta(
@@ -326,8 +327,6 @@ class OrderBook:
             self.invalid_reason = EMPTY_SIDE
         elif bid >= ask:
             self.invalid_reason = CROSSED
-        elif self._jump is not None and not self._jump.check((bid + ask) / 2):
-            self.invalid_reason = PRICE_JUMP
         return self.invalid_reason
 
     def invalidate(self, reason: str) -> None:

@@ -175,6 +175,11 @@ class FeedConfig(_Frozen):
     max_book_age_ms: PositiveFloat = Field(
         500.0, description="A book older than this is never tradable."
     )
+    max_jump_z: NonNegFloat = Field(
+        12.0,
+        description="A mid jumping more than this many std-devs of recent mid returns is not "
+        "tradable until the next update confirms it; 0 turns the check off.",
+    )
 
 
 class DetectorConfig(_Frozen):

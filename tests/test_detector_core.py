@@ -27,7 +27,7 @@ def rows_for(
     feed = FeedCore(universe, venue, config.feed, 1)
     bids = np.array([[bid - i, 0.05] for i in range(20)])
     asks = np.array([[ask + i, 0.05] for i in range(20)])
-    feed.on_book(BookSnapshot(symbol, 1, mono, bids, asks), mono, mono)
+    feed.on_event(BookSnapshot(symbol, 1, mono, bids, asks), mono, mono)
     return feed.take(0)
 
 

@@ -21,7 +21,7 @@ def book(
 
 def test_rows_carry_the_book_and_pad_unused_levels() -> None:
     core = FeedCore(UNIVERSE, "okx", FeedConfig(depth=5, batch_max_rows=4), 1)
-    core.on_book(book(n=3), 1_000, 2_000)
+    core.on_event(book(n=3), 1_000, 2_000)
     (row,) = core.take(0)
     assert (row["venue"], row["symbol"], row["seq"], row["ts_exchange_ns"]) == (1, 0, 7, 123)
     assert (row["ts_recv_ns"], row["ts_recv_mono_ns"], row["n_bids"], row["n_asks"]) == (
@@ -38,12 +38,12 @@ def test_rows_carry_the_book_and_pad_unused_levels() -> None:
 def test_batch_leaves_when_full_or_old() -> None:
     core = FeedCore(UNIVERSE, "okx", FeedConfig(batch_max_rows=3, batch_max_us=1_000), 1)
     ms = 1_000_000
-    assert not core.on_book(book(), 0, 10 * ms)
+    assert not core.on_event(book(), 0, 10 * ms)
     assert core.due(10 * ms + ms // 2) == []
     assert core.next_deadline_ns(10 * ms + ms // 2) == ms // 2
     assert core.due(11 * ms) == [0]
-    core.on_book(book(), 0, 11 * ms)
-    assert core.on_book(book(), 0, 11 * ms + 1) is True
+    core.on_event(book(), 0, 11 * ms)
+    assert core.on_event(book(), 0, 11 * ms + 1) is True
     assert len(core.take(0)) == 3
     assert core.pending() == [] and core.next_deadline_ns(20_000) is None
 
@@ -51,7 +51,7 @@ def test_batch_leaves_when_full_or_old() -> None:
 def test_rows_go_to_the_shard_that_owns_the_symbol() -> None:
     core = FeedCore(UNIVERSE, "binance", FeedConfig(batch_max_rows=10), 3)
     for symbol in UNIVERSE.symbols:
-        core.on_book(book(symbol), 0, 0)
+        core.on_event(book(symbol), 0, 0)
     for shard in core.pending():
         rows = core.take(shard)
         assert all(UNIVERSE.shard_of(int(r["symbol"]), 3) == shard for r in rows)
@@ -59,11 +59,11 @@ def test_rows_go_to_the_shard_that_owns_the_symbol() -> None:
 
 def test_crossed_or_broken_books_are_flagged_not_dropped() -> None:
     core = FeedCore(UNIVERSE, "okx", FeedConfig(), 1)
-    core.on_book(book(bid=101.0, ask=100.0), 0, 0)
+    core.on_event(book(bid=101.0, ask=100.0), 0, 0)
     broken = book()
     broken.asks[1, 1] = np.nan
-    core.on_book(broken, 0, 0)
-    core.on_book(book("DOGE/USDT"), 0, 0)
+    core.on_event(broken, 0, 0)
+    core.on_event(book("DOGE/USDT"), 0, 0)
     rows = core.take(0)
     assert [bool(r["flags"] & BOOK_VALID) for r in rows] == [False, False]
     assert core.invalid == {"crossed": 1, "non_positive_or_nan_level": 1}

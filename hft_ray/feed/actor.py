@@ -14,14 +14,25 @@ from typing import Any
 
 import ray
 
-from hft_ray.config import HftConfig
+from hft_ray.clock import LiveClock
+from hft_ray.config import CcxtVenueConfig, HftConfig
 from hft_ray.detect.actor import detector_actor_name
 from hft_ray.feed.core import FeedCore
 from hft_ray.pinning import pin_actor
 from hft_ray.types import Universe
-from hft_ray.venues.sim import venue_actor_name
+from hft_ray.venues.base import BookSource
+from hft_ray.venues.ccxt_live import CcxtBookStream
+from hft_ray.venues.sim import SimBookSource, venue_actor_name
 
 _POLL_S = 0.05  # longest wait for a venue step when no batch is pending
+
+
+def open_book_source(config: HftConfig, venue: str) -> BookSource:
+    """The book source of a venue, by its kind."""
+    cfg = config.venues[venue]
+    if isinstance(cfg, CcxtVenueConfig):
+        return CcxtBookStream(venue, cfg, config.symbols, config.feed.depth, LiveClock())
+    return SimBookSource(ray.get_actor(venue_actor_name(venue)))
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1)
@@ -36,8 +47,8 @@ class FeedActor:
         self.placement = pin_actor(cores, config.cluster.pin_cores)
         pool = config.detector.pool_size
         self._core = FeedCore(universe, venue, config.feed, pool)
+        self._source = open_book_source(config, venue)
         # By name, not by handle: a restarted feed finds its peers the same way.
-        self._venue = ray.get_actor(venue_actor_name(venue))
         self._detectors = [ray.get_actor(detector_actor_name(i)) for i in range(pool)]
         self._max_in_flight = config.feed.max_in_flight
         self._in_flight: list[deque[Any]] = [deque() for _ in range(pool)]
@@ -45,23 +56,23 @@ class FeedActor:
         self._batches = 0
         self._rows_sent = 0
         self._backpressure_waits = 0
-        self._last_seq = 0
 
     async def ready(self) -> dict[str, object]:
         return self.placement
 
     async def start(self) -> None:
         if self._task is None:
+            await self._source.start()
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
         while True:
             wait_ns = self._core.next_deadline_ns(time.monotonic_ns())
             timeout = _POLL_S if wait_ns is None else wait_ns / 1e9
-            self._last_seq, books = await self._venue.poll.remote(self._last_seq, timeout)
+            events = await self._source.next(timeout)
             recv_ns, recv_mono = time.time_ns(), time.monotonic_ns()
-            for book in books:
-                self._core.on_book(book, recv_ns, recv_mono)
+            for event in events:
+                self._core.on_event(event, recv_ns, recv_mono)
             for shard in self._core.due(time.monotonic_ns()):
                 await self._send(shard)
 
@@ -86,6 +97,7 @@ class FeedActor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._source.close()
         for shard in self._core.pending():
             await self._send(shard)
         for queue in self._in_flight:

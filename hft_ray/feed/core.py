@@ -10,9 +10,16 @@ from collections import Counter
 
 import numpy as np
 
-from hft_ray.book import check_levels
+from hft_ray.book import PRICE_JUMP, JumpFilter, check_levels
 from hft_ray.config import FeedConfig
-from hft_ray.types import BOOK_VALID, BookSnapshot, Universe, book_update_dtype
+from hft_ray.types import (
+    BOOK_VALID,
+    BookEvent,
+    BookInvalid,
+    BookSnapshot,
+    Universe,
+    book_update_dtype,
+)
 
 
 class FeedCore:
@@ -29,38 +36,64 @@ class FeedCore:
         self._buffers = [np.zeros(self._max_rows, dtype) for _ in range(detector_count)]
         self._fill = [0] * detector_count
         self._oldest_mono = [0] * detector_count
+        self._jumps = (
+            [JumpFilter(config.max_jump_z) for _ in universe.symbols] if config.max_jump_z else []
+        )
         self.updates = 0
         self.invalid: Counter[str] = Counter()
         self.unknown_symbols = 0
 
-    def on_book(self, book: BookSnapshot, recv_ns: int, recv_mono_ns: int) -> bool:
-        """Add one venue book; return True when some shard's batch is full."""
+    def on_event(self, event: BookEvent, recv_ns: int, recv_mono_ns: int) -> bool:
+        """Add one venue event; return True when some shard's batch is full.
+
+        A book that fails a check, and an invalidation from the venue adapter, both travel as
+        a row without the valid flag, so the detector stops trading that book at once rather
+        than when it goes stale.
+        """
         try:
-            symbol_id = self._universe.symbol_id(book.symbol)
+            symbol_id = self._universe.symbol_id(event.symbol)
         except ValueError:
             self.unknown_symbols += 1
             return False
-        shard = self._shard[symbol_id]
-        row = self._buffers[shard][self._fill[shard]]
-        reason = check_levels(book.bids, book.asks)
+        if isinstance(event, BookInvalid):
+            self.invalid[event.reason] += 1
+            return self._add(symbol_id, None, event.reason, recv_ns, recv_mono_ns)
+        reason = check_levels(event.bids, event.asks)
+        if not reason and self._jumps:
+            mid = (event.bids[0, 0] + event.asks[0, 0]) / 2
+            reason = "" if self._jumps[symbol_id].check(mid) else PRICE_JUMP
         if reason:
             self.invalid[reason] += 1
-        nb, na = min(len(book.bids), self._depth), min(len(book.asks), self._depth)
+        return self._add(symbol_id, event, reason, recv_ns, recv_mono_ns)
+
+    def _add(
+        self,
+        symbol_id: int,
+        book: BookSnapshot | None,
+        reason: str,
+        recv_ns: int,
+        recv_mono_ns: int,
+    ) -> bool:
+        shard = self._shard[symbol_id]
+        row = self._buffers[shard][self._fill[shard]]
         row["venue"], row["symbol"] = self._venue_id, symbol_id
         row["flags"] = 0 if reason else BOOK_VALID
-        row["n_bids"], row["n_asks"] = nb, na
-        row["seq"], row["ts_exchange_ns"] = book.seq, book.ts_exchange_ns
         row["ts_recv_ns"], row["ts_recv_mono_ns"] = recv_ns, recv_mono_ns
-        for px, qty, levels, n in (
-            ("bid_px", "bid_qty", book.bids, nb),
-            ("ask_px", "ask_qty", book.asks, na),
-        ):
-            row[px][:n], row[qty][:n] = levels[:n, 0], levels[:n, 1]
-            row[px][n:], row[qty][n:] = np.nan, np.nan
+        nb = na = 0
+        if book is not None:
+            nb, na = min(len(book.bids), self._depth), min(len(book.asks), self._depth)
+            row["seq"], row["ts_exchange_ns"] = book.seq, book.ts_exchange_ns
+            row["bid_px"][:nb], row["bid_qty"][:nb] = book.bids[:nb, 0], book.bids[:nb, 1]
+            row["ask_px"][:na], row["ask_qty"][:na] = book.asks[:na, 0], book.asks[:na, 1]
+        else:
+            row["seq"], row["ts_exchange_ns"] = 0, recv_ns
+        row["n_bids"], row["n_asks"] = nb, na
+        row["bid_px"][nb:], row["bid_qty"][nb:] = np.nan, np.nan
+        row["ask_px"][na:], row["ask_qty"][na:] = np.nan, np.nan
         if self._fill[shard] == 0:
             self._oldest_mono[shard] = recv_mono_ns
         self._fill[shard] += 1
-        self.updates += 1
+        self.updates += book is not None
         return self._fill[shard] >= self._max_rows
 
     def due(self, now_mono_ns: int) -> list[int]:

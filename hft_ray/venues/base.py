@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
-from hft_ray.types import OrderResult, Side
+from hft_ray.types import BookEvent, OrderResult, Side
 
 
 def step_decimals(step: float) -> int:
@@ -49,6 +49,18 @@ class MarketSpec:
 
     def is_tick_multiple(self, price: float) -> bool:
         return abs(price / self.tick - round(price / self.tick)) < 1e-6
+
+
+class BookSource(Protocol):
+    """Where a feed gets one venue's books: a simulated venue, a live stream, a replay."""
+
+    async def start(self) -> None: ...
+
+    async def next(self, timeout_s: float) -> list[BookEvent]:
+        """Every book event since the last call, waiting up to `timeout_s` for one."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 class OrderVenue(Protocol):

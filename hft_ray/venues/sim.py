@@ -25,7 +25,7 @@ import numpy as np
 import ray
 
 from hft_ray.config import HftConfig, SimMarketConfig, SimVenueConfig
-from hft_ray.types import BookSnapshot, OrderResult, OrderStatus, Side
+from hft_ray.types import BookEvent, BookSnapshot, OrderResult, OrderStatus, Side
 from hft_ray.venues.base import MarketSpec, step_decimals
 
 _NOISE_PERSISTENCE = 0.9  # AR(1) coefficient of a venue's own noise, per tick
@@ -291,6 +291,24 @@ class InProcessSimVenue:
     async def fetch_order(self, client_id: str, symbol: str) -> OrderResult:
         found = self._exchange.fetch(client_id)
         return found if found is not None else _unknown(client_id, self.name, symbol)
+
+
+class SimBookSource:
+    """The books of a `SimVenueActor`, by long-poll: every step since the last one seen."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self._after = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def next(self, timeout_s: float) -> list[BookEvent]:
+        self._after, books = await self._handle.poll.remote(self._after, timeout_s)
+        return list(books)
+
+    async def close(self) -> None:
+        return None
 
 
 class SimVenueClient:
