@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hft_ray import __version__
-from hft_ray.config import SYMBOL_RE, ConfigError, load_config
+from hft_ray.config import SYMBOL_RE, ConfigError, HftConfig, load_config
 
 EXIT_USAGE = 2
 EXIT_CLUSTER = 3
@@ -177,12 +177,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     if not args.detect_only:
-        print(
-            "hft-ray replay: replay through the actors (risk, execution) is not built yet; "
-            "use --detect-only",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        return _replay_through_actors(config, args)
     report = detect_replay(config, args.files)
     text = json.dumps(report, indent=2) + "\n"
     if args.report is None:
@@ -194,6 +189,27 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             f"{report['lines']} lines, {report['opportunities']} opportunities, "
             f"{len(report['malformed_lines'])} malformed; report: {args.report}"
         )
+    return 0
+
+
+def _replay_through_actors(config: HftConfig, args: argparse.Namespace) -> int:
+    from hft_ray.cluster import ClusterError
+    from hft_ray.config import ReplayConfig
+    from hft_ray.runner import run
+
+    for path in args.files:
+        if not path.exists():
+            raise ConfigError(f"replay: no such file {path}")
+    replay = ReplayConfig(files=args.files, speed=args.speed or 1.0, fast=args.fast)
+    try:
+        run(
+            config.model_copy(update={"replay": replay}),
+            duration_s=None,
+            report_path=args.report,
+        )
+    except ClusterError as err:
+        print(f"hft-ray: cluster error: {err}", file=sys.stderr)
+        return EXIT_CLUSTER
     return 0
 
 

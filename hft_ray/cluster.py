@@ -29,6 +29,7 @@ from hft_ray.markets import Markets
 from hft_ray.pinning import allowed_cores, assign_cores
 from hft_ray.risk.actor import RISK_ACTOR_NAME, RiskActor
 from hft_ray.types import Universe
+from hft_ray.venues.replay import REPLAY_ACTOR_NAME, ReplayMarketActor
 from hft_ray.venues.sim import SimVenueActor, venue_actor_name
 
 #: Ray >= 2.59 turns token auth on for new local clusters; a local run says what it wants.
@@ -156,10 +157,15 @@ def build_pipeline(
         }
 
     index = {role: i for i, role in enumerate(roles)}
-    venues = {
-        name: SimVenueActor.options(name=venue_actor_name(name)).remote(config, name)  # type: ignore[attr-defined]
-        for name in config.venues
-    }
+    if config.replay is not None:
+        venues = {
+            "replay": ReplayMarketActor.options(name=REPLAY_ACTOR_NAME).remote(config)  # type: ignore[attr-defined]
+        }
+    else:
+        venues = {
+            name: SimVenueActor.options(name=venue_actor_name(name)).remote(config, name)  # type: ignore[attr-defined]
+            for name in config.venues
+        }
     risk_at = index[("risk", 0)]
     risk = RiskActor.options(name=RISK_ACTOR_NAME, **on_bundle(risk_at)).remote(  # type: ignore[attr-defined]
         config, universe, markets, run_id, run_dir, cores[risk_at][0]

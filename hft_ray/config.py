@@ -260,6 +260,14 @@ class MetricsConfig(_Frozen):
         return v
 
 
+class ReplayConfig(_Frozen):
+    """Set by `hft-ray replay`: the recorded books that stand in for the venues."""
+
+    files: list[Path] = Field(min_length=1, description="Recorded books, JSON Lines (.gz too).")
+    speed: PositiveFloat = Field(1.0, description="Times recorded speed.")
+    fast: bool = Field(False, description="As fast as the pipeline takes them, in lockstep.")
+
+
 class HftConfig(_Frozen):
     """A whole run."""
 
@@ -274,6 +282,7 @@ class HftConfig(_Frozen):
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    replay: ReplayConfig | None = None
 
     @field_validator("symbols")
     @classmethod
@@ -326,7 +335,9 @@ class HftConfig(_Frozen):
 
     @property
     def mode(self) -> str:
-        """`sim` when every venue is simulated, else `live`."""
+        """`replay` when replaying files, `sim` when every venue is simulated, else `live`."""
+        if self.replay is not None:
+            return "replay"
         return "sim" if all(v.kind == "sim" for v in self.venues.values()) else "live"
 
 

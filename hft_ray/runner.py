@@ -100,7 +100,7 @@ def run(
     universe = Universe(tuple(config.venues), tuple(config.symbols))
     quote = "/".join(sorted({s.split("/")[1] for s in config.symbols}))
     live = [name for name, v in config.venues.items() if v.kind != "sim"]
-    if live:
+    if live and config.replay is None:
         # The live order path (ccxt create/fetch/cancel with risk-approved IOC legs) is not
         # built yet; until it is, live venues are for `hft-ray record` and `replay` only.
         raise ConfigError(
@@ -122,6 +122,8 @@ def run(
         )
         ray.get([f.start.remote() for f in pipeline.feeds])
         t0 = time.monotonic()
+        if config.replay is not None and stop_when is None:
+            stop_when = _replay_finished(pipeline)
         with _Stopper() as stopper:
             _run_loop(config, pipeline, t0, duration_s, quote, out, stopper, stop_when)
         elapsed = time.monotonic() - t0
@@ -136,6 +138,15 @@ def run(
             teardown(pipeline)
         if started_ray:
             ray.shutdown()
+
+
+def _replay_finished(p: Pipeline) -> Callable[[], bool]:
+    market = p.venues["replay"]
+
+    def finished() -> bool:
+        return bool(ray.get(market.progress.remote(), timeout=_STATS_TIMEOUT_S)["done"])
+
+    return finished
 
 
 def _run_loop(
@@ -187,6 +198,11 @@ def _stop_and_report(
         if ray.get(p.risk.stats.remote(), timeout=timeout)["in_flight"] == 0:
             break
         time.sleep(0.05)
+    replay = (
+        ray.get(p.venues["replay"].progress.remote(), timeout=timeout)
+        if config.replay is not None
+        else None
+    )
     ray.get([v.stop.remote() for v in p.venues.values()], timeout=timeout)
     feeds, detectors, _ = _stats(p)
     ray.get([e.close.remote() for e in p.executors], timeout=timeout)
@@ -196,7 +212,7 @@ def _stop_and_report(
         for name, values in ray.get(actor.latency_samples.remote(), timeout=timeout).items():
             latency.setdefault(name, []).extend(values)
     journal = asyncio.run(_read_journal(config, run_id, run_dir))
-    return build_report(
+    report = build_report(
         config=config,
         run_id=run_id,
         run_dir=run_dir,
@@ -209,6 +225,14 @@ def _stop_and_report(
         placement=p.placement,
         cpus_per_bundle=p.cpus_per_bundle,
     )
+    if replay is not None and config.replay is not None:
+        report["replay"] = {
+            "files": [str(f) for f in config.replay.files],
+            "speed": None if config.replay.fast else config.replay.speed,
+            "fast": config.replay.fast,
+            **{k: v for k, v in replay.items() if k != "done"},
+        }
+    return report
 
 
 async def _read_journal(config: HftConfig, run_id: str, run_dir: Path) -> list[dict[str, Any]]:

@@ -23,11 +23,12 @@ def rows_for(
     ask: float,
     mono: int,
     symbol: str = "BTC/USDT",
+    ts: int | None = None,
 ) -> np.ndarray:
     feed = FeedCore(universe, venue, config.feed, 1)
     bids = np.array([[bid - i, 0.05] for i in range(20)])
     asks = np.array([[ask + i, 0.05] for i in range(20)])
-    feed.on_event(BookSnapshot(symbol, 1, mono, bids, asks), mono, mono)
+    feed.on_event(BookSnapshot(symbol, 1, mono if ts is None else ts, bids, asks), mono, mono)
     return feed.take(0)
 
 
@@ -95,3 +96,19 @@ def test_the_same_pair_is_held_back_during_cooldown(setup) -> None:  # type: ign
     clock.advance(60_000_000)  # the cooldown is over: the next update of either book re-finds it
     now = clock.monotonic_ns()
     assert len(core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, now))) == 1
+
+
+def test_in_a_replay_books_age_in_recorded_time(make_config: Callable[..., HftConfig]) -> None:
+    from hft_ray.config import ReplayConfig
+
+    config = make_config(feed={"max_book_age_ms": 500})
+    config = config.model_copy(update={"replay": ReplayConfig(files=["x.jsonl"], fast=True)})
+    universe = Universe(tuple(config.venues), tuple(config.symbols))
+    clock = TestClock()
+    core = DetectorCore(config, universe, simulated_markets(config), clock, "rp")
+    mono = clock.monotonic_ns()  # wall time stands still: only recorded time moves
+    core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, mono, ts=1_000_000_000))
+    late = rows_for(config, universe, "okx", 90_400.0, 90_400.5, mono, ts=1_600_000_000)
+    assert core.on_batch(late) == []  # binance's book is 600 ms old in the recording
+    fresh = rows_for(config, universe, "binance", 90_000.0, 90_000.5, mono, ts=1_700_000_000)
+    assert len(core.on_batch(fresh)) == 1

@@ -155,3 +155,42 @@ def test_a_second_run_in_the_same_namespace_is_refused(ray_session: str, tmp_pat
             )
     finally:
         ray.kill(squatter)
+
+
+def test_replay_fast_drives_the_actors_in_lockstep(ray_session: str, tmp_path: Path) -> None:
+    import os
+
+    from tests.test_replay import write_sim_recording
+
+    data = merge(default_config_dict(), {**BUSY_MARKET, "run": {"runs_dir": str(tmp_path)}})
+    recording = tmp_path / "books.jsonl.gz"
+    write_sim_recording(parse_config(data), recording, ticks=400)
+    config = tmp_path / "replay.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    report_path = tmp_path / "replay-report.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hft_ray.cli",
+            "replay",
+            str(recording),
+            "--fast",
+            "--config",
+            str(config),
+            "--report",
+            str(report_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "RAY_ADDRESS": ray_session},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    assert report["mode"] == "replay"
+    assert report["replay"]["lines"] == 400 * 9 and report["replay"]["malformed_lines"] == []
+    assert report["book_updates"] == 400 * 9  # lockstep: every recorded book reached a feed
+    assert report["opportunities"] > 0 and report["trades"] > 0
+    journal = asyncio.run(LocalStore(Path(report["run_dir"]), "test").read_journal())
+    assert_positions_equal(report, journal)

@@ -2,9 +2,10 @@
 
 On each tradable update of (symbol s, venue v) it quotes v against every other venue's latest
 tradable book of s, both directions. A book is tradable while its last update passed the
-feed's checks and is younger than `max_book_age_ms`. A (symbol, buy, sell) pair that was just
-emitted is held back for `cooldown_ms`, so one dislocation seen over several ticks is not
-sent to risk once per tick.
+feed's checks and is younger than `max_book_age_ms` (on the host's clock; in a replay, in
+recorded time, measured from the newest recorded timestamp the detector has seen). A
+(symbol, buy, sell) pair that was just emitted is held back for `cooldown_ms`, so one
+dislocation seen over several ticks is not sent to risk once per tick.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class DetectorCore:
         self.ts_exchange = np.zeros((n_sym, n_ven), np.int64)
         self.recv_mono = np.zeros((n_sym, n_ven), np.int64)
         self._max_age_ns = int(config.feed.max_book_age_ms * 1e6)
+        # A replay runs faster or slower than it was recorded: books age in recorded time.
+        self._recorded_time = config.replay is not None
+        self._file_now = 0
         self._cooldown_ns = int(config.detector.cooldown_ms * 1e6)
         self._last_emit = np.full((n_sym, n_ven, n_ven), -(2**62), np.int64)
         self._min_profit_bps = config.detector.min_profit_bps
@@ -91,6 +95,8 @@ class DetectorCore:
             self.ts_exchange[s, v] = row["ts_exchange_ns"]
             self.recv_mono[s, v] = row["ts_recv_mono_ns"]
         found: list[Opportunity] = []
+        if self._recorded_time:
+            self._file_now = max(self._file_now, int(rows["ts_exchange_ns"].max(initial=0)))
         now = self._clock.monotonic_ns()
         for row in rows:
             s, v = int(row["symbol"]), int(row["venue"])
@@ -101,7 +107,11 @@ class DetectorCore:
         return found
 
     def _tradable(self, s: int, v: int, now: int) -> bool:
-        return bool(self.valid[s, v]) and now - int(self.recv_mono[s, v]) <= self._max_age_ns
+        if self._recorded_time:
+            age = self._file_now - int(self.ts_exchange[s, v])
+        else:
+            age = now - int(self.recv_mono[s, v])
+        return bool(self.valid[s, v]) and age <= self._max_age_ns
 
     def _scan(self, s: int, v: int, now: int) -> list[Opportunity]:
         out = []

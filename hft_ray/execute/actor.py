@@ -19,6 +19,7 @@ from hft_ray.pinning import pin_actor
 from hft_ray.risk.actor import RISK_ACTOR_NAME
 from hft_ray.store import StoreUnavailable, open_store
 from hft_ray.types import Approval, ExecutionReport, Universe
+from hft_ray.venues.replay import REPLAY_ACTOR_NAME
 from hft_ray.venues.sim import SimVenueClient, venue_actor_name
 
 
@@ -37,10 +38,14 @@ class ExecutorActor:
         self.placement = pin_actor(cores, config.cluster.pin_cores)
         self._clock = LiveClock()
         self._store = open_store(config.store, run_id, Path(run_dir), f"executor{index}")
-        venues = {
-            name: SimVenueClient(name, ray.get_actor(venue_actor_name(name)))
-            for name in config.venues
-        }
+        if config.replay is not None:
+            market = ray.get_actor(REPLAY_ACTOR_NAME)
+            venues = {name: SimVenueClient(name, market, name) for name in config.venues}
+        else:
+            venues = {
+                name: SimVenueClient(name, ray.get_actor(venue_actor_name(name)))
+                for name in config.venues
+            }
         self._core = ExecutorCore(config, universe, markets, venues, self._store, self._clock)
         self._risk = ray.get_actor(RISK_ACTOR_NAME)
         self._running = 0

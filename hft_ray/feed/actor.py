@@ -22,6 +22,7 @@ from hft_ray.pinning import pin_actor
 from hft_ray.types import Universe
 from hft_ray.venues.base import BookSource
 from hft_ray.venues.ccxt_live import CcxtBookStream
+from hft_ray.venues.replay import REPLAY_ACTOR_NAME
 from hft_ray.venues.sim import SimBookSource, venue_actor_name
 
 _POLL_S = 0.05  # longest wait for a venue step when no batch is pending
@@ -30,6 +31,8 @@ _POLL_S = 0.05  # longest wait for a venue step when no batch is pending
 def open_book_source(config: HftConfig, venue: str) -> BookSource:
     """The book source of a venue, by its kind."""
     cfg = config.venues[venue]
+    if config.replay is not None:
+        return SimBookSource(ray.get_actor(REPLAY_ACTOR_NAME), venue)
     if isinstance(cfg, CcxtVenueConfig):
         return CcxtBookStream(venue, cfg, config.symbols, config.feed.depth, LiveClock())
     return SimBookSource(ray.get_actor(venue_actor_name(venue)))

@@ -10,17 +10,22 @@ the venue's book was not tradable (a gap, a stall, a disconnect).
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import heapq
 import json
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 import numpy as np
+import ray
 
-from hft_ray.types import BookSnapshot
+from hft_ray.config import HftConfig
+from hft_ray.types import BookSnapshot, OrderResult, Side
+from hft_ray.venues.sim import BookRing, InProcessSimVenue, SimExchange, sim_exchange_from_config
 
 
 class ReplayFormatError(ValueError):
@@ -121,3 +126,126 @@ def format_line(exchange: str, book: BookSnapshot) -> str:
         },
         separators=(",", ":"),
     )
+
+
+REPLAY_ACTOR_NAME = "hft_ray_replay"
+Polled = tuple[int, list[BookSnapshot]]
+
+
+class ReplayMarket:
+    """Recorded books released in timestamp order, one venue each, with each venue's matching
+    engine trading against its replayed book.
+
+    Paced at `speed` times recorded time; with `fast`, in lockstep instead: the next line is
+    released once every feed has taken all earlier ones, so venues never drift apart in file
+    time however fast the pipeline runs.
+    """
+
+    def __init__(
+        self,
+        exchanges: dict[str, SimExchange],
+        late_ack_s: float,
+        paths: list[Path],
+        speed: float,
+        fast: bool,
+    ) -> None:
+        self._exchanges = exchanges
+        self.orders = {v: InProcessSimVenue(ex, late_ack_s) for v, ex in exchanges.items()}
+        self._rings = {v: BookRing() for v in exchanges}
+        self._taken = dict.fromkeys(exchanges, 0)
+        self._progress = asyncio.Event()
+        self._paths = paths
+        self._speed = speed
+        self._fast = fast
+        self.lines = 0
+        self.other_exchanges = 0
+        self.malformed: list[str] = []
+        self.done = False
+
+    async def play(self) -> None:
+        t0_wall = time.monotonic()
+        t0_file: int | None = None
+        for rec in read_files(self._paths, lambda e: self.malformed.append(str(e))):
+            ring = self._rings.get(rec.exchange)
+            if ring is None:
+                self.other_exchanges += 1
+                continue
+            ts = rec.book.ts_exchange_ns
+            t0_file = ts if t0_file is None else t0_file
+            if self._fast:
+                await self._all_taken()
+            else:
+                await asyncio.sleep(
+                    max(0.0, t0_wall + (ts - t0_file) / 1e9 / self._speed - time.monotonic())
+                )
+            self._exchanges[rec.exchange].install(rec.book)
+            ring.push([rec.book])
+            self.lines += 1
+        if self._fast:
+            await self._all_taken()
+        self.done = True
+
+    async def _all_taken(self) -> None:
+        while any(self._taken[v] < r.last_seq for v, r in self._rings.items()):
+            self._progress.clear()
+            await self._progress.wait()
+
+    def fetch(self, venue: str, client_id: str) -> OrderResult | None:
+        return self._exchanges[venue].fetch(client_id)
+
+    async def poll(
+        self, venue: str, after: int, timeout_s: float
+    ) -> tuple[int, list[BookSnapshot]]:
+        self._taken[venue] = max(self._taken[venue], after)
+        self._progress.set()
+        seq, books = await self._rings[venue].since(after, timeout_s)
+        return seq, books
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class ReplayMarketActor:
+    """A `ReplayMarket` answering feeds and executors like the venues it replays."""
+
+    def __init__(self, config: HftConfig) -> None:
+        if config.replay is None:
+            raise ValueError("ReplayMarketActor needs config.replay")
+        exchanges = {v: sim_exchange_from_config(config, v) for v in config.venues}
+        self._market = ReplayMarket(
+            exchanges,
+            config.sim.order_timeout_ack_ms / 1000.0,
+            list(config.replay.files),
+            config.replay.speed,
+            config.replay.fast,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._market.play())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def poll(
+        self, venue: str, after: int, timeout_s: float
+    ) -> tuple[int, list[BookSnapshot]]:
+        return await self._market.poll(venue, after, timeout_s)
+
+    async def create_order(
+        self, venue: str, client_id: str, symbol: str, side: Side, amount: float, price: float
+    ) -> OrderResult:
+        return await self._market.orders[venue].create_order(client_id, symbol, side, amount, price)
+
+    async def fetch_order(self, venue: str, client_id: str) -> OrderResult | None:
+        return self._market.fetch(venue, client_id)
+
+    async def progress(self) -> dict[str, Any]:
+        m = self._market
+        return {
+            "lines": m.lines,
+            "other_exchanges": m.other_exchanges,
+            "malformed_lines": list(m.malformed),
+            "done": m.done,
+        }

@@ -128,6 +128,12 @@ class SimExchange:
             np.column_stack([ask_px, sizes[1]]),
         )
 
+    def install(self, book: BookSnapshot) -> None:
+        """Make `book` the venue's current book of its symbol (a replayed market)."""
+        st = self._symbols[book.symbol]
+        st.bids, st.asks = book.bids.copy(), book.asks.copy()
+        self.seq += 1
+
     def book(self, symbol: str) -> tuple[np.ndarray, np.ndarray]:
         """The current (bids, asks) of `symbol`, best first; empty before the first step."""
         st = self._symbols[symbol]
@@ -293,18 +299,54 @@ class InProcessSimVenue:
         return found if found is not None else _unknown(client_id, self.name, symbol)
 
 
-class SimBookSource:
-    """The books of a `SimVenueActor`, by long-poll: every step since the last one seen."""
+class BookRing:
+    """The last steps of a venue's books, for feeds that long-poll: a slow feed that falls
+    more than `size` steps behind gets only what the ring still holds (each book is a full
+    top-N snapshot, so only intermediate states are lost)."""
 
-    def __init__(self, handle: Any) -> None:
+    def __init__(self, size: int = 256) -> None:
+        self._steps: deque[tuple[int, list[BookSnapshot]]] = deque(maxlen=size)
+        self._seq = 0
+        self._new = asyncio.Event()
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    def push(self, books: list[BookSnapshot]) -> int:
+        self._seq += 1
+        self._steps.append((self._seq, books))
+        self._new.set()
+        self._new = asyncio.Event()
+        return self._seq
+
+    async def since(self, after_seq: int, timeout_s: float) -> tuple[int, list[BookSnapshot]]:
+        """Books of every step after `after_seq`, waiting up to `timeout_s` for one."""
+        if self._seq <= after_seq:
+            try:
+                await asyncio.wait_for(self._new.wait(), timeout_s)
+            except TimeoutError:
+                return after_seq, []
+        return self._seq, [b for seq, step in self._steps if seq > after_seq for b in step]
+
+
+class SimBookSource:
+    """The books of a venue actor, by long-poll: every step since the last one seen.
+
+    `route` is passed first to the actor's methods: () for a `SimVenueActor`, (venue,) for
+    a `ReplayMarketActor`, which serves every venue.
+    """
+
+    def __init__(self, handle: Any, *route: str) -> None:
         self._handle = handle
+        self._route = route
         self._after = 0
 
     async def start(self) -> None:
         return None
 
     async def next(self, timeout_s: float) -> list[BookEvent]:
-        self._after, books = await self._handle.poll.remote(self._after, timeout_s)
+        self._after, books = await self._handle.poll.remote(*self._route, self._after, timeout_s)
         return list(books)
 
     async def close(self) -> None:
@@ -312,22 +354,24 @@ class SimBookSource:
 
 
 class SimVenueClient:
-    """The order interface of a `SimVenueActor`, for executors in other processes."""
+    """The order interface of a venue actor, for executors in other processes (`route` as in
+    `SimBookSource`)."""
 
-    def __init__(self, name: str, handle: Any) -> None:
+    def __init__(self, name: str, handle: Any, *route: str) -> None:
         self.name = name
         self._handle = handle
+        self._route = route
 
     async def create_order(
         self, client_id: str, symbol: str, side: Side, amount: float, price: float
     ) -> OrderResult:
         result: OrderResult = await self._handle.create_order.remote(
-            client_id, symbol, side, amount, price
+            *self._route, client_id, symbol, side, amount, price
         )
         return result
 
     async def fetch_order(self, client_id: str, symbol: str) -> OrderResult:
-        found = await self._handle.fetch_order.remote(client_id)
+        found = await self._handle.fetch_order.remote(*self._route, client_id)
         return found if found is not None else _unknown(client_id, self.name, symbol)
 
 
@@ -351,9 +395,6 @@ def venue_actor_name(venue: str) -> str:
     return f"hft_ray_venue_{venue}"
 
 
-_RING_STEPS = 256  # steps a slow feed can fall behind before it only gets the newest
-
-
 @ray.remote(num_cpus=0, max_restarts=0)
 class SimVenueActor:
     """A `SimExchange` on a timer, answering like a remote venue: books by long-poll, orders
@@ -363,8 +404,7 @@ class SimVenueActor:
         self._exchange = sim_exchange_from_config(config, venue)
         self._orders = InProcessSimVenue(self._exchange, config.sim.order_timeout_ack_ms / 1000.0)
         self._tick_s = config.sim.tick_ms / 1000.0
-        self._ring: deque[tuple[int, list[BookSnapshot]]] = deque(maxlen=_RING_STEPS)
-        self._new_step = asyncio.Event()
+        self._ring = BookRing()
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> str:
@@ -380,22 +420,12 @@ class SimVenueActor:
     async def _tick_forever(self) -> None:
         next_at = time.monotonic()
         while True:
-            books = self._exchange.step(time.time_ns())
-            self._ring.append((self._exchange.seq, books))
-            self._new_step.set()
-            self._new_step = asyncio.Event()
+            self._ring.push(self._exchange.step(time.time_ns()))
             next_at += self._tick_s
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
     async def poll(self, after_seq: int, timeout_s: float) -> tuple[int, list[BookSnapshot]]:
-        """Books of every step after `after_seq`, waiting up to `timeout_s` for one."""
-        if not self._ring or self._ring[-1][0] <= after_seq:
-            try:
-                await asyncio.wait_for(self._new_step.wait(), timeout_s)
-            except TimeoutError:
-                return after_seq, []
-        books = [b for seq, step in self._ring if seq > after_seq for b in step]
-        return self._ring[-1][0], books
+        return await self._ring.since(after_seq, timeout_s)
 
     async def create_order(
         self, client_id: str, symbol: str, side: Side, amount: float, price: float
