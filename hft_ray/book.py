@@ -17,9 +17,11 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import zip_longest
 from typing import Literal
 
 import numpy as np
+from numba import njit
 
 #: Reasons a book is not tradable.
 EMPTY_SIDE = "empty_side"
@@ -34,8 +36,43 @@ NO_SNAPSHOT = "no_snapshot"
 Level = tuple[str, str]  # price and size as the exchange sent them
 
 
+_STATUS = ("", EMPTY_SIDE, BAD_LEVEL, UNSORTED, CROSSED)
+
+
+@njit(cache=True)
+def _bad_level(side: np.ndarray) -> bool:  # pragma: no cover - compiled
+    for i in range(side.shape[0]):
+        px, qty = side[i, 0], side[i, 1]
+        if not (px > 0.0 and qty > 0.0) or not (np.isfinite(px) and np.isfinite(qty)):
+            return True
+    return False
+
+
+@njit(cache=True)
+def levels_status(bids: np.ndarray, asks: np.ndarray) -> int:  # pragma: no cover - compiled
+    """Index into `_STATUS` of what is wrong with a top-N book; 0 if nothing (kernel)."""
+    if bids.shape[0] == 0 or asks.shape[0] == 0:
+        return 1
+    if _bad_level(bids) or _bad_level(asks):
+        return 2
+    for i in range(1, bids.shape[0]):
+        if bids[i, 0] >= bids[i - 1, 0]:
+            return 3
+    for i in range(1, asks.shape[0]):
+        if asks[i, 0] <= asks[i - 1, 0]:
+            return 3
+    if bids[0, 0] >= asks[0, 0]:
+        return 4
+    return 0
+
+
 def check_levels(bids: np.ndarray, asks: np.ndarray) -> str:
     """Why a top-N book (levels as (n, 2) price/qty arrays, best first) is broken, or ''."""
+    return _STATUS[levels_status(bids, asks)]
+
+
+def check_levels_reference(bids: np.ndarray, asks: np.ndarray) -> str:
+    """`check_levels` in plain numpy: the definition the kernel is tested against."""
     if len(bids) == 0 or len(asks) == 0:
         return EMPTY_SIDE
     for side in (bids, asks):
@@ -160,13 +197,9 @@ ChecksumRule = Callable[[Sequence[Level], Sequence[Level]], int]
 def okx_checksum(bids: Sequence[Level], asks: Sequence[Level]) -> int:
     """OKX: CRC32 (as signed 32-bit) of the top 25 levels interleaved
     `bidPx:bidSz:askPx:askSz:...`, the shorter side simply running out, original strings."""
-    parts: list[str] = []
-    for i in range(25):
-        if i < len(bids):
-            parts += bids[i]
-        if i < len(asks):
-            parts += asks[i]
-    crc = zlib.crc32(":".join(parts).encode())
+    pairs = zip_longest(bids[:25], asks[:25])
+    text = ":".join(f"{lvl[0]}:{lvl[1]}" for pair in pairs for lvl in pair if lvl is not None)
+    crc = zlib.crc32(text.encode())
     return crc - (1 << 32) if crc >= 1 << 31 else crc
 
 
@@ -226,13 +259,15 @@ class _Side:
     def top(self, n: int) -> np.ndarray:
         keys = self._keys[:n]
         out = np.empty((len(keys), 2))
-        for i, key in enumerate(keys):
-            out[i, 0] = self._sign * key
-            out[i, 1] = self._levels[key][0]
+        out[:, 0] = keys
+        out[:, 0] *= self._sign
+        levels = self._levels
+        out[:, 1] = [levels[k][0] for k in keys]
         return out
 
     def strings(self, n: int) -> list[Level]:
-        return [self._levels[k][1:] for k in self._keys[:n]]
+        levels = self._levels
+        return [levels[k][1:] for k in self._keys[:n]]
 
     def best(self) -> float | None:
         return self._sign * self._keys[0] if self._keys else None

@@ -7,6 +7,8 @@ import copy
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hft_ray.book import (
     CHECKSUM,
@@ -16,6 +18,7 @@ from hft_ray.book import (
     JumpFilter,
     OrderBook,
     check_levels,
+    check_levels_reference,
     kraken_checksum,
     okx_checksum,
 )
@@ -229,3 +232,21 @@ def test_gateio_update_ids_continue_from_the_snapshot_id() -> None:
             applied += u["u"] > snapshot["id"]
         assert book.valid
     assert applied > 100
+
+
+PRICE = st.one_of(st.floats(-5, 200), st.just(float("nan")), st.just(float("inf")))
+SIZE = st.one_of(st.floats(-1, 5), st.just(float("nan")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    bids=st.lists(st.tuples(PRICE, SIZE), max_size=6),
+    asks=st.lists(st.tuples(PRICE, SIZE), max_size=6),
+)
+def test_level_checks_kernel_equals_reference(bids: list, asks: list) -> None:
+    b = np.array(bids, dtype=np.float64).reshape(-1, 2)
+    a = np.array(asks, dtype=np.float64).reshape(-1, 2)
+    assert check_levels(b, a) == check_levels_reference(b, a)
+    b_sorted = b[np.argsort(-b[:, 0])] if len(b) else b
+    a_sorted = a[np.argsort(a[:, 0])] if len(a) else a
+    assert check_levels(b_sorted, a_sorted) == check_levels_reference(b_sorted, a_sorted)

@@ -1,0 +1,183 @@
+"""`hft-ray bench`: measured speed, each figure beside the baseline it is compared with.
+
+Feed path: decode an OKX `books` update (JSON), apply it to a 400-level book, verify the
+CRC32 over the top 25 levels, take the top 20 and run the sanity checks, on one pinned core.
+The baseline, measured in the same run on the same messages, is the straightforward design:
+a dict per side, sorted afresh for every checksum and top-of-book (what a book without sorted
+levels must do). cryptofeed documents 10-100 us per update for its checksum alone; that figure
+is reported beside ours as the target to beat, not measured here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import time
+import zlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hft_ray.book import VENUE_BOOK_RULES, OrderBook, check_levels, okx_checksum
+
+CRYPTOFEED_CHECKSUM_US = (10.0, 100.0)
+
+
+def okx_stream(levels: int, updates: int, seed: int = 7) -> tuple[str, list[str]]:
+    """A synthetic OKX `books` snapshot and updates (JSON text) with correct checksums."""
+    rng = random.Random(seed)
+    tick = 0.1
+    bids = {round(50_000 - tick * (i + 1), 1): rng.randint(1, 5_000) / 1e4 for i in range(levels)}
+    asks = {round(50_000 + tick * i, 1): rng.randint(1, 5_000) / 1e4 for i in range(levels)}
+
+    def fmt(book: dict[float, float], reverse: bool) -> list[list[str]]:
+        return [
+            [f"{p:.1f}", f"{q:.4f}", "0", "1"] for p, q in sorted(book.items(), reverse=reverse)
+        ]
+
+    def checksum() -> int:
+        b = [(p, q) for p, q, *_ in fmt(bids, True)]
+        a = [(p, q) for p, q, *_ in fmt(asks, False)]
+        return okx_checksum(b, a)
+
+    def message(action: str, b: list[list[str]], a: list[list[str]]) -> str:
+        data = {"asks": a, "bids": b, "ts": "1700000000000", "checksum": checksum()}
+        return json.dumps(
+            {"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": action, "data": [data]}
+        )
+
+    snapshot = message("snapshot", fmt(bids, True), fmt(asks, False))
+    out = []
+    for _ in range(updates):
+        changes: dict[str, list[list[str]]] = {"b": [], "a": []}
+        for _ in range(rng.randint(1, 8)):
+            side, book, sign = rng.choice((("b", bids, -1), ("a", asks, 1)))
+            best = max(bids) if side == "b" else min(asks)
+            price = round(best + sign * tick * rng.randint(0, 40), 1)
+            if (side == "b" and price >= min(asks)) or (side == "a" and price <= max(bids)):
+                continue
+            qty = 0.0 if price in book and rng.random() < 0.3 else rng.randint(1, 5_000) / 1e4
+            if qty == 0.0:
+                book.pop(price, None)
+            else:
+                book[price] = qty
+            changes[side].append([f"{price:.1f}", f"{qty:.4f}", "0", "1"])
+        out.append(message("update", changes["b"], changes["a"]))
+    return snapshot, out
+
+
+def _ours(snapshot: str, updates: list[str]) -> Callable[[], int]:
+    def run() -> int:
+        book = OrderBook(VENUE_BOOK_RULES["okx"])
+        d = json.loads(snapshot)["data"][0]
+        book.apply_snapshot(
+            [(p, q) for p, q, *_ in d["bids"]],
+            [(p, q) for p, q, *_ in d["asks"]],
+            None,
+            0,
+            d["checksum"],
+        )
+        bad = 0
+        for text in updates:
+            d = json.loads(text)["data"][0]
+            reason = book.apply_delta(
+                [(p, q) for p, q, *_ in d["bids"]],
+                [(p, q) for p, q, *_ in d["asks"]],
+                0,
+                checksum=d["checksum"],
+            )
+            bids, asks = book.top(20)
+            bad += bool(reason or check_levels(bids, asks))
+        return bad
+
+    return run
+
+
+def _naive(snapshot: str, updates: list[str]) -> Callable[[], int]:
+    """Dict per side; sort for every checksum and every top-of-book."""
+
+    def run() -> int:
+        d = json.loads(snapshot)["data"][0]
+        bids = {float(p): (p, q) for p, q, *_ in d["bids"]}
+        asks = {float(p): (p, q) for p, q, *_ in d["asks"]}
+        bad = 0
+        for text in updates:
+            d = json.loads(text)["data"][0]
+            for side, levels in ((bids, d["bids"]), (asks, d["asks"])):
+                for p, q, *_ in levels:
+                    if float(q) == 0.0:
+                        side.pop(float(p), None)
+                    else:
+                        side[float(p)] = (p, q)
+            top_b = [bids[k] for k in sorted(bids, reverse=True)[:25]]
+            top_a = [asks[k] for k in sorted(asks)[:25]]
+            parts: list[str] = []
+            for i in range(25):
+                if i < len(top_b):
+                    parts += top_b[i]
+                if i < len(top_a):
+                    parts += top_a[i]
+            crc = zlib.crc32(":".join(parts).encode())
+            crc = crc - (1 << 32) if crc >= 1 << 31 else crc
+            bad += crc != d["checksum"] or float(top_b[0][0]) >= float(top_a[0][0])
+        return bad
+
+    return run
+
+
+def _time(fn: Callable[[], int], repeats: int) -> tuple[float, int]:
+    best = float("inf")
+    bad = 0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        bad = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, bad
+
+
+def bench_feed(updates: int = 20_000, levels: int = 400, repeats: int = 3) -> dict[str, Any]:
+    snapshot, msgs = okx_stream(levels, updates)
+    ours_s, ours_bad = _time(_ours(snapshot, msgs), repeats)
+    naive_s, naive_bad = _time(_naive(snapshot, msgs), repeats)
+    if ours_bad or naive_bad:
+        raise RuntimeError(f"bench stream failed its own checks ({ours_bad}, {naive_bad})")
+    ours_us = ours_s / updates * 1e6
+    naive_us = naive_s / updates * 1e6
+    return {
+        "what": "decode JSON + apply delta + CRC32 top 25 + top 20 + sanity checks, OKX books",
+        "updates": updates,
+        "book_levels_per_side": levels,
+        "ours": {
+            "us_per_update": round(ours_us, 2),
+            "updates_per_s_per_core": round(1e6 / ours_us),
+        },
+        "baseline_same_run": {
+            "design": "dict per side, sorted for each checksum and top of book",
+            "us_per_update": round(naive_us, 2),
+            "updates_per_s_per_core": round(1e6 / naive_us),
+        },
+        "speedup_vs_baseline": round(naive_us / ours_us, 2),
+        "cryptofeed_documented_checksum_us": list(CRYPTOFEED_CHECKSUM_US),
+        "beats_cryptofeed_checksum_alone": ours_us < CRYPTOFEED_CHECKSUM_US[0],
+    }
+
+
+def run_bench(out: Path, updates: int) -> dict[str, Any]:
+    core = sorted(os.sched_getaffinity(0))[-1]
+    os.sched_setaffinity(0, {core})  # one core: figures are per core
+    report = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": {
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "pinned_core": core,
+        },
+        "feed": bench_feed(updates=updates),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    return report

@@ -1,0 +1,35 @@
+"""`hft-ray bench` writes its figures and the baseline they were compared against (no timing
+is asserted: this machine is shared)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hft_ray.bench import _naive, _ours, okx_stream
+from hft_ray.cli import main
+
+
+def test_bench_stream_is_valid_for_both_implementations() -> None:
+    snapshot, updates = okx_stream(levels=50, updates=300)
+    assert _ours(snapshot, updates)() == 0
+    assert _naive(snapshot, updates)() == 0
+
+
+def test_bench_writes_figures_and_baseline(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--out", str(out), "--updates", "200"]) == 0
+    report = json.loads(out.read_text())
+    feed = report["feed"]
+    assert feed["updates"] == 200
+    assert feed["ours"]["us_per_update"] > 0 and feed["baseline_same_run"]["us_per_update"] > 0
+    assert feed["cryptofeed_documented_checksum_us"] == [10.0, 100.0]
+    assert report["host"]["pinned_core"] in range(report["host"]["cpus"])
+
+
+def test_bench_leaves_the_callers_affinity_alone(tmp_path: Path) -> None:
+    import os
+
+    before = os.sched_getaffinity(0)
+    main(["bench", "--out", str(tmp_path / "b.json"), "--updates", "50"])
+    assert os.sched_getaffinity(0) == before
