@@ -166,8 +166,13 @@ def bench_feed(updates: int = 20_000, levels: int = 400, repeats: int = 3) -> di
 
 
 def run_bench(out: Path, updates: int) -> dict[str, Any]:
-    core = sorted(os.sched_getaffinity(0))[-1]
+    allowed = os.sched_getaffinity(0)
+    core = max(allowed)
     os.sched_setaffinity(0, {core})  # one core: figures are per core
+    try:
+        feed = bench_feed(updates=updates)
+    finally:
+        os.sched_setaffinity(0, allowed)
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": {
@@ -176,7 +181,7 @@ def run_bench(out: Path, updates: int) -> dict[str, Any]:
             "cpus": os.cpu_count(),
             "pinned_core": core,
         },
-        "feed": bench_feed(updates=updates),
+        "feed": feed,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
