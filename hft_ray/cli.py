@@ -17,6 +17,7 @@ from hft_ray.config import SYMBOL_RE, ConfigError, HftConfig, load_config
 
 EXIT_USAGE = 2
 EXIT_CLUSTER = 3
+EXIT_RUN_FAILED = 4
 
 
 def _positive_seconds(text: str) -> float:
@@ -238,7 +239,7 @@ def _replay_through_actors(config: HftConfig, args: argparse.Namespace) -> int:
             raise ConfigError(f"replay: no such file {path}")
     replay = ReplayConfig(files=args.files, speed=args.speed or 1.0, fast=args.fast)
     try:
-        run(
+        report = run(
             config.model_copy(update={"replay": replay}),
             duration_s=None,
             report_path=args.report,
@@ -246,7 +247,7 @@ def _replay_through_actors(config: HftConfig, args: argparse.Namespace) -> int:
     except ClusterError as err:
         print(f"hft-ray: cluster error: {err}", file=sys.stderr)
         return EXIT_CLUSTER
-    return 0
+    return _run_outcome(report)
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
@@ -263,10 +264,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     try:
-        run(config, duration_s=args.duration, address=args.address, report_path=args.report)
+        report = run(
+            config, duration_s=args.duration, address=args.address, report_path=args.report
+        )
     except ClusterError as err:
         print(f"hft-ray: cluster error: {err}", file=sys.stderr)
         return EXIT_CLUSTER
+    return _run_outcome(report)
+
+
+def _run_outcome(report: dict[str, object]) -> int:
+    """Exit status of a finished run: a failed feed or trades left unreported are failures."""
+    problems = []
+    if report.get("failure"):
+        problems.append(f"a feed failed ({report['failure']})")
+    if report.get("in_flight_at_stop"):
+        problems.append(f"{report['in_flight_at_stop']} trades unreported at stop")
+    if problems:
+        print(f"hft-ray: run ended badly: {'; '.join(problems)}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     return 0
 
 

@@ -125,10 +125,11 @@ def run(
         if config.replay is not None and stop_when is None:
             stop_when = _replay_finished(pipeline)
         with _Stopper() as stopper:
-            _run_loop(config, pipeline, t0, duration_s, quote, out, stopper, stop_when)
+            failure = _run_loop(config, pipeline, t0, duration_s, quote, out, stopper, stop_when)
         elapsed = time.monotonic() - t0
         print("stopping: draining feeds, detectors, risk and executors ...", file=out, flush=True)
         report = _stop_and_report(config, pipeline, run_id, run_dir, elapsed)
+        report["failure"] = failure
         write_report(report, report_path)
         print(human_summary(report), file=out)
         print(f"report: {report_path}", file=out, flush=True)
@@ -158,20 +159,30 @@ def _run_loop(
     out: TextIO,
     stopper: _Stopper,
     stop_when: Callable[[], bool] | None,
-) -> None:
+) -> str:
+    """Run until the duration ends, Ctrl-C, `stop_when`, or a feed fails; return why a feed
+    failed, or ''."""
     interval = config.run.status_interval_s
     last_updates, last_t = 0, t0
     next_status = t0 + interval
     while True:
         now = time.monotonic()
         if stopper.requested or (duration_s is not None and now - t0 >= duration_s):
-            return
+            return ""
         if stop_when is not None and stop_when():
-            return
+            return ""
         time.sleep(min(0.2, max(0.0, min(next_status, t0 + (duration_s or 1e18)) - now)))
         if time.monotonic() < next_status:
             continue
         feeds, detectors, risk = _stats(p)
+        failed = [
+            f"{v}: {s['error']}" for v, s in zip(config.venues, feeds, strict=True) if s["error"]
+        ]
+        if failed:
+            print(f"feed failed, stopping: {'; '.join(failed)}", file=out, flush=True)
+            return "; ".join(failed)
+        # A feed restarted by Ray comes back idle: start it again (start is idempotent).
+        ray.get([f.start.remote() for f, s in zip(p.feeds, feeds, strict=True) if not s["running"]])
         now = time.monotonic()
         updates = sum(f["updates"] for f in feeds)
         rate = (updates - last_updates) / max(1e-9, now - last_t)
@@ -194,10 +205,10 @@ def _stop_and_report(
     ray.get([f.stop.remote() for f in p.feeds], timeout=timeout)
     ray.get([d.barrier.remote() for d in p.detectors], timeout=timeout)
     drain_deadline = time.monotonic() + 4 * config.execution.order_timeout_ms / 1000.0 + 10.0
-    while time.monotonic() < drain_deadline:
-        if ray.get(p.risk.stats.remote(), timeout=timeout)["in_flight"] == 0:
-            break
+    in_flight = ray.get(p.risk.stats.remote(), timeout=timeout)["in_flight"]
+    while in_flight and time.monotonic() < drain_deadline:
         time.sleep(0.05)
+        in_flight = ray.get(p.risk.stats.remote(), timeout=timeout)["in_flight"]
     replay = (
         ray.get(p.venues["replay"].progress.remote(), timeout=timeout)
         if config.replay is not None
@@ -225,6 +236,8 @@ def _stop_and_report(
         placement=p.placement,
         cpus_per_bundle=p.cpus_per_bundle,
     )
+    # Trades still unreported when the drain gave up: their legs may be live on a venue.
+    report["in_flight_at_stop"] = in_flight
     if replay is not None and config.replay is not None:
         report["replay"] = {
             "files": [str(f) for f in config.replay.files],

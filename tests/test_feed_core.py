@@ -38,12 +38,12 @@ def test_rows_carry_the_book_and_pad_unused_levels() -> None:
 def test_batch_leaves_when_full_or_old() -> None:
     core = FeedCore(UNIVERSE, "okx", FeedConfig(batch_max_rows=3, batch_max_us=1_000), 1)
     ms = 1_000_000
-    assert not core.on_event(book(), 0, 10 * ms)
+    assert core.on_event(book(), 0, 10 * ms) is None
     assert core.due(10 * ms + ms // 2) == []
     assert core.next_deadline_ns(10 * ms + ms // 2) == ms // 2
     assert core.due(11 * ms) == [0]
     core.on_event(book(), 0, 11 * ms)
-    assert core.on_event(book(), 0, 11 * ms + 1) is True
+    assert core.on_event(book(), 0, 11 * ms + 1) == 0
     assert len(core.take(0)) == 3
     assert core.pending() == [] and core.next_deadline_ns(20_000) is None
 
@@ -68,3 +68,13 @@ def test_crossed_or_broken_books_are_flagged_not_dropped() -> None:
     assert [bool(r["flags"] & BOOK_VALID) for r in rows] == [False, False]
     assert core.invalid == {"crossed": 1, "non_positive_or_nan_level": 1}
     assert core.unknown_symbols == 1
+
+
+def test_a_burst_longer_than_a_batch_leaves_in_full_batches() -> None:
+    core = FeedCore(UNIVERSE, "okx", FeedConfig(batch_max_rows=32), 1)
+    burst = [book(UNIVERSE.symbols[i % 3], bid=100.0 + i * 0.01) for i in range(100)]
+    batches = core.ingest(burst, 0, 0)
+    assert [len(rows) for _, rows in batches] == [32, 32, 32]
+    assert len(core.take(0)) == 4
+    sent = np.concatenate([rows["bid_px"][:, 0] for _, rows in batches])
+    assert list(sent) == [100.0 + i * 0.01 for i in range(96)]

@@ -12,6 +12,7 @@ import time
 from collections import deque
 from typing import Any
 
+import numpy as np
 import ray
 
 from hft_ray.clock import LiveClock
@@ -35,7 +36,7 @@ def open_book_source(config: HftConfig, venue: str) -> BookSource:
         return SimBookSource(ray.get_actor(REPLAY_ACTOR_NAME), venue)
     if isinstance(cfg, CcxtVenueConfig):
         return CcxtBookStream(venue, cfg, config.symbols, config.feed.depth, LiveClock())
-    return SimBookSource(ray.get_actor(venue_actor_name(venue)))
+    return SimBookSource(ray.get_actor(venue_actor_name(venue)), from_now=True)
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1)
@@ -59,14 +60,21 @@ class FeedActor:
         self._batches = 0
         self._rows_sent = 0
         self._backpressure_waits = 0
+        self._error = ""
 
     async def ready(self) -> dict[str, object]:
         return self.placement
 
     async def start(self) -> None:
+        """Start polling; idempotent, so the driver may call it again after a restart."""
         if self._task is None:
             await self._source.start()
             self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task.add_done_callback(self._on_done)
+
+    def _on_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._error = f"{type(task.exception()).__name__}: {task.exception()}"
 
     async def _run(self) -> None:
         while True:
@@ -74,13 +82,12 @@ class FeedActor:
             timeout = _POLL_S if wait_ns is None else wait_ns / 1e9
             events = await self._source.next(timeout)
             recv_ns, recv_mono = time.time_ns(), time.monotonic_ns()
-            for event in events:
-                self._core.on_event(event, recv_ns, recv_mono)
+            for shard, rows in self._core.ingest(events, recv_ns, recv_mono):
+                await self._send(shard, rows)
             for shard in self._core.due(time.monotonic_ns()):
-                await self._send(shard)
+                await self._send(shard, self._core.take(shard))
 
-    async def _send(self, shard: int) -> None:
-        rows = self._core.take(shard)
+    async def _send(self, shard: int, rows: np.ndarray) -> None:
         queue = self._in_flight[shard]
         queue.append(self._detectors[shard].on_batch.remote(rows))
         self._batches += 1
@@ -97,12 +104,12 @@ class FeedActor:
         """Stop polling, send what is pending, and wait until the detectors took it."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
         await self._source.close()
         for shard in self._core.pending():
-            await self._send(shard)
+            await self._send(shard, self._core.take(shard))
         for queue in self._in_flight:
             while queue:
                 await queue.popleft()
@@ -115,4 +122,6 @@ class FeedActor:
             "rows_sent": self._rows_sent,
             "queue_depth": sum(len(q) for q in self._in_flight),
             "backpressure_waits": self._backpressure_waits,
+            "running": self._task is not None and not self._task.done(),
+            "error": self._error,
         }

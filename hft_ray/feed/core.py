@@ -43,8 +43,9 @@ class FeedCore:
         self.invalid: Counter[str] = Counter()
         self.unknown_symbols = 0
 
-    def on_event(self, event: BookEvent, recv_ns: int, recv_mono_ns: int) -> bool:
-        """Add one venue event; return True when some shard's batch is full.
+    def on_event(self, event: BookEvent, recv_ns: int, recv_mono_ns: int) -> int | None:
+        """Add one venue event; return the shard whose batch it filled, which must be taken
+        before the next event.
 
         A book that fails a check, and an invalidation from the venue adapter, both travel as
         a row without the valid flag, so the detector stops trading that book at once rather
@@ -54,7 +55,7 @@ class FeedCore:
             symbol_id = self._universe.symbol_id(event.symbol)
         except ValueError:
             self.unknown_symbols += 1
-            return False
+            return None
         if isinstance(event, BookInvalid):
             self.invalid[event.reason] += 1
             return self._add(symbol_id, None, event.reason, recv_ns, recv_mono_ns)
@@ -66,6 +67,18 @@ class FeedCore:
             self.invalid[reason] += 1
         return self._add(symbol_id, event, reason, recv_ns, recv_mono_ns)
 
+    def ingest(
+        self, events: list[BookEvent], recv_ns: int, recv_mono_ns: int
+    ) -> list[tuple[int, np.ndarray]]:
+        """Add a burst of events (a long-poll may return hundreds); return the batches that
+        filled up on the way, as (shard, rows), to be sent before anything else."""
+        full = []
+        for event in events:
+            shard = self.on_event(event, recv_ns, recv_mono_ns)
+            if shard is not None:
+                full.append((shard, self.take(shard)))
+        return full
+
     def _add(
         self,
         symbol_id: int,
@@ -73,7 +86,7 @@ class FeedCore:
         reason: str,
         recv_ns: int,
         recv_mono_ns: int,
-    ) -> bool:
+    ) -> int | None:
         shard = self._shard[symbol_id]
         row = self._buffers[shard][self._fill[shard]]
         row["venue"], row["symbol"] = self._venue_id, symbol_id
@@ -94,7 +107,7 @@ class FeedCore:
             self._oldest_mono[shard] = recv_mono_ns
         self._fill[shard] += 1
         self.updates += book is not None
-        return self._fill[shard] >= self._max_rows
+        return shard if self._fill[shard] >= self._max_rows else None
 
     def due(self, now_mono_ns: int) -> list[int]:
         """Shards whose batch is full or old enough to leave."""

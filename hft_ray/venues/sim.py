@@ -337,13 +337,17 @@ class SimBookSource:
     a `ReplayMarketActor`, which serves every venue.
     """
 
-    def __init__(self, handle: Any, *route: str) -> None:
+    def __init__(self, handle: Any, *route: str, from_now: bool = False) -> None:
         self._handle = handle
         self._route = route
+        self._from_now = from_now
         self._after = 0
 
     async def start(self) -> None:
-        return None
+        """With `from_now`, skip what the venue published before the feed started: a live
+        venue's old books are of no use, while a replay must deliver every line."""
+        if self._from_now:
+            self._after = await self._handle.last_seq.remote(*self._route)
 
     async def next(self, timeout_s: float) -> list[BookEvent]:
         self._after, books = await self._handle.poll.remote(*self._route, self._after, timeout_s)
@@ -426,6 +430,9 @@ class SimVenueActor:
 
     async def poll(self, after_seq: int, timeout_s: float) -> tuple[int, list[BookSnapshot]]:
         return await self._ring.since(after_seq, timeout_s)
+
+    async def last_seq(self) -> int:
+        return self._ring.last_seq
 
     async def create_order(
         self, client_id: str, symbol: str, side: Side, amount: float, price: float
