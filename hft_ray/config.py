@@ -206,6 +206,9 @@ class RiskConfig(_Frozen):
     order_burst: int = Field(10, ge=1, description="Token bucket size for orders.")
     min_edge_bps: NonNegFloat = Field(0.0, description="Minimum expected net edge after fees.")
     max_in_flight_per_symbol: int = Field(1, ge=1, description="Concurrent trades per symbol.")
+    max_opportunity_age_ms: PositiveFloat = Field(
+        100.0, description="An opportunity older than this when risk sees it is rejected."
+    )
 
 
 class ExecutionConfig(_Frozen):
@@ -240,7 +243,7 @@ class StoreConfig(_Frozen):
             return v
         parts = urlsplit(v)
         if parts.scheme not in ("redis", "rediss"):
-            raise ValueError(f"must start with redis:// or rediss:// (got {parts.scheme or v!r})")
+            raise ValueError("must start with redis:// or rediss://")
         if parts.password:
             raise ValueError("must not contain a password; name its variable in password_env")
         return v

@@ -28,6 +28,16 @@ class Markets:
         return list(self._specs.items())
 
 
+def leg_limit_prices(
+    buy: MarketSpec, sell: MarketSpec, buy_worst: float, sell_worst: float, slippage_bps: float
+) -> tuple[float, float]:
+    """The IOC limit prices of an arbitrage's two legs: the detected worst prices widened by
+    `slippage_bps` and rounded outward to each market's tick. Risk reserves inventory at
+    these same prices, so a venue never refuses a leg for funds risk thought were there."""
+    slip = slippage_bps * 1e-4
+    return buy.ceil_price(buy_worst * (1.0 + slip)), sell.floor_price(sell_worst * (1.0 - slip))
+
+
 def simulated_markets(config: HftConfig) -> Markets:
     """Markets of a config whose venues are all simulated (no network)."""
     live = [n for n, v in config.venues.items() if isinstance(v, CcxtVenueConfig)]

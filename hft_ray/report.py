@@ -67,6 +67,9 @@ def build_report(
         "symbols": list(config.symbols),
         "quote_currencies": quotes,
         "book_updates": sum(f["updates"] for f in feed_stats),
+        "book_updates_by_venue": {
+            v: f["updates"] for v, f in zip(config.venues, feed_stats, strict=True)
+        },
         "invalid_books": sum(sum(f["invalid"].values()) for f in feed_stats),
         "opportunities": sum(d["opportunities"] for d in detector_stats),
         "opportunities_suppressed": sum(d["suppressed"] for d in detector_stats),
@@ -119,7 +122,8 @@ def human_summary(report: dict[str, Any]) -> str:
         f"unwinds {report['unwinds']}",
         f"  realized PnL {report['realized_pnl_quote']:+.4f} {quote}  "
         f"fees {report['fees_quote']:.4f} {quote}  risk {report['risk_state']}  "
-        f"positions match journal: {'yes' if report['positions_match_journal'] else 'NO'}",
+        f"positions match journal: {'yes' if report['positions_match_journal'] else 'NO'}, "
+        f"venues: {'yes' if report.get('positions_match_venues', True) else 'NO'}",
     ]
     for name in ("tick_to_detect", "tick_to_trade"):
         if name in lat and lat[name]["count"]:

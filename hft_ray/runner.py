@@ -23,6 +23,7 @@ import ray
 
 from hft_ray.cluster import Pipeline, build_pipeline, connect, teardown
 from hft_ray.config import ConfigError, HftConfig
+from hft_ray.ledger import positions_equal
 from hft_ray.markets import resolve_markets
 from hft_ray.report import build_report, human_summary, write_report
 from hft_ray.store import open_store
@@ -215,6 +216,7 @@ def _stop_and_report(
         else None
     )
     ray.get([v.stop.remote() for v in p.venues.values()], timeout=timeout)
+    venue_balances = _venue_balances(config, p, timeout)
     feeds, detectors, _ = _stats(p)
     ray.get([e.close.remote() for e in p.executors], timeout=timeout)
     risk_state = ray.get(p.risk.close.remote(), timeout=timeout)
@@ -238,6 +240,16 @@ def _stop_and_report(
     )
     # Trades still unreported when the drain gave up: their legs may be live on a venue.
     report["in_flight_at_stop"] = in_flight
+    # The venues' own balances are the independent truth the journal must agree with.
+    start = {v: dict(c.balances) for v, c in config.venues.items()}
+    moved = {
+        v: {
+            a: b - start[v].get(a, 0.0) for a, b in bal.items() if abs(b - start[v].get(a, 0.0)) > 0
+        }
+        for v, bal in venue_balances.items()
+    }
+    report["venue_positions"] = moved
+    report["positions_match_venues"] = positions_equal(report["positions"], moved)
     if replay is not None and config.replay is not None:
         report["replay"] = {
             "files": [str(f) for f in config.replay.files],
@@ -246,6 +258,16 @@ def _stop_and_report(
             **{k: v for k, v in replay.items() if k != "done"},
         }
     return report
+
+
+def _venue_balances(config: HftConfig, p: Pipeline, timeout: float) -> dict[str, dict[str, float]]:
+    """Each simulated or replayed venue's balances now."""
+    if config.replay is not None:
+        market = p.venues["replay"]
+        refs = {v: market.balances.remote(v) for v in config.venues}
+    else:
+        refs = {v: h.balances.remote() for v, h in p.venues.items()}
+    return {v: ray.get(ref, timeout=timeout) for v, ref in refs.items()}
 
 
 async def _read_journal(config: HftConfig, run_id: str, run_dir: Path) -> list[dict[str, Any]]:

@@ -147,6 +147,8 @@ class ExecutionReport(NamedTuple):
     legs_failed: int
     unwound: bool
     tick_to_trade_ns: int
+    legs_unknown: int = 0  # legs whose outcome the venue never told us
+    journal_failed: bool = False  # a record after the intent could not be journaled
 
 
 def client_order_id(opp_id: str, leg: str) -> str:

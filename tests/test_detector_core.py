@@ -21,14 +21,17 @@ def rows_for(
     venue: str,
     bid: float,
     ask: float,
-    mono: int,
+    clock: TestClock,
     symbol: str = "BTC/USDT",
     ts: int | None = None,
 ) -> np.ndarray:
+    """One feed row, received now; stamped by the venue now unless `ts` says otherwise."""
+    mono = clock.monotonic_ns()
     feed = FeedCore(universe, venue, config.feed, 1)
     bids = np.array([[bid - i, 0.05] for i in range(20)])
     asks = np.array([[ask + i, 0.05] for i in range(20)])
-    feed.on_event(BookSnapshot(symbol, 1, mono if ts is None else ts, bids, asks), mono, mono)
+    stamp = clock.time_ns() if ts is None else ts
+    feed.on_event(BookSnapshot(symbol, 1, stamp, bids, asks), clock.time_ns(), mono)
     return feed.take(0)
 
 
@@ -49,9 +52,8 @@ def setup(
 
 def test_a_fee_beating_cross_is_found_both_ways_round(setup) -> None:  # type: ignore[no-untyped-def]
     config, universe, clock, core = setup
-    now = clock.monotonic_ns()
-    assert core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, now)) == []
-    found = core.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, now))
+    assert core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock)) == []
+    found = core.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock))
     assert len(found) == 1
     opp = found[0]
     assert (universe.venues[opp.buy_venue], universe.venues[opp.sell_venue]) == ("binance", "okx")
@@ -62,40 +64,33 @@ def test_a_fee_beating_cross_is_found_both_ways_round(setup) -> None:  # type: i
 
 def test_a_cross_smaller_than_fees_is_not_an_opportunity(setup) -> None:  # type: ignore[no-untyped-def]
     config, universe, clock, core = setup
-    now = clock.monotonic_ns()
-    core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, now))
-    assert core.on_batch(rows_for(config, universe, "okx", 90_100.0, 90_100.5, now)) == []
+    core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock))
+    assert core.on_batch(rows_for(config, universe, "okx", 90_100.0, 90_100.5, clock)) == []
 
 
 def test_a_stale_book_is_never_traded(setup) -> None:  # type: ignore[no-untyped-def]
     config, universe, clock, core = setup
-    core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock.monotonic_ns()))
+    core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock))
     clock.advance(600_000_000)  # binance's book is now 600 ms old, over max_book_age_ms
-    found = core.on_batch(
-        rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock.monotonic_ns())
-    )
+    found = core.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock))
     assert found == []
 
 
 def test_an_invalid_book_is_never_traded(setup) -> None:  # type: ignore[no-untyped-def]
     config, universe, clock, core = setup
-    now = clock.monotonic_ns()
-    core.on_batch(rows_for(config, universe, "binance", 90_001.0, 90_000.5, now))  # crossed
-    assert core.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, now)) == []
+    core.on_batch(rows_for(config, universe, "binance", 90_001.0, 90_000.5, clock))  # crossed
+    assert core.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock)) == []
 
 
 def test_the_same_pair_is_held_back_during_cooldown(setup) -> None:  # type: ignore[no-untyped-def]
     config, universe, clock, core = setup
-    now = clock.monotonic_ns()
-    core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, now))
-    assert len(core.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, now))) == 1
+    core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock))
+    assert len(core.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock))) == 1
     clock.advance(50_000_000)
-    now = clock.monotonic_ns()
-    assert core.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, now)) == []
+    assert core.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock)) == []
     assert core.suppressed == 1
     clock.advance(60_000_000)  # the cooldown is over: the next update of either book re-finds it
-    now = clock.monotonic_ns()
-    assert len(core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, now))) == 1
+    assert len(core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock))) == 1
 
 
 def test_in_a_replay_books_age_in_recorded_time(make_config: Callable[..., HftConfig]) -> None:
@@ -106,9 +101,20 @@ def test_in_a_replay_books_age_in_recorded_time(make_config: Callable[..., HftCo
     universe = Universe(tuple(config.venues), tuple(config.symbols))
     clock = TestClock()
     core = DetectorCore(config, universe, simulated_markets(config), clock, "rp")
-    mono = clock.monotonic_ns()  # wall time stands still: only recorded time moves
-    core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, mono, ts=1_000_000_000))
-    late = rows_for(config, universe, "okx", 90_400.0, 90_400.5, mono, ts=1_600_000_000)
+    # The host's clock stands still: only recorded time moves.
+    core.on_batch(
+        rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock, ts=1_000_000_000)
+    )
+    late = rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock, ts=1_600_000_000)
     assert core.on_batch(late) == []  # binance's book is 600 ms old in the recording
-    fresh = rows_for(config, universe, "binance", 90_000.0, 90_000.5, mono, ts=1_700_000_000)
+    fresh = rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock, ts=1_700_000_000)
     assert len(core.on_batch(fresh)) == 1
+
+
+def test_a_book_the_venue_stamped_long_ago_is_stale_though_just_received(
+    setup,  # type: ignore[no-untyped-def]
+) -> None:
+    config, universe, clock, core = setup
+    old = clock.time_ns() - 700_000_000  # a feed catching up from a backlog
+    core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock, ts=old))
+    assert core.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock)) == []

@@ -148,3 +148,68 @@ def test_nothing_is_sent_when_the_intent_cannot_be_journaled(
     with pytest.raises(StoreUnavailable):
         h.run(h.approval("binance", "okx", 0.5))
     assert all(ex.fetch("t1B") is None and ex.fetch("t1S") is None for ex in h.exchanges.values())
+
+
+class FailingAfter:
+    """The real file store, which starts failing after `n` appends (a disk filling up)."""
+
+    def __init__(self, store: LocalStore, n: int) -> None:
+        self._store, self._left, self._full = store, n, False
+
+    async def append(self, record: dict) -> None:
+        if self._left <= 0:
+            self._full = True
+            raise StoreUnavailable("disk full")
+        self._left -= 1
+        await self._store.append(record)
+
+    async def flush(self) -> None:
+        if self._full:
+            raise StoreUnavailable("disk full")
+        await self._store.flush()
+
+    async def read_journal(self) -> list[dict]:
+        return await self._store.read_journal()
+
+
+def test_fills_reach_risk_even_when_the_journal_fails_after_the_legs_left(
+    make_config: Callable[..., HftConfig], tmp_path: Path
+) -> None:
+    h = Harness(make_config(), tmp_path)
+    h.core = ExecutorCore(
+        h.config,
+        h.universe,
+        simulated_markets(h.config),
+        h.venues,
+        FailingAfter(LocalStore(tmp_path, "executor0"), 1),
+        LiveClock(),
+    )  # type: ignore[arg-type]
+    report = h.run(h.approval("binance", "okx", 0.5))
+    assert report.journal_failed
+    assert [r.status for r in report.fills] == ["filled", "filled"]
+    assert h.exchanges["binance"].balances["ETH"] == pytest.approx(8.5)
+    assert [r["type"] for r in h.journal()] == ["intent"]  # the one record that made it
+
+
+class DeadVenue:
+    """A venue whose process died: every call raises, as a dead Ray actor's would."""
+
+    name = "okx"
+
+    async def create_order(self, *args: object) -> None:
+        raise RuntimeError("actor died")
+
+    async def fetch_order(self, *args: object) -> None:
+        raise RuntimeError("actor died")
+
+
+def test_a_dead_venue_leaves_an_unknown_leg_and_no_repair(
+    make_config: Callable[..., HftConfig], tmp_path: Path
+) -> None:
+    h = Harness(make_config(execution={"order_timeout_ms": 50}), tmp_path)
+    h.venues["okx"] = DeadVenue()  # type: ignore[assignment]
+    report = h.run(h.approval("binance", "okx", 0.5))
+    assert report.legs_unknown == 1 and not report.unwound
+    assert [r.status for r in report.fills] == ["filled", "unknown"]
+    assert report.fills[1].reason == "ack_timeout_unknown"
+    assert not [r for r in h.journal() if r["type"] == "unwind"]

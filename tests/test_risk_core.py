@@ -76,7 +76,9 @@ def risk(make_config: Callable[..., HftConfig]) -> tuple[RiskCore, TestClock]:
         },
     )
     clock = TestClock()
-    return RiskCore(config, universe_of(config), simulated_markets(config), clock), clock
+    core = RiskCore(config, universe_of(config), simulated_markets(config), clock)
+    core.store_ok = True  # the actor sets this once the store answers
+    return core, clock
 
 
 def test_within_limits_is_approved_and_journaled(risk) -> None:  # type: ignore[no-untyped-def]
@@ -90,8 +92,9 @@ def test_within_limits_is_approved_and_journaled(risk) -> None:  # type: ignore[
 def test_order_notional_clips_the_size(risk) -> None:  # type: ignore[no-untyped-def]
     core, clock = risk
     approval, record = core.evaluate(opp(clock, 0.5))
-    assert approval is not None and approval.size == pytest.approx(0.02222)
-    assert approval.size * 90_000 <= 2_000
+    limit = 90_000 * (1 + 5e-4)  # the buy leg's limit: worst price plus 5 bps slippage
+    assert approval is not None and approval.size == pytest.approx(0.02221)
+    assert approval.size * limit <= 2_000
     assert (record["verdict"], record["reason"]) == ("clipped", "max_order_notional")
 
 
@@ -138,6 +141,7 @@ def test_inventory_on_each_venue_bounds_the_size(
     config = make_config(venues={"okx": {"balances": {"BTC": 0.004}}})
     clock = TestClock()
     core = RiskCore(config, universe_of(config), simulated_markets(config), clock)
+    core.store_ok = True
     approval, record = core.evaluate(opp(clock, 0.01))  # sells on okx, which holds 0.004 BTC
     assert approval is not None and approval.size == pytest.approx(0.004)
     assert record["reason"] == "insufficient_inventory"
@@ -166,5 +170,51 @@ def test_below_minimum_after_clipping_names_the_binding_limit(
     config = make_config(risk={"max_order_notional": 4.0})
     clock = TestClock()
     core = RiskCore(config, universe_of(config), simulated_markets(config), clock)
+    core.store_ok = True
     approval, record = core.evaluate(opp(clock, 0.01))
     assert approval is None and record["reason"] == "max_order_notional"
+
+
+def test_nothing_is_approved_until_the_store_answers(risk) -> None:  # type: ignore[no-untyped-def]
+    core, clock = risk
+    core.store_ok = False
+    approval, record = core.evaluate(opp(clock))
+    assert approval is None and record["reason"] == "store_unavailable"
+    core.store_ok = True
+    assert core.evaluate(opp(clock, opp_id="o2"))[0] is not None
+
+
+@pytest.mark.parametrize(
+    ("report", "reason"),
+    [
+        (ExecutionReport("o1", "BTC/USDT", (), 1, False, 0, legs_unknown=1), "leg_unknown:o1"),
+        (
+            ExecutionReport("o1", "BTC/USDT", (), 0, False, 0, journal_failed=True),
+            "journal_write_failed:o1",
+        ),
+    ],
+)
+def test_an_unknown_leg_or_a_lost_journal_write_halts_trading(
+    risk,
+    report: ExecutionReport,
+    reason: str,  # type: ignore[no-untyped-def]
+) -> None:
+    core, clock = risk
+    assert core.evaluate(opp(clock))[0] is not None
+    core.on_execution(report)
+    assert core.state is TradingState.HALTED and core.state_reason == reason
+    assert core.evaluate(opp(clock, opp_id="o2"))[1]["reason"] == "state_halted"
+
+
+def test_inventory_is_reserved_at_the_leg_limit_price(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    # 1000 USDT on binance at 90,000 + 5 bps slippage + 0.1 % fee: 0.01109 BTC (lot 0.00001).
+    config = make_config(venues={"binance": {"balances": {"USDT": 1000.0}}})
+    clock = TestClock()
+    core = RiskCore(config, universe_of(config), simulated_markets(config), clock)
+    core.store_ok = True
+    approval, record = core.evaluate(opp(clock, 0.5))
+    assert approval is not None and record["reason"] == "insufficient_inventory"
+    assert approval.size * 90_000 * (1 + 5e-4) * 1.001 <= 1000.0
+    assert approval.size == pytest.approx(0.01109)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,11 @@ class DetectorActor:
         cores: list[int],
     ) -> None:
         self.placement = pin_actor(cores, config.cluster.pin_cores)
-        self._core = DetectorCore(config, universe, markets, LiveClock(), f"{id_prefix}d{index}n")
+        # A restarted detector starts counting again: a fresh incarnation tag keeps its
+        # opportunity ids, and so client order ids, from repeating the last incarnation's.
+        incarnation = secrets.token_hex(2)
+        prefix = f"{id_prefix}d{index}{incarnation}n"
+        self._core = DetectorCore(config, universe, markets, LiveClock(), prefix)
         # By name, not by handle: a restarted detector finds the singleton the same way.
         self._risk = ray.get_actor(RISK_ACTOR_NAME)
         self._latency = LatencySamples()

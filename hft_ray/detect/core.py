@@ -110,7 +110,10 @@ class DetectorCore:
         if self._recorded_time:
             age = self._file_now - int(self.ts_exchange[s, v])
         else:
-            age = now - int(self.recv_mono[s, v])
+            # The older of: since we received it, and since the venue stamped it (a feed
+            # catching up hands over books that are old though just received).
+            received = now - int(self.recv_mono[s, v])
+            age = max(received, self._clock.time_ns() - int(self.ts_exchange[s, v]))
         return bool(self.valid[s, v]) and age <= self._max_age_ns
 
     def _scan(self, s: int, v: int, now: int) -> list[Opportunity]:

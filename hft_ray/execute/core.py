@@ -13,11 +13,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from hft_ray.clock import Clock
 from hft_ray.config import HftConfig
-from hft_ray.markets import Markets
-from hft_ray.store.base import EXECUTION, FILL, INTENT, ORDER, UNWIND, Record, Store
+from hft_ray.markets import Markets, leg_limit_prices
+from hft_ray.store.base import (
+    EXECUTION,
+    FILL,
+    INTENT,
+    ORDER,
+    UNWIND,
+    Record,
+    Store,
+    StoreUnavailable,
+)
 from hft_ray.types import (
     Approval,
     ExecutionReport,
@@ -29,6 +39,13 @@ from hft_ray.types import (
 from hft_ray.venues.base import MarketSpec, OrderVenue
 
 _LOOKUP_ATTEMPTS = 3
+
+
+@dataclass
+class _Trail:
+    """What one execution learned about its journal after its legs left."""
+
+    journal_failed: bool = False
 
 
 class ExecutorCore:
@@ -56,15 +73,16 @@ class ExecutorCore:
         sell = self._universe.venues[opp.sell_venue]
         buy_spec = self._markets.spec(buy, symbol)
         sell_spec = self._markets.spec(sell, symbol)
-        slip = self._exec.slippage_bps * 1e-4
-        buy_px = buy_spec.ceil_price(opp.buy_worst * (1.0 + slip))
-        sell_px = sell_spec.floor_price(opp.sell_worst * (1.0 - slip))
+        buy_px, sell_px = leg_limit_prices(
+            buy_spec, sell_spec, opp.buy_worst, opp.sell_worst, self._exec.slippage_bps
+        )
         size = approval.size
         legs = (
             (buy, client_order_id(opp.opp_id, "B"), "buy", buy_px),
             (sell, client_order_id(opp.opp_id, "S"), "sell", sell_px),
         )
         await self._journal(
+            None,  # no trail yet: if the intent cannot be journaled, nothing is sent
             {
                 "type": INTENT,
                 "opp_id": opp.opp_id,
@@ -79,39 +97,53 @@ class ExecutorCore:
             },
             durable=True,
         )
+        # From here on orders are live: a journal failure must not lose what the venues did.
+        trail = _Trail()
         tick_to_trade_ns = self._clock.monotonic_ns() - opp.tick_mono_ns
         buy_r, sell_r = await asyncio.gather(
-            *(self._place(v, c, symbol, s, size, p, opp.opp_id) for v, c, s, p in legs)  # type: ignore[arg-type]
+            *(self._place(trail, v, c, symbol, s, size, p, opp.opp_id) for v, c, s, p in legs)  # type: ignore[arg-type]
         )
         fills = [buy_r, sell_r]
         legs_failed = sum(r.status != "filled" for r in fills)
+        legs_unknown = sum(r.status == "unknown" for r in fills)
         excess = buy_r.filled - sell_r.filled
         unwound = False
-        if abs(excess) > 1e-12:
+        # An unknown leg may yet fill: repairing the other one could double the exposure.
+        if abs(excess) > 1e-12 and not legs_unknown:
             repair = await self._repair(
-                opp.opp_id, symbol, buy_r, sell_r, excess, buy_spec, sell_spec
+                trail, opp.opp_id, symbol, buy_r, sell_r, excess, buy_spec, sell_spec
             )
             if repair is not None:
                 fills.append(repair)
                 unwound = repair.filled > 0
         residual = sum(r.filled if r.side == "buy" else -r.filled for r in fills)
         await self._journal(
+            trail,
             {
                 "type": EXECUTION,
                 "opp_id": opp.opp_id,
                 "symbol": symbol,
                 "legs_failed": legs_failed,
+                "legs_unknown": legs_unknown,
                 "unwound": unwound,
                 "residual_base": residual,
             },
             durable=True,
         )
         return ExecutionReport(
-            opp.opp_id, symbol, tuple(fills), legs_failed, unwound, tick_to_trade_ns
+            opp.opp_id,
+            symbol,
+            tuple(fills),
+            legs_failed,
+            unwound,
+            tick_to_trade_ns,
+            legs_unknown=legs_unknown,
+            journal_failed=trail.journal_failed,
         )
 
     async def _place(
         self,
+        trail: _Trail,
         venue: str,
         cid: str,
         symbol: str,
@@ -125,9 +157,9 @@ class ExecutorCore:
             result = await asyncio.wait_for(
                 client.create_order(cid, symbol, side, amount, price), self._timeout_s
             )
-        except TimeoutError:
+        except Exception:
             result = await self._look_up(client, cid, symbol, side, amount)
-        await self._journal_order(opp_id, result)
+        await self._journal_order(trail, opp_id, result)
         return result
 
     async def _look_up(
@@ -137,7 +169,7 @@ class ExecutorCore:
         for attempt in range(_LOOKUP_ATTEMPTS):
             try:
                 found = await asyncio.wait_for(client.fetch_order(cid, symbol), self._timeout_s)
-            except TimeoutError:
+            except Exception:
                 found = None
             if found is not None and found.status != "unknown":
                 return found._replace(reason=found.reason or "ack_timeout_reconciled")
@@ -158,6 +190,7 @@ class ExecutorCore:
 
     async def _repair(
         self,
+        trail: _Trail,
         opp_id: str,
         symbol: str,
         buy_r: OrderResult,
@@ -170,7 +203,7 @@ class ExecutorCore:
         bound = self._exec.unwind_slippage_bps * 1e-4
         record: Record = {"type": UNWIND, "opp_id": opp_id, "policy": policy, "excess": excess}
         if policy == "cancel":
-            await self._journal({**record, "action": "none", "reason": "policy_cancel"})
+            await self._journal(trail, {**record, "action": "none", "reason": "policy_cancel"})
             return None
         # excess > 0: we hold base bought on the buy venue; excess < 0: we sold base not bought.
         if policy == "reverse":
@@ -193,10 +226,11 @@ class ExecutorCore:
             else spec.ceil_price(ref * (1 + bound))
         )
         if amount <= 0 or amount < spec.min_amount or amount * price < spec.min_notional:
-            await self._journal({**record, "action": "none", "reason": "below_min_size"})
+            await self._journal(trail, {**record, "action": "none", "reason": "below_min_size"})
             return None
         cid = client_order_id(opp_id, "U")
         await self._journal(
+            trail,
             {
                 **record,
                 "action": side,
@@ -207,9 +241,9 @@ class ExecutorCore:
             },
             durable=True,
         )
-        return await self._place(venue, cid, symbol, side, amount, price, opp_id)
+        return await self._place(trail, venue, cid, symbol, side, amount, price, opp_id)
 
-    async def _journal_order(self, opp_id: str, r: OrderResult) -> None:
+    async def _journal_order(self, trail: _Trail, opp_id: str, r: OrderResult) -> None:
         common = {
             "opp_id": opp_id,
             "client_id": r.client_id,
@@ -219,6 +253,7 @@ class ExecutorCore:
             "ts_exchange_ns": r.ts_ns,
         }
         await self._journal(
+            trail,
             {
                 "type": ORDER,
                 **common,
@@ -228,10 +263,11 @@ class ExecutorCore:
                 "avg_price": r.avg_price,
                 "fee_quote": r.fee_quote,
                 "reason": r.reason,
-            }
+            },
         )
         if r.filled > 0:
             await self._journal(
+                trail,
                 {
                     "type": FILL,
                     **common,
@@ -242,8 +278,15 @@ class ExecutorCore:
                 durable=True,
             )
 
-    async def _journal(self, record: Record, durable: bool = False) -> None:
+    async def _journal(self, trail: _Trail | None, record: Record, durable: bool = False) -> None:
+        """Journal a record. Before the legs leave, a failure propagates and nothing is sent;
+        after, it is remembered and reported (risk halts), and execution carries on."""
         record["ts_ns"] = self._clock.time_ns()
-        await self._store.append(record)
-        if durable:
-            await self._store.flush()
+        try:
+            await self._store.append(record)
+            if durable:
+                await self._store.flush()
+        except (StoreUnavailable, OSError):
+            if trail is None:
+                raise
+            trail.journal_failed = True

@@ -6,6 +6,7 @@ batches) and approvals leave fire-and-forget to the executors, round-robin.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from hft_ray.store import StoreUnavailable, open_store
 from hft_ray.types import ExecutionReport, Opportunity, Universe
 
 RISK_ACTOR_NAME = "hft_ray_risk"
+_STORE_CHECK_S = 0.05
 
 
 @ray.remote(max_restarts=0)
@@ -42,13 +44,29 @@ class RiskActor:
         self._next = 0
         self._detect_to_approve = LatencySamples()
         self._journal_errors = 0
+        self._store_watch: asyncio.Task[None] | None = None
 
     def ready(self) -> dict[str, object]:
         return self.placement
 
-    def set_executors(self, executors: list[Any]) -> int:
+    async def set_executors(self, executors: list[Any]) -> int:
         self._executors = executors
+        if self._store_watch is None:
+            self._store_watch = asyncio.get_running_loop().create_task(self._watch_store())
         return len(executors)
+
+    async def _watch_store(self) -> None:
+        """Every 50 ms: is the store answering, and has every decision left? Until it is,
+        and while it is not, risk approves nothing."""
+        while True:
+            try:
+                ok = await self._store.ping()
+                if ok:
+                    await self._store.flush()
+            except StoreUnavailable:
+                ok = False
+            self._core.store_ok = ok
+            await asyncio.sleep(_STORE_CHECK_S)
 
     async def submit(self, opps: list[Opportunity]) -> None:
         if not self._executors:
@@ -59,6 +77,7 @@ class RiskActor:
                 await self._store.append(record)
             except StoreUnavailable:
                 self._journal_errors += 1
+                self._core.store_ok = False
             if approval is None:
                 continue
             self._detect_to_approve.add(approval.approve_mono_ns - opp.detect_mono_ns)
@@ -88,5 +107,7 @@ class RiskActor:
 
     async def close(self) -> dict[str, Any]:
         """Flush the journal; return the final state."""
+        if self._store_watch is not None:
+            self._store_watch.cancel()
         await self._store.close()
         return {**self._core.snapshot(), "journal_errors": self._journal_errors}

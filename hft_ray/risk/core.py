@@ -19,7 +19,7 @@ from hft_ray.clock import Clock
 from hft_ray.config import HftConfig
 from hft_ray.detect.reference import floor_to_lots
 from hft_ray.ledger import Ledger
-from hft_ray.markets import Markets
+from hft_ray.markets import Markets, leg_limit_prices
 from hft_ray.store.base import DECISION, Record
 from hft_ray.types import Approval, ExecutionReport, Opportunity, Universe
 
@@ -65,12 +65,15 @@ class RiskCore:
     ) -> None:
         self._markets = markets
         self._limits = config.risk
+        self._slippage_bps = config.execution.slippage_bps
         self._universe = universe
         self._clock = clock
-        self._max_age_ns = int(config.feed.max_book_age_ms * 1e6)
+        self._max_age_ns = int(config.risk.max_opportunity_age_ms * 1e6)
         self._bucket = TokenBucket(self._limits.max_orders_per_s, self._limits.order_burst, clock)
         self.state = TradingState.ACTIVE
         self.state_reason = ""
+        # Fail closed: nothing is approved until the actor has seen the store answer.
+        self.store_ok = False
         self.ledger = Ledger()
         self._start_balances = {name: dict(v.balances) for name, v in config.venues.items()}
         self._in_flight: dict[str, _InFlight] = {}
@@ -114,6 +117,8 @@ class RiskCore:
         return approval, record
 
     def _decide(self, opp: Opportunity) -> tuple[float, str]:
+        if not self.store_ok:
+            return 0.0, "store_unavailable"
         if self.state is not TradingState.ACTIVE:
             # REDUCING admits only orders that shrink exposure; an arbitrage opens two legs.
             return 0.0, f"state_{self.state.value.lower()}"
@@ -130,10 +135,13 @@ class RiskCore:
         buy_spec = self._markets.spec(buy, symbol)
         sell_spec = self._markets.spec(sell, symbol)
         base, quote = symbol.split("/")
+        buy_px, _ = leg_limit_prices(
+            buy_spec, sell_spec, opp.buy_worst, opp.sell_worst, self._slippage_bps
+        )
         caps = {
-            "max_order_notional": self._limits.max_order_notional / opp.buy_worst,
+            "max_order_notional": self._limits.max_order_notional / buy_px,
             "insufficient_inventory": min(
-                self._available(buy, quote) / (opp.buy_worst * (1.0 + buy_spec.taker_fee)),
+                self._available(buy, quote) / (buy_px * (1.0 + buy_spec.taker_fee)),
                 self._available(sell, base),
             ),
         }
@@ -188,14 +196,19 @@ class RiskCore:
         return self._universe.symbols[f.symbol].split("/")[1]
 
     def _reserve(self, opp: Opportunity, size: float) -> None:
+        """Hold what the legs may spend: quote at the buy leg's limit price plus its fee."""
         buy = self._universe.venues[opp.buy_venue]
+        sell = self._universe.venues[opp.sell_venue]
         symbol = self._universe.symbols[opp.symbol]
-        fee = self._markets.spec(buy, symbol).taker_fee
+        buy_spec, sell_spec = self._markets.spec(buy, symbol), self._markets.spec(sell, symbol)
+        buy_px, _ = leg_limit_prices(
+            buy_spec, sell_spec, opp.buy_worst, opp.sell_worst, self._slippage_bps
+        )
         self._in_flight[opp.opp_id] = _InFlight(
             symbol=opp.symbol,
             buy_venue=buy,
-            sell_venue=self._universe.venues[opp.sell_venue],
-            quote_reserved=size * opp.buy_worst * (1.0 + fee),
+            sell_venue=sell,
+            quote_reserved=size * buy_px * (1.0 + buy_spec.taker_fee),
             base_reserved=size,
         )
 
@@ -209,6 +222,10 @@ class RiskCore:
         self.legs_failed += report.legs_failed
         self.unwinds += int(report.unwound)
         self.trades += int(any(r.filled > 0 for r in report.fills))
+        if report.legs_unknown:
+            self.halt(f"leg_unknown:{report.opp_id}")
+        elif report.journal_failed:
+            self.halt(f"journal_write_failed:{report.opp_id}")
 
     def halt(self, reason: str) -> None:
         self.state = TradingState.HALTED

@@ -190,6 +190,9 @@ class ReplayMarket:
             self._progress.clear()
             await self._progress.wait()
 
+    def balances(self, venue: str) -> dict[str, float]:
+        return dict(self._exchanges[venue].balances)
+
     def fetch(self, venue: str, client_id: str) -> OrderResult | None:
         return self._exchanges[venue].fetch(client_id)
 
@@ -240,6 +243,9 @@ class ReplayMarketActor:
 
     async def fetch_order(self, venue: str, client_id: str) -> OrderResult | None:
         return self._market.fetch(venue, client_id)
+
+    async def balances(self, venue: str) -> dict[str, float]:
+        return self._market.balances(venue)
 
     async def progress(self) -> dict[str, Any]:
         m = self._market

@@ -215,7 +215,9 @@ class SimExchange:
                 crosses = px <= price if side == "buy" else px >= price
                 if not crosses or filled >= amount:
                     break
-                take = min(qty, amount - filled)
+                take = spec.floor_amount(min(qty, amount - filled))
+                if take <= 0:
+                    break
                 levels[i, 1] = qty - take  # resting size is consumed until the next tick
                 filled += take
                 cost += take * px
