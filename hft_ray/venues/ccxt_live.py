@@ -31,6 +31,7 @@ from hft_ray.venues.base import MarketSpec
 
 #: Why a live book stopped being tradable.
 OUT_OF_SYNC = "out_of_sync"
+_MAX_STALL_PATIENCE_S = 120.0
 STALLED = "stalled"
 DISCONNECTED = "disconnected"
 VENUE_ERROR = "venue_error"
@@ -220,51 +221,64 @@ class CcxtBookStream:
         self._queue.put_nowait(BookInvalid(symbol, reason))
 
     async def _resubscribe(self) -> None:
-        """Close the websocket connections: ccxt reconnects and resubscribes on the next watch."""
+        """Close and forget the websocket connections: the next watch opens a new one,
+        subscribes again and starts the book from a fresh snapshot. (A client that is only
+        closed stays in `exchange.clients` and is never reopened.)"""
         self.resubscribes += 1
-        for client in list(self._exchange.clients.values()):
-            with contextlib.suppress(Exception):
-                await client.close()
+        with contextlib.suppress(Exception):
+            await self._exchange.close_ws_clients()
 
     async def _watch(self, symbol: str) -> None:
         first, longest = self._cfg.backoff_s
         backoff = first
+        # A resync (reconnect, subscribe, rate-limited REST snapshot) can outlast a short stall
+        # timeout; each stall that follows a resubscribe waits twice as long, so the watchdog
+        # never keeps tearing down a resync that is merely slow.
+        patience = self._cfg.stall_timeout_s
         pending: asyncio.Future[Any] | None = None
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(
                     self._exchange.watch_order_book(symbol, self._cfg.watch_depth)
                 )
-            done, _ = await asyncio.wait({pending}, timeout=self._cfg.stall_timeout_s)
+            done, _ = await asyncio.wait({pending}, timeout=patience)
             if not done:
                 # Silent but connected: never trade on it, and make ccxt start over. The pending
-                # watch is kept; closing the connection rejects it with a NetworkError.
+                # watch is kept; closing the connection rejects or cancels it.
                 self._invalidate(symbol, STALLED)
                 await self._resubscribe()
+                patience = min(patience * 2, _MAX_STALL_PATIENCE_S)
                 continue
             task, pending = pending, None
-            try:
-                book = task.result()
-            except (ChecksumError, InvalidNonce):
-                # ccxt found the book out of sync (Binance reports a U/u gap as ChecksumError);
-                # it has dropped the book and resubscribes on the next watch.
-                self._invalidate(symbol, OUT_OF_SYNC)
+            reason = self._failure(task)
+            if reason:
+                self._invalidate(symbol, reason)
+                if reason == DISCONNECTED:
+                    self.reconnects += 1
+                if reason != OUT_OF_SYNC:  # ccxt resyncs a book out of sync at once
+                    await asyncio.sleep(backoff)
+                    backoff = min(longest, backoff * 2)
                 continue
-            except NetworkError:
-                self._invalidate(symbol, DISCONNECTED)
-                self.reconnects += 1
-                await asyncio.sleep(backoff)
-                backoff = min(longest, backoff * 2)
-                continue
-            except BaseError:
-                self._invalidate(symbol, VENUE_ERROR)
-                await asyncio.sleep(backoff)
-                backoff = min(longest, backoff * 2)
-                continue
-            backoff = first
+            backoff, patience = first, self._cfg.stall_timeout_s
             if self._raw is not None and not self._raw.valid(symbol):
                 continue  # our own check says this book is broken until its next snapshot
-            self._queue.put_nowait(self._snapshot(symbol, book))
+            self._queue.put_nowait(self._snapshot(symbol, task.result()))
+
+    @staticmethod
+    def _failure(task: asyncio.Future[Any]) -> str:
+        """Why a finished watch gave no book, or '' if it gave one."""
+        if task.cancelled():
+            return DISCONNECTED  # ccxt cancels pending watches when their connection closes
+        err = task.exception()
+        if err is None:
+            return ""
+        if isinstance(err, ChecksumError | InvalidNonce):
+            # ccxt found the book out of sync (Binance reports a U/u gap as ChecksumError);
+            # it has dropped the book and resubscribes on the next watch.
+            return OUT_OF_SYNC
+        if isinstance(err, NetworkError):
+            return DISCONNECTED
+        return VENUE_ERROR  # anything else, ccxt's or not: a watcher must never die quietly
 
     def _snapshot(self, symbol: str, book: Any) -> BookSnapshot:
         bids = np.array(book["bids"][: self._depth], dtype=np.float64).reshape(-1, 2)
