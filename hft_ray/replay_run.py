@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
-from hft_ray.clock import TestClock
+from hft_ray.clock import LiveClock, TestClock
 from hft_ray.config import CcxtVenueConfig, ConfigError, HftConfig
 from hft_ray.detect.core import DetectorCore
 from hft_ray.feed.core import FeedCore
 from hft_ray.markets import resolve_markets
-from hft_ray.types import BookInvalid, BookSnapshot, Universe
+from hft_ray.types import BookEvent, BookInvalid, BookSnapshot, Universe
+from hft_ray.venues.ccxt_live import CcxtBookStream
 from hft_ray.venues.replay import ReplayFormatError, format_line, open_text, read_files
 
 _EMPTY = np.empty((0, 2))
@@ -94,11 +96,14 @@ async def record(
     duration_s: float | None,
     depth: int,
     status: TextIO = sys.stdout,
+    observe: Callable[[BookEvent], None] | None = None,
+    stream: CcxtBookStream | None = None,
 ) -> dict[str, int]:
-    """Write every book (and every invalidation, as an empty book) of a live venue to `out`."""
-    from hft_ray.clock import LiveClock
-    from hft_ray.venues.ccxt_live import CcxtBookStream
+    """Write every book (and every invalidation, as an empty book) of a live venue to `out`.
 
+    `observe` also receives each event as the feed saw it; `stream` replaces the stream the
+    config describes (both for callers that compare a recording with its live run).
+    """
     venue_cfg = next(
         (
             v
@@ -107,7 +112,8 @@ async def record(
         ),
         CcxtVenueConfig(kind="ccxt", exchange=exchange),
     )
-    stream = CcxtBookStream(exchange, venue_cfg, symbols, depth, LiveClock())
+    if stream is None:
+        stream = CcxtBookStream(exchange, venue_cfg, symbols, depth, LiveClock())
     counts = {"books": 0, "invalidations": 0}
     last_ns = 0  # lines stay time-ordered even where a venue's clock steps back across symbols
     deadline = None if duration_s is None else time.monotonic() + duration_s
@@ -118,6 +124,8 @@ async def record(
             while deadline is None or time.monotonic() < deadline:
                 wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
                 for event in await stream.next(wait):
+                    if observe is not None:
+                        observe(event)
                     if isinstance(event, BookInvalid):
                         counts["invalidations"] += 1
                         book = BookSnapshot(event.symbol, 0, last_ns, _EMPTY, _EMPTY)

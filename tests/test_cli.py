@@ -23,6 +23,12 @@ def test_help_explains_every_subcommand_and_option() -> None:
     assert run.returncode == 0
     for option in ("--config", "--duration", "--address", "--report"):
         assert option in run.stdout
+    replay = hft_ray("replay", "--help")
+    for option in ("--speed", "--fast", "--detect-only", "--report", "--config"):
+        assert option in replay.stdout
+    record = hft_ray("record", "--help")
+    for option in ("--exchange", "--symbols", "--out", "--duration", "--depth", "--config"):
+        assert option in record.stdout
     assert "configs/local.yaml" in run.stdout and "Ctrl-C" in run.stdout
 
 
@@ -33,6 +39,17 @@ def test_help_explains_every_subcommand_and_option() -> None:
         (["run", "--duration", "soon"], "argument --duration: not a number of seconds: 'soon'"),
         (["run", "--bogus"], "unrecognized arguments: --bogus"),
         (["fly"], "invalid choice: 'fly'"),
+        (
+            ["record", "--exchange", "binance", "--symbols", "BTCUSDT", "--out", "x"],
+            "argument --symbols: expected ccxt unified symbols like BTC/USDT,ETH/USDT",
+        ),
+        (
+            ["record", "--exchange", "binance", "--symbols", "BTC/USDT"],
+            "the following arguments are required: --out",
+        ),
+        (["replay", "f.jsonl", "--speed", "0"], "argument --speed: must be more than 0"),
+        (["replay", "f.jsonl", "--speed", "2", "--fast"], "not allowed with argument"),
+        (["bench", "--updates", "-5"], "argument --updates: must be a whole number above 0"),
     ],
 )
 def test_bad_arguments_name_what_was_wrong(args: list[str], expected: str) -> None:
