@@ -208,3 +208,45 @@ def test_no_book_from_a_broken_state_reaches_the_detector_as_tradable() -> None:
         assert np.array_equal(detector.bid_px[0, 0, : len(top.bids)], top.bids[:, 0])
 
     live("binance", scenario)
+
+
+@pytest.mark.parametrize(
+    ("venue", "expected"),
+    [
+        ("binance", (0.0001, 1.0, 1.0, 5.0)),
+        ("okx", (0.1, 0.00000001, 0.00001, 0.0)),
+    ],
+)
+def test_fees_and_precision_come_from_load_markets(
+    venue: str, expected: tuple[float, float, float, float]
+) -> None:
+    from hft_ray.venues.ccxt_live import load_ccxt_markets
+
+    async def main() -> MarketSpec:
+        server = ExchangeServer(venue)  # type: ignore[arg-type]
+        await server.start()
+        try:
+            specs = await load_ccxt_markets(venue, venue_config(server), [server.symbol])
+            return specs[server.symbol]
+        finally:
+            await server.stop()
+
+    spec = asyncio.run(main())
+    assert (spec.tick, spec.lot, spec.min_amount, spec.min_notional) == expected
+    assert spec.taker_fee > 0
+
+
+def test_a_missing_market_is_a_config_error() -> None:
+    from hft_ray.config import ConfigError
+    from hft_ray.venues.ccxt_live import load_ccxt_markets
+
+    async def main() -> None:
+        server = ExchangeServer("okx")
+        await server.start()
+        try:
+            with pytest.raises(ConfigError, match=r"venues\.okx: okx has no market DOGE/USDT"):
+                await load_ccxt_markets("okx", venue_config(server), ["DOGE/USDT"])
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
