@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hft_ray import __version__
@@ -20,14 +20,24 @@ EXIT_CLUSTER = 3
 EXIT_RUN_FAILED = 4
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds (got {text})")
-    return value
+def _positive(unit: str = "") -> Callable[[str], float]:
+    """An argparse type for a number above zero, its errors naming the unit."""
+    of_unit, in_unit = (f" of {unit}", f" {unit}") if unit else ("", "")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number{of_unit}: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0{in_unit} (got {text})")
+        return value
+
+    return parse
+
+
+_positive_seconds = _positive("seconds")
+_positive_float = _positive()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,16 +191,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     )
     print(f"bench: {args.out}")
     return 0
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 (got {text})")
-    return value
 
 
 def _positive_int(text: str) -> int:

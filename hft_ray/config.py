@@ -7,6 +7,7 @@ whose message names the key path (`risk.max_order_notional`) and what is wrong w
 
 from __future__ import annotations
 
+import copy
 import importlib.resources
 import os
 import re
@@ -342,6 +343,17 @@ class HftConfig(_Frozen):
         if self.replay is not None:
             return "replay"
         return "sim" if all(v.kind == "sim" for v in self.venues.values()) else "live"
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `override` laid over it, nested mappings merged key by key."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _check_ccxt_exchange(name: str, exchange: str) -> None:

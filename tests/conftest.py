@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import importlib.resources
 import os
 import shutil
@@ -17,7 +16,7 @@ import pytest
 import redis
 import yaml
 
-from hft_ray.config import HftConfig, parse_config
+from hft_ray.config import HftConfig, deep_merge, parse_config
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
@@ -34,14 +33,7 @@ def default_config_dict() -> dict[str, Any]:
     return data
 
 
-def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+merge = deep_merge
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import os
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +24,7 @@ from ccxt.base.errors import BaseError, ChecksumError, InvalidNonce, NetworkErro
 
 from hft_ray.book import VENUE_BOOK_RULES, OrderBook
 from hft_ray.clock import Clock
-from hft_ray.config import CcxtVenueConfig, ConfigError
+from hft_ray.config import CcxtVenueConfig, ConfigError, deep_merge
 from hft_ray.types import BookEvent, BookInvalid, BookSnapshot
 from hft_ray.venues.base import MarketSpec
 
@@ -35,16 +34,6 @@ _MAX_STALL_PATIENCE_S = 120.0
 STALLED = "stalled"
 DISCONNECTED = "disconnected"
 VENUE_ERROR = "venue_error"
-
-
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _secret(env: str | None, what: str, venue: str) -> str | None:
@@ -73,9 +62,9 @@ def make_exchange(venue: str, cfg: CcxtVenueConfig) -> Any:
     if cfg.sandbox:
         exchange.set_sandbox_mode(True)
     if cfg.urls:
-        exchange.urls = _deep_merge(exchange.urls, cfg.urls)
+        exchange.urls = deep_merge(exchange.urls, cfg.urls)
     if cfg.options:
-        exchange.options = _deep_merge(exchange.options, cfg.options)
+        exchange.options = deep_merge(exchange.options, cfg.options)
     return exchange
 
 
