@@ -13,8 +13,6 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from hft_ray.venues.base import step_decimals
-
 _EPS = 1e-12
 
 
@@ -88,10 +86,17 @@ def walk(levels: list[tuple[float, float]], size: float) -> tuple[float, float]:
 
 
 def floor_to(amount: float, lot: float) -> float:
-    """Round down to a whole number of lots, without binary noise (0.6627, not 0.66270000001)."""
+    """Round down to a whole number of lots, without binary noise (0.6627, not 0.66270000001).
+
+    A lot that is 1/n (0.01, 0.00001, 0.25) divides by the integer n: one correctly rounded
+    operation gives the double nearest to the decimal size, identically in Python and numba.
+    """
     if lot <= 0:
         return amount
-    return round(math.floor(amount / lot + 1e-9) * lot, step_decimals(lot))
+    inv = round(1.0 / lot)
+    if inv >= 1 and abs(inv * lot - 1.0) < 1e-9:
+        return math.floor(amount * inv + 1e-9) / inv
+    return math.floor(amount / lot + 1e-9) * lot
 
 
 def floor_to_lots(amount: float, lot_a: float, lot_b: float) -> float:
