@@ -21,16 +21,17 @@ from ray.util.scheduling_strategies import (
     PlacementGroupSchedulingStrategy,
 )
 
+from hft_ray import names
 from hft_ray.config import HftConfig
-from hft_ray.detect.actor import DetectorActor, detector_actor_name
+from hft_ray.detect.actor import DetectorActor
 from hft_ray.execute.actor import ExecutorActor
 from hft_ray.feed.actor import FeedActor
 from hft_ray.markets import Markets
 from hft_ray.pinning import allowed_cores, assign_cores
-from hft_ray.risk.actor import RISK_ACTOR_NAME, RiskActor
+from hft_ray.risk.actor import RiskActor
 from hft_ray.types import Universe
-from hft_ray.venues.replay import REPLAY_ACTOR_NAME, ReplayMarketActor
-from hft_ray.venues.sim import SimVenueActor, venue_actor_name
+from hft_ray.venues.replay import ReplayMarketActor
+from hft_ray.venues.sim import SimVenueActor
 
 #: Ray >= 2.59 turns token auth on for new local clusters; a local run says what it wants.
 DEFAULT_LOCAL_AUTH_MODE = "disabled"
@@ -117,13 +118,13 @@ def build_pipeline(
 ) -> Pipeline:
     """Create the placement group and every actor, wired, pinned and ready (not started)."""
     try:
-        ray.get_actor(RISK_ACTOR_NAME)
+        ray.get_actor(names.RISK)
     except ValueError:
         pass  # no run is active in this namespace: the names are ours to take
     else:
         raise ClusterError(
             f"another run is active in Ray namespace {config.cluster.namespace!r} "
-            f"(its {RISK_ACTOR_NAME} actor exists); stop it or set cluster.namespace"
+            f"(its {names.RISK} actor exists); stop it or set cluster.namespace"
         )
     roles = _roles(config)
     cpus = _bundle_cpus(config, len(roles))
@@ -159,15 +160,15 @@ def build_pipeline(
     index = {role: i for i, role in enumerate(roles)}
     if config.replay is not None:
         venues = {
-            "replay": ReplayMarketActor.options(name=REPLAY_ACTOR_NAME).remote(config)  # type: ignore[attr-defined]
+            "replay": ReplayMarketActor.options(name=names.REPLAY).remote(config)  # type: ignore[attr-defined]
         }
     else:
         venues = {
-            name: SimVenueActor.options(name=venue_actor_name(name)).remote(config, name)  # type: ignore[attr-defined]
+            name: SimVenueActor.options(name=names.venue(name)).remote(config, name)  # type: ignore[attr-defined]
             for name in config.venues
         }
     risk_at = index[("risk", 0)]
-    risk = RiskActor.options(name=RISK_ACTOR_NAME, **on_bundle(risk_at)).remote(  # type: ignore[attr-defined]
+    risk = RiskActor.options(name=names.RISK, **on_bundle(risk_at)).remote(  # type: ignore[attr-defined]
         config, universe, markets, run_id, run_dir, cores[risk_at][0]
     )
     executors = []
@@ -183,7 +184,7 @@ def build_pipeline(
     for i in range(config.detector.pool_size):
         at = index[("detector", i)]
         detectors.append(
-            DetectorActor.options(name=detector_actor_name(i), **on_bundle(at)).remote(  # type: ignore[attr-defined]
+            DetectorActor.options(name=names.detector(i), **on_bundle(at)).remote(  # type: ignore[attr-defined]
                 config, universe, markets, i, id_prefix, cores[at][0]
             )
         )

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from hft_ray import names
 from hft_ray.config import parse_config
 from hft_ray.markets import simulated_markets
 from hft_ray.runner import run
@@ -147,7 +148,6 @@ def test_a_second_run_in_the_same_namespace_is_refused(ray_session: str, tmp_pat
     import ray
 
     from hft_ray.cluster import ClusterError, build_pipeline
-    from hft_ray.risk.actor import RISK_ACTOR_NAME
     from hft_ray.types import Universe
 
     @ray.remote(num_cpus=0)
@@ -155,7 +155,7 @@ def test_a_second_run_in_the_same_namespace_is_refused(ray_session: str, tmp_pat
         def ping(self) -> bool:
             return True
 
-    squatter = Squatter.options(name=RISK_ACTOR_NAME).remote()  # type: ignore[attr-defined]
+    squatter = Squatter.options(name=names.RISK).remote()  # type: ignore[attr-defined]
     ray.get(squatter.ping.remote())
     config = parse_config(merge(default_config_dict(), {"run": {"runs_dir": str(tmp_path)}}))
     try:

@@ -97,3 +97,54 @@ def test_uncrossed_books_have_no_opportunity(case: tuple) -> None:
     if asks and bids and bids[0][0] < asks[0][0]:
         assert cross_venue_quote(asks, bids, limits, min_bps) is None
         assert kernel_quote(asks, bids, limits, min_bps) is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(pair(), min_size=6, max_size=6), st.integers(0, 2**31))
+def test_scan_kernel_equals_reference(cases: list, seed: int) -> None:
+    """Two symbols x three venues, random books, random tradability, every book updated."""
+    from hft_ray.detect import reference
+
+    rng = np.random.default_rng(seed)
+    n_sym, n_ven, depth = 2, 3, 10
+    books, tradable, limits = {}, set(), {}
+    tensors = {k: np.full((n_sym, n_ven, depth), np.nan) for k in ("bp", "bq", "ap", "aq")}
+    n_bids, n_asks = np.zeros((n_sym, n_ven), np.int64), np.zeros((n_sym, n_ven), np.int64)
+    lim_arr = np.zeros((n_sym, n_ven, n_ven, 11))
+    for i, (asks, bids, lim, _) in enumerate(cases):
+        s, v = divmod(i, n_ven)
+        books[(s, v)] = (bids, asks)
+        for k, (p, q) in enumerate(bids):
+            tensors["bp"][s, v, k], tensors["bq"][s, v, k] = p, q
+        for k, (p, q) in enumerate(asks):
+            tensors["ap"][s, v, k], tensors["aq"][s, v, k] = p, q
+        n_bids[s, v], n_asks[s, v] = len(bids), len(asks)
+        if rng.random() < 0.8:
+            tradable.add((s, v))
+        for w in range(n_ven):
+            limits[(s, v, w)] = lim
+            lim_arr[s, v, w] = lim
+    mask = np.zeros((n_sym, n_ven), np.bool_)
+    for s, v in tradable:
+        mask[s, v] = True
+    updated = [(s, v) for s in range(n_sym) for v in range(n_ven)]
+    pairs, quotes = np.zeros((64, 3), np.int64), np.zeros((64, kernels.QUOTE_COLS))
+    found = kernels.scan(
+        np.array(updated),
+        tensors["bp"],
+        tensors["bq"],
+        tensors["ap"],
+        tensors["aq"],
+        n_bids,
+        n_asks,
+        mask,
+        lim_arr,
+        0.0,
+        pairs,
+        quotes,
+    )
+    ref = reference.scan(updated, books, tradable, limits, n_ven, 0.0)
+    assert found == len(ref)
+    for k, (s, a, b, q) in enumerate(ref):
+        assert tuple(pairs[k]) == (s, a, b)
+        assert tuple(quotes[k]) == tuple(q)

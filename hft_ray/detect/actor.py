@@ -8,18 +8,14 @@ from typing import Any
 import numpy as np
 import ray
 
+from hft_ray import names
 from hft_ray.clock import LiveClock
 from hft_ray.config import HftConfig
 from hft_ray.detect.core import DetectorCore
 from hft_ray.latency import LatencySamples
 from hft_ray.markets import Markets
 from hft_ray.pinning import pin_actor
-from hft_ray.risk.actor import RISK_ACTOR_NAME
 from hft_ray.types import Universe
-
-
-def detector_actor_name(index: int) -> str:
-    return f"hft_ray_detector_{index}"
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1)
@@ -40,7 +36,7 @@ class DetectorActor:
         prefix = f"{id_prefix}d{index}{incarnation}n"
         self._core = DetectorCore(config, universe, markets, LiveClock(), prefix)
         # By name, not by handle: a restarted detector finds the singleton the same way.
-        self._risk = ray.get_actor(RISK_ACTOR_NAME)
+        self._risk = ray.get_actor(names.RISK)
         self._latency = LatencySamples()
 
     def ready(self) -> dict[str, object]:
@@ -53,6 +49,9 @@ class DetectorActor:
         if found:
             self._risk.submit.remote(found)
         return len(found)
+
+    def set_positions(self, positions: dict[str, dict[str, float]]) -> None:
+        self._core.set_positions(positions)
 
     def barrier(self) -> bool:
         """Return once risk has taken every opportunity sent before this call."""

@@ -140,3 +140,28 @@ def cross_venue_quote(
         profit_quote=profit,
         edge_bps=profit / cost * 1e4,
     )
+
+
+def scan(
+    updated: list[tuple[int, int]],
+    books: dict[tuple[int, int], tuple[list[tuple[float, float]], list[tuple[float, float]]]],
+    tradable: set[tuple[int, int]],
+    limits: dict[tuple[int, int, int], PairLimits],
+    n_venues: int,
+    min_profit_bps: float,
+) -> list[tuple[int, int, int, PairQuote]]:
+    """Every opportunity between each updated (symbol, venue) and the other tradable venues of
+    its symbol, both directions, in the kernel's order: (symbol, buy, sell, quote)."""
+    out = []
+    for s, v in updated:
+        if (s, v) not in tradable:
+            continue
+        for w in range(n_venues):
+            if w == v or (s, w) not in tradable:
+                continue
+            for a, b in ((v, w), (w, v)):
+                asks, bids = books[(s, a)][1], books[(s, b)][0]
+                q = cross_venue_quote(asks, bids, limits[(s, a, b)], min_profit_bps)
+                if q is not None:
+                    out.append((s, a, b, q))
+    return out

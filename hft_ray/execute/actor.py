@@ -10,17 +10,16 @@ from typing import Any
 
 import ray
 
+from hft_ray import names
 from hft_ray.clock import LiveClock
 from hft_ray.config import HftConfig
 from hft_ray.execute.core import ExecutorCore
 from hft_ray.latency import LatencySamples
 from hft_ray.markets import Markets
 from hft_ray.pinning import pin_actor
-from hft_ray.risk.actor import RISK_ACTOR_NAME
 from hft_ray.store import StoreUnavailable, open_store
 from hft_ray.types import Approval, ExecutionReport, Universe
-from hft_ray.venues.replay import REPLAY_ACTOR_NAME
-from hft_ray.venues.sim import SimVenueClient, venue_actor_name
+from hft_ray.venues.sim import SimVenueClient
 
 
 @ray.remote(max_restarts=0, max_task_retries=0)
@@ -39,15 +38,15 @@ class ExecutorActor:
         self._clock = LiveClock()
         self._store = open_store(config.store, run_id, Path(run_dir), f"executor{index}")
         if config.replay is not None:
-            market = ray.get_actor(REPLAY_ACTOR_NAME)
+            market = ray.get_actor(names.REPLAY)
             venues = {name: SimVenueClient(name, market, name) for name in config.venues}
         else:
             venues = {
-                name: SimVenueClient(name, ray.get_actor(venue_actor_name(name)))
+                name: SimVenueClient(name, ray.get_actor(names.venue(name)))
                 for name in config.venues
             }
         self._core = ExecutorCore(config, universe, markets, venues, self._store, self._clock)
-        self._risk = ray.get_actor(RISK_ACTOR_NAME)
+        self._risk = ray.get_actor(names.RISK)
         self._running = 0
         self._tick_to_trade = LatencySamples()
         self._approve_to_ack = LatencySamples()

@@ -15,16 +15,15 @@ from typing import Any
 import numpy as np
 import ray
 
+from hft_ray import names
 from hft_ray.clock import LiveClock
 from hft_ray.config import CcxtVenueConfig, HftConfig
-from hft_ray.detect.actor import detector_actor_name
 from hft_ray.feed.core import FeedCore
 from hft_ray.pinning import pin_actor
 from hft_ray.types import Universe
 from hft_ray.venues.base import BookSource
 from hft_ray.venues.ccxt_live import CcxtBookStream
-from hft_ray.venues.replay import REPLAY_ACTOR_NAME
-from hft_ray.venues.sim import SimBookSource, venue_actor_name
+from hft_ray.venues.sim import SimBookSource
 
 _POLL_S = 0.05  # longest wait for a venue step when no batch is pending
 
@@ -33,10 +32,10 @@ def open_book_source(config: HftConfig, venue: str) -> BookSource:
     """The book source of a venue, by its kind."""
     cfg = config.venues[venue]
     if config.replay is not None:
-        return SimBookSource(ray.get_actor(REPLAY_ACTOR_NAME), venue)
+        return SimBookSource(ray.get_actor(names.REPLAY), venue)
     if isinstance(cfg, CcxtVenueConfig):
         return CcxtBookStream(venue, cfg, config.symbols, config.feed.depth, LiveClock())
-    return SimBookSource(ray.get_actor(venue_actor_name(venue)), from_now=True)
+    return SimBookSource(ray.get_actor(names.venue(venue)), from_now=True)
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1)
@@ -53,7 +52,7 @@ class FeedActor:
         self._core = FeedCore(universe, venue, config.feed, pool)
         self._source = open_book_source(config, venue)
         # By name, not by handle: a restarted feed finds its peers the same way.
-        self._detectors = [ray.get_actor(detector_actor_name(i)) for i in range(pool)]
+        self._detectors = [ray.get_actor(names.detector(i)) for i in range(pool)]
         self._max_in_flight = config.feed.max_in_flight
         self._in_flight: list[deque[Any]] = [deque() for _ in range(pool)]
         self._task: asyncio.Task[None] | None = None

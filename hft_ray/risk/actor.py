@@ -12,6 +12,7 @@ from typing import Any
 
 import ray
 
+from hft_ray import names
 from hft_ray.clock import LiveClock
 from hft_ray.config import HftConfig
 from hft_ray.latency import LatencySamples
@@ -21,7 +22,6 @@ from hft_ray.risk.core import RiskCore
 from hft_ray.store import StoreUnavailable, open_store
 from hft_ray.types import ExecutionReport, Opportunity, Universe
 
-RISK_ACTOR_NAME = "hft_ray_risk"
 _STORE_CHECK_S = 0.05
 
 
@@ -45,6 +45,8 @@ class RiskActor:
         self._detect_to_approve = LatencySamples()
         self._journal_errors = 0
         self._store_watch: asyncio.Task[None] | None = None
+        self._pool = config.detector.pool_size
+        self._detectors: list[Any] = []
 
     def ready(self) -> dict[str, object]:
         return self.placement
@@ -90,6 +92,13 @@ class RiskActor:
 
     async def on_execution(self, report: ExecutionReport) -> None:
         self._core.on_execution(report)
+        if any(r.filled > 0 for r in report.fills):
+            # Detectors cap sizes by inventory: tell them what the venues now hold.
+            positions = {v: dict(a) for v, a in self._core.ledger.positions.items()}
+            if not self._detectors:  # created after risk: looked up on first use
+                self._detectors = [ray.get_actor(names.detector(i)) for i in range(self._pool)]
+            for detector in self._detectors:
+                detector.set_positions.remote(positions)
 
     async def halt(self, reason: str = "operator") -> str:
         self._core.halt(reason)

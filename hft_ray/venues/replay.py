@@ -128,7 +128,6 @@ def format_line(exchange: str, book: BookSnapshot) -> str:
     )
 
 
-REPLAY_ACTOR_NAME = "hft_ray_replay"
 Polled = tuple[int, list[BookSnapshot]]
 
 

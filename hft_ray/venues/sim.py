@@ -397,10 +397,6 @@ def _unknown(client_id: str, venue: str, symbol: str) -> OrderResult:
     )
 
 
-def venue_actor_name(venue: str) -> str:
-    return f"hft_ray_venue_{venue}"
-
-
 @ray.remote(num_cpus=0, max_restarts=0)
 class SimVenueActor:
     """A `SimExchange` on a timer, answering like a remote venue: books by long-poll, orders

@@ -1,0 +1,13 @@
+"""Names of the run's Ray actors: actors find each other by name, so a restarted actor finds
+its peers the same way its first incarnation did."""
+
+RISK = "hft_ray_risk"
+REPLAY = "hft_ray_replay"
+
+
+def detector(index: int) -> str:
+    return f"hft_ray_detector_{index}"
+
+
+def venue(name: str) -> str:
+    return f"hft_ray_venue_{name}"
