@@ -189,6 +189,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         f"x{feed['speedup_vs_baseline']}; cryptofeed documents "
         f"{feed['cryptofeed_documented_checksum_us']} us for its checksum alone"
     )
+    same, full = report["detect"]["same_books"], report["detect"]["full_scan"]
+    print(
+        f"detect: kernel {same['kernel_ms']} ms vs reference {same['reference_ms']} ms on the "
+        f"same books, x{same['speedup_vs_reference']} (target x{same['target_speedup']}); "
+        f"full scan 1000x5 {full['kernel_ms']} ms with {full['crossed_pairs_share']:.2%} "
+        f"crossed (target < {full['target_ms']} ms)"
+    )
     print(f"bench: {args.out}")
     return 0
 

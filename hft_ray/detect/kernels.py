@@ -132,13 +132,17 @@ def scan(
 ) -> int:  # pragma: no cover - compiled
     """Quote every updated (symbol, venue) against every other tradable venue, both ways.
 
-    `updated` is (k, 2) of (symbol, venue); books are (S, V, D) and (S, V); `limits` is
+    `updated` is (k, 2) of distinct (symbol, venue); books are (S, V, D) and (S, V); a pair
+    whose two books both updated is quoted once, from the lower venue. `limits` is
     (S, V, V, 11) for (symbol, buy venue, sell venue). Writes (symbol, buy, sell) rows to
     `out_pairs` and quote rows to `out_quotes`; returns the count. A pair whose top of book
     does not cross net of both fees is skipped before any depth is walked.
     """
     found = 0
     n_venues = tradable.shape[1]
+    marked = np.zeros(tradable.shape, np.bool_)
+    for k in range(updated.shape[0]):
+        marked[updated[k, 0], updated[k, 1]] = True
     for k in range(updated.shape[0]):
         s, v = updated[k, 0], updated[k, 1]
         if not tradable[s, v]:
@@ -146,13 +150,18 @@ def scan(
         for w in range(n_venues):
             if w == v or not tradable[s, w]:
                 continue
+            if marked[s, w] and w < v:
+                continue  # both books updated: the pair was quoted from (s, w) already
             for direction in range(2):
                 a, b = (v, w) if direction == 0 else (w, v)
-                lim = limits[s, a, b]
                 if n_asks[s, a] == 0 or n_bids[s, b] == 0:
                     continue
                 ask, bid = ask_px[s, a, 0], bid_px[s, b, 0]
-                if bid * (1.0 - lim[1]) - ask * (1.0 + lim[0]) < min_profit_bps * 1e-4 * ask - _EPS:
+                fee_buy, fee_sell = limits[s, a, b, 0], limits[s, a, b, 1]
+                if (
+                    bid * (1.0 - fee_sell) - ask * (1.0 + fee_buy)
+                    < min_profit_bps * 1e-4 * ask - _EPS
+                ):
                     continue  # the first unit does not pay: quote_pair would find nothing
                 if found >= out_pairs.shape[0]:
                     return found
@@ -163,7 +172,7 @@ def scan(
                     bid_px[s, b],
                     bid_qty[s, b],
                     n_bids[s, b],
-                    lim,
+                    limits[s, a, b],
                     min_profit_bps,
                     out_quotes[found],
                 ):

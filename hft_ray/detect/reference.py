@@ -151,14 +151,18 @@ def scan(
     min_profit_bps: float,
 ) -> list[tuple[int, int, int, PairQuote]]:
     """Every opportunity between each updated (symbol, venue) and the other tradable venues of
-    its symbol, both directions, in the kernel's order: (symbol, buy, sell, quote)."""
+    its symbol, both directions, each pair once, in the kernel's order: (symbol, buy, sell,
+    quote)."""
     out = []
+    marked = set(updated)
     for s, v in updated:
         if (s, v) not in tradable:
             continue
         for w in range(n_venues):
             if w == v or (s, w) not in tradable:
                 continue
+            if (s, w) in marked and w < v:
+                continue  # both books updated: the pair was quoted from (s, w) already
             for a, b in ((v, w), (w, v)):
                 asks, bids = books[(s, a)][1], books[(s, b)][0]
                 q = cross_venue_quote(asks, bids, limits[(s, a, b)], min_profit_bps)
