@@ -3,8 +3,10 @@
 State lives in flat arrays the caller owns (one row per series), so a detector can keep
 thousands of series in one block and update any of them from inside another kernel:
 
-- a rolling window is a ring `buf[lookback]` plus `acc = [count, next slot, sum, sum of
-  squares]`; its mean and population std-dev give the SMA and the z-score;
+- a rolling window is a ring `buf[lookback]` plus `acc = [count, next slot, mean, M2]`,
+  updated Welford-style as values enter and leave (the naive sum of squares cancels badly
+  when the std-dev is small beside the level, as a log-spread's is); its mean and population
+  std-dev give the SMA and the z-score;
 - an EMA is `ema = [value, initialized]`;
 - Wilder's RSI is `rsi = [previous x, average gain, average loss, updates seen]`.
 
@@ -23,7 +25,7 @@ from numba import njit
 
 # -- rolling window: SMA and z-score -----------------------------------------------------------
 
-COUNT, NEXT, SUM, SUMSQ = range(4)
+COUNT, NEXT, MEAN, M2 = range(4)
 WINDOW_ACC = 4
 
 
@@ -32,21 +34,23 @@ def window_push(buf: np.ndarray, acc: np.ndarray, x: float) -> None:  # pragma: 
     """Add `x` to the window, dropping the oldest value once it is full."""
     lookback = buf.shape[0]
     slot = int(acc[NEXT])
+    mean = acc[MEAN]
     if acc[COUNT] >= lookback:
         old = buf[slot]
-        acc[SUM] -= old
-        acc[SUMSQ] -= old * old
+        new_mean = mean + (x - old) / lookback
+        acc[M2] = max(acc[M2] + (x - old) * (x - new_mean + old - mean), 0.0)
     else:
         acc[COUNT] += 1
+        new_mean = mean + (x - mean) / acc[COUNT]
+        acc[M2] += (x - mean) * (x - new_mean)
+    acc[MEAN] = new_mean
     buf[slot] = x
-    acc[SUM] += x
-    acc[SUMSQ] += x * x
     acc[NEXT] = (slot + 1) % lookback
 
 
 @njit(cache=True)
 def window_mean(acc: np.ndarray) -> float:  # pragma: no cover
-    return acc[SUM] / acc[COUNT] if acc[COUNT] > 0 else math.nan
+    return acc[MEAN] if acc[COUNT] > 0 else math.nan
 
 
 @njit(cache=True)
@@ -55,9 +59,8 @@ def window_zscore(acc: np.ndarray, x: float, min_std: float) -> float:  # pragma
     n = acc[COUNT]
     if n < 2:
         return math.nan
-    mean = acc[SUM] / n
-    var = max(acc[SUMSQ] / n - mean * mean, 0.0)
-    std = math.sqrt(var)
+    mean = acc[MEAN]
+    std = math.sqrt(acc[M2] / n)
     if std <= min_std:
         return math.nan
     return (x - mean) / std
