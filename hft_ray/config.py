@@ -183,6 +183,25 @@ class FeedConfig(_Frozen):
     )
 
 
+class StatArbConfig(_Frozen):
+    """Mean reversion of the log mid-price spread between two venues of a symbol."""
+
+    enabled: bool = Field(False, description="Trade spread reversion besides crossed books.")
+    lookback: int = Field(200, ge=10, le=100_000, description="Spread updates in the z-score.")
+    z_entry: PositiveFloat = Field(3.0, description="Open when |z| reaches this.")
+    z_exit: NonNegFloat = Field(0.5, description="Close when |z| falls to this.")
+    max_notional: PositiveFloat = Field(500.0, description="Quote notional per leg.")
+    min_std_bps: PositiveFloat = Field(
+        0.05, description="No signal while the spread's std-dev is below this, bps."
+    )
+
+    @model_validator(mode="after")
+    def _exit_below_entry(self) -> StatArbConfig:
+        if self.z_exit >= self.z_entry:
+            raise ValueError(f"z_exit {self.z_exit} must be below z_entry {self.z_entry}")
+        return self
+
+
 class DetectorConfig(_Frozen):
     """The arbitrage detector pool."""
 
@@ -193,6 +212,7 @@ class DetectorConfig(_Frozen):
     cooldown_ms: NonNegFloat = Field(
         100.0, description="Do not re-emit a (symbol, buy, sell) pair sooner than this."
     )
+    statarb: StatArbConfig = Field(default_factory=StatArbConfig)
 
 
 class RiskConfig(_Frozen):

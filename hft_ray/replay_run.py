@@ -62,6 +62,7 @@ def detect_replay(config: HftConfig, paths: list[Path], err: TextIO = sys.stderr
             found.append(
                 {
                     "line": index,
+                    "kind": opp.kind,
                     "timestamp": ts // 1_000_000,
                     "symbol": universe.symbols[opp.symbol],
                     "buy_exchange": universe.venues[opp.buy_venue],

@@ -17,6 +17,11 @@ import numpy as np
 Side = Literal["buy", "sell"]
 OrderStatus = Literal["filled", "partial", "expired", "rejected", "timeout", "unknown"]
 
+#: Kinds of opportunity: a crossed book, or opening / closing a spread-reversion position.
+ARB = "arb"
+REVERT_OPEN = "revert_open"
+REVERT_CLOSE = "revert_close"
+
 #: Flags of a BookUpdate row.
 BOOK_VALID = 1
 
@@ -112,6 +117,7 @@ class Opportunity(NamedTuple):
     sell_ts_ns: int
     tick_mono_ns: int
     detect_mono_ns: int
+    kind: str = ARB
 
 
 class Approval(NamedTuple):

@@ -22,9 +22,10 @@ import numpy as np
 
 from hft_ray.clock import Clock
 from hft_ray.config import HftConfig
-from hft_ray.detect import kernels
+from hft_ray.detect import indicators as ind
+from hft_ray.detect import kernels, statarb
 from hft_ray.markets import Markets
-from hft_ray.types import BOOK_VALID, Opportunity, Universe
+from hft_ray.types import BOOK_VALID, REVERT_CLOSE, REVERT_OPEN, Opportunity, Universe
 
 _QUOTE_BALANCE, _BASE_BALANCE = 9, 10  # columns of a pair's limits row
 _MAX_FOUND = 4_096  # opportunities one batch can yield before the scan stops early
@@ -63,6 +64,15 @@ class DetectorCore:
         self._limits = self._build_limits(config, markets)
         self._start = {v: dict(c.balances) for v, c in config.venues.items()}
         self.set_positions({})
+        self._statarb = config.detector.statarb if config.detector.statarb.enabled else None
+        if self._statarb is not None:
+            lookback = self._statarb.lookback
+            self._sa_bufs = np.zeros((n_sym, n_ven, n_ven, lookback))
+            self._sa_accs = np.zeros((n_sym, n_ven, n_ven, ind.WINDOW_ACC))
+            self._sa_open = np.zeros((n_sym, n_ven, n_ven), np.int64)
+            self._sa_out = np.zeros((_MAX_FOUND, 5))
+            self._sa_size: dict[tuple[int, int, int], float] = {}
+        self._last_tradable = np.zeros((n_sym, n_ven), np.bool_)
         self._out_pairs = np.zeros((_MAX_FOUND, 3), np.int64)
         self._out_quotes = np.zeros((_MAX_FOUND, kernels.QUOTE_COLS))
         self.updates = 0
@@ -129,16 +139,22 @@ class DetectorCore:
             self.ask_qty,
             self.n_bids,
             self.n_asks,
-            self._tradable(now, rows),
+            self._tradable_now(now, rows),
             self._limits,
             self._min_profit_bps,
             self._out_pairs,
             self._out_quotes,
         )
         opportunities = self._emit(found, now)
+        if self._statarb is not None:
+            opportunities += self._revert(updated, now)
         done = self._clock.monotonic_ns()
         self.tick_to_detect_ns.extend((done - rows["ts_recv_mono_ns"]).tolist())
         return opportunities
+
+    def _tradable_now(self, now: int, rows: np.ndarray) -> np.ndarray:
+        self._last_tradable = self._tradable(now, rows)
+        return self._last_tradable
 
     def _tradable(self, now: int, rows: np.ndarray) -> np.ndarray:
         if self._recorded_time:
@@ -149,6 +165,96 @@ class DetectorCore:
             # catching up hands over books that are old though just received).
             age = np.maximum(now - self.recv_mono, self._clock.time_ns() - self.ts_exchange)
         return self.valid & (age <= self._max_age_ns)
+
+    def _revert(self, updated: np.ndarray, now: int) -> list[Opportunity]:
+        """Spread-reversion signals of this batch, sized and priced on the current books."""
+        sa = self._statarb
+        assert sa is not None
+        tradable = self._last_tradable & (self.n_bids > 0) & (self.n_asks > 0)
+        mid = np.where(tradable, (self.bid_px[:, :, 0] + self.ask_px[:, :, 0]) / 2, 1.0)
+        n = statarb.statarb_scan(
+            updated,
+            mid,
+            tradable,
+            self._sa_bufs,
+            self._sa_accs,
+            self._sa_open,
+            sa.z_entry,
+            sa.z_exit,
+            sa.min_std_bps * 1e-4,
+            self._sa_out,
+        )
+        out = []
+        for k in range(n):
+            s, a, b, action = (int(x) for x in self._sa_out[k, :4])
+            buy, sell = statarb.legs(action, a, b)
+            if abs(action) == 1:
+                size = self._revert_size(s, buy, sell)
+                kind = REVERT_OPEN
+                if size > 0:
+                    self._sa_size[(s, a, b)] = size
+            else:
+                size = min(self._sa_size.pop((s, a, b), 0.0), self._depth(s, buy, sell))
+                kind = REVERT_CLOSE
+            if size <= 0:
+                continue
+            opp = self._priced(s, buy, sell, size, now, kind)
+            if opp is not None:
+                out.append(opp)
+        self.opportunities += len(out)
+        return out
+
+    def _revert_size(self, s: int, buy: int, sell: int) -> float:
+        """The reversion size: the notional limit at the buy venue's ask, in both lots,
+        within both books' depth and both markets' minimums; 0 if none fits."""
+        sa = self._statarb
+        assert sa is not None
+        lim = self._limits[s, buy, sell]
+        size = min(sa.max_notional / self.ask_px[s, buy, 0], self._depth(s, buy, sell))
+        size = kernels.floor_to_lots(size, lim[2], lim[3])
+        return size if size > 0 and size >= lim[4] and size >= lim[5] else 0.0
+
+    def _depth(self, s: int, buy: int, sell: int) -> float:
+        """What both books can take: the buy venue's asks and the sell venue's bids."""
+        return float(
+            min(
+                np.nansum(self.ask_qty[s, buy, : self.n_asks[s, buy]]),
+                np.nansum(self.bid_qty[s, sell, : self.n_bids[s, sell]]),
+            )
+        )
+
+    def _priced(
+        self, s: int, buy: int, sell: int, size: float, now: int, kind: str
+    ) -> Opportunity | None:
+        lim = self._limits[s, buy, sell]
+        buy_worst, cost = kernels.walk(
+            self.ask_px[s, buy], self.ask_qty[s, buy], int(self.n_asks[s, buy]), size
+        )
+        sell_worst, proceeds = kernels.walk(
+            self.bid_px[s, sell], self.bid_qty[s, sell], int(self.n_bids[s, sell]), size
+        )
+        if cost <= 0 or proceeds <= 0:
+            return None
+        profit = proceeds * (1.0 - lim[1]) - cost * (1.0 + lim[0])
+        self._counter += 1
+        return Opportunity(
+            opp_id=f"{self._prefix}{self._counter}",
+            symbol=s,
+            buy_venue=buy,
+            sell_venue=sell,
+            size=size,
+            buy_worst=buy_worst,
+            sell_worst=sell_worst,
+            buy_avg=cost / size,
+            sell_avg=proceeds / size,
+            profit_quote=profit,
+            edge_bps=profit / cost * 1e4,
+            buy_ts_ns=int(self.ts_exchange[s, buy]),
+            sell_ts_ns=int(self.ts_exchange[s, sell]),
+            tick_mono_ns=int(max(self.recv_mono[s, buy], self.recv_mono[s, sell])),
+            detect_mono_ns=now,
+            kind=kind,
+        )
 
     def _emit(self, found: int, now: int) -> list[Opportunity]:
         out = []

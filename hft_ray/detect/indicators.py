@@ -38,14 +38,26 @@ def window_push(buf: np.ndarray, acc: np.ndarray, x: float) -> None:  # pragma: 
     if acc[COUNT] >= lookback:
         old = buf[slot]
         new_mean = mean + (x - old) / lookback
-        acc[M2] = max(acc[M2] + (x - old) * (x - new_mean + old - mean), 0.0)
+        m2 = acc[M2] + (x - old) * (x - new_mean + old - mean)
     else:
         acc[COUNT] += 1
         new_mean = mean + (x - mean) / acc[COUNT]
-        acc[M2] += (x - mean) * (x - new_mean)
-    acc[MEAN] = new_mean
+        m2 = acc[M2] + (x - mean) * (x - new_mean)
     buf[slot] = x
     acc[NEXT] = (slot + 1) % lookback
+    if m2 < 1e-6 * acc[M2]:
+        # A large value left a window whose rest barely varies: what remains of M2 is mostly
+        # rounding. Recompute from the ring (rare, so still O(1) amortized).
+        n = int(acc[COUNT])
+        new_mean = 0.0
+        for i in range(n):
+            new_mean += buf[i]
+        new_mean /= n
+        m2 = 0.0
+        for i in range(n):
+            m2 += (buf[i] - new_mean) ** 2
+    acc[MEAN] = new_mean
+    acc[M2] = max(m2, 0.0)
 
 
 @njit(cache=True)

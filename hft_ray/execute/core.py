@@ -86,6 +86,7 @@ class ExecutorCore:
             {
                 "type": INTENT,
                 "opp_id": opp.opp_id,
+                "kind": opp.kind,
                 "symbol": symbol,
                 "size": size,
                 "edge_bps": opp.edge_bps,

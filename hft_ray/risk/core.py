@@ -10,6 +10,7 @@ executors report, through the same `Ledger` that rebuilds them from the journal.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
@@ -21,7 +22,15 @@ from hft_ray.detect.reference import floor_to_lots
 from hft_ray.ledger import Ledger
 from hft_ray.markets import Markets, leg_limit_prices
 from hft_ray.store.base import DECISION, Record
-from hft_ray.types import Approval, ExecutionReport, Opportunity, Universe
+from hft_ray.types import (
+    ARB,
+    REVERT_CLOSE,
+    REVERT_OPEN,
+    Approval,
+    ExecutionReport,
+    Opportunity,
+    Universe,
+)
 
 
 class TradingState(StrEnum):
@@ -57,6 +66,7 @@ class _InFlight:
     sell_venue: str
     quote_reserved: float
     base_reserved: float
+    kind: str = ARB
 
 
 class RiskCore:
@@ -65,6 +75,10 @@ class RiskCore:
     ) -> None:
         self._markets = markets
         self._limits = config.risk
+        self._statarb_notional = config.detector.statarb.max_notional
+        # Open reversion positions: (symbol, lower venue, higher venue) -> (bought on, sold
+        # on, size), booked from fills.
+        self._reverting: dict[tuple[int, str, str], tuple[str, str, float]] = {}
         self._slippage_bps = config.execution.slippage_bps
         self._universe = universe
         self._clock = clock
@@ -104,6 +118,7 @@ class RiskCore:
             "type": DECISION,
             "ts_ns": now_ns,
             "opp_id": opp.opp_id,
+            "kind": opp.kind,
             "symbol": self._universe.symbols[opp.symbol],
             "buy_venue": self._universe.venues[opp.buy_venue],
             "sell_venue": self._universe.venues[opp.sell_venue],
@@ -119,13 +134,21 @@ class RiskCore:
     def _decide(self, opp: Opportunity) -> tuple[float, str]:
         if not self.store_ok:
             return 0.0, "store_unavailable"
-        if self.state is not TradingState.ACTIVE:
-            # REDUCING admits only orders that shrink exposure; an arbitrage opens two legs.
+        closing = opp.kind == REVERT_CLOSE
+        # REDUCING admits only orders that shrink exposure: closing a reversion position.
+        allowed = (
+            (TradingState.ACTIVE, TradingState.REDUCING) if closing else (TradingState.ACTIVE,)
+        )
+        if self.state not in allowed:
             return 0.0, f"state_{self.state.value.lower()}"
         if self._clock.monotonic_ns() - opp.detect_mono_ns > self._max_age_ns:
             return 0.0, "stale_opportunity"
-        if opp.edge_bps < self._limits.min_edge_bps:
+        # A crossed book must pay after fees; a reversion trade is a bet on the spread instead.
+        if opp.kind == ARB and opp.edge_bps < self._limits.min_edge_bps:
             return 0.0, "edge_below_min"
+        open_size = self._open_reversion(opp) if closing else math.inf
+        if open_size <= 0:
+            return 0.0, "no_open_position"
         busy = sum(1 for f in self._in_flight.values() if f.symbol == opp.symbol)
         if busy >= self._limits.max_in_flight_per_symbol:
             return 0.0, "in_flight"
@@ -138,8 +161,12 @@ class RiskCore:
         buy_px, _ = leg_limit_prices(
             buy_spec, sell_spec, opp.buy_worst, opp.sell_worst, self._slippage_bps
         )
+        notional = self._limits.max_order_notional
+        if opp.kind != ARB:
+            notional = min(notional, self._statarb_notional)
         caps = {
-            "max_order_notional": self._limits.max_order_notional / buy_px,
+            "max_order_notional": notional / buy_px,
+            "open_position": open_size,
             "insufficient_inventory": min(
                 self._available(buy, quote) / (buy_px * (1.0 + buy_spec.taker_fee)),
                 self._available(sell, base),
@@ -165,6 +192,19 @@ class RiskCore:
         if not self._bucket.take(2):
             return 0.0, "rate_limited"
         return size, binding if size < opp.size else ""
+
+    def _pair(self, symbol: int, x: str, y: str) -> tuple[int, str, str]:
+        return (symbol, min(x, y), max(x, y))
+
+    def _open_reversion(self, opp: Opportunity) -> float:
+        """How much of a reversion position this close may undo: it must buy where the open
+        sold and sell where it bought."""
+        buy = self._universe.venues[opp.buy_venue]
+        sell = self._universe.venues[opp.sell_venue]
+        held = self._reverting.get(self._pair(opp.symbol, buy, sell))
+        if held is None or held[1] != buy or held[0] != sell:
+            return 0.0
+        return held[2]
 
     def _available(self, venue: str, asset: str) -> float:
         start = self._start_balances[venue].get(asset, 0.0)
@@ -210,13 +250,16 @@ class RiskCore:
             sell_venue=sell,
             quote_reserved=size * buy_px * (1.0 + buy_spec.taker_fee),
             base_reserved=size,
+            kind=opp.kind,
         )
 
     # -- outcomes -----------------------------------------------------------------------------
 
     def on_execution(self, report: ExecutionReport) -> None:
         """Book an executor's fills and release what the trade had reserved."""
-        self._in_flight.pop(report.opp_id, None)
+        trade = self._in_flight.pop(report.opp_id, None)
+        if trade is not None and trade.kind != ARB:
+            self._book_reversion(trade, report)
         for r in report.fills:
             self.ledger.apply_fill(r.venue, r.symbol, r.side, r.filled, r.avg_price, r.fee_quote)
         self.legs_failed += report.legs_failed
@@ -226,6 +269,19 @@ class RiskCore:
             self.halt(f"leg_unknown:{report.opp_id}")
         elif report.journal_failed:
             self.halt(f"journal_write_failed:{report.opp_id}")
+
+    def _book_reversion(self, trade: _InFlight, report: ExecutionReport) -> None:
+        """Open or shrink a reversion position by what both legs matched."""
+        matched = min(r.filled for r in report.fills[:2]) if len(report.fills) >= 2 else 0.0
+        key = self._pair(trade.symbol, trade.buy_venue, trade.sell_venue)
+        if trade.kind == REVERT_OPEN and matched > 0:
+            self._reverting[key] = (trade.buy_venue, trade.sell_venue, matched)
+        elif trade.kind == REVERT_CLOSE and key in self._reverting:
+            bought_on, sold_on, size = self._reverting[key]
+            if size - matched > 1e-12:
+                self._reverting[key] = (bought_on, sold_on, size - matched)
+            else:
+                del self._reverting[key]
 
     def halt(self, reason: str) -> None:
         self.state = TradingState.HALTED
@@ -249,5 +305,6 @@ class RiskCore:
             "legs_failed": self.legs_failed,
             "unwinds": self.unwinds,
             "in_flight": len(self._in_flight),
+            "reversion_positions": len(self._reverting),
             **self.ledger.snapshot(),
         }
