@@ -28,6 +28,7 @@ BUSY_MARKET: dict[str, Any] = {
     "sim": {"dislocations_per_min": 60},
     "venues": {"okx": {"reject_rate": 0.1}, "gateio": {"timeout_rate": 0.05}},
     "execution": {"order_timeout_ms": 300},
+    "detector": {"statarb": {"enabled": True, "lookback": 50, "z_entry": 3.0, "z_exit": 0.5}},
 }
 
 
@@ -138,6 +139,8 @@ def test_run_with_the_redis_store(
     store = RedisStore(redis_server.url, report["run_id"])
     journal = asyncio.run(store.read_journal())
     assert {"decision", "intent", "order", "fill", "execution"} <= {r["type"] for r in journal}
+    kinds = {r["kind"] for r in journal if r["type"] == "intent"}
+    assert {"arb", "revert_open"} <= kinds  # both strategies traded
     assert_positions_equal(report, journal)
     assert_intents_come_first(journal)
     assert "report:" in out.getvalue()

@@ -35,6 +35,7 @@ class DetectorActor:
         incarnation = secrets.token_hex(2)
         prefix = f"{id_prefix}d{index}{incarnation}n"
         self._core = DetectorCore(config, universe, markets, LiveClock(), prefix)
+        self._core.warm_up()
         # By name, not by handle: a restarted detector finds the singleton the same way.
         self._risk = ray.get_actor(names.RISK)
         self._latency = LatencySamples()

@@ -101,6 +101,39 @@ class DetectorCore:
                     )
         return limits
 
+    def warm_up(self) -> None:
+        """Compile (or load from numba's cache) every kernel now, not on the first batch."""
+        none = np.zeros((0, 2), np.int64)
+        kernels.scan(
+            none,
+            self.bid_px,
+            self.bid_qty,
+            self.ask_px,
+            self.ask_qty,
+            self.n_bids,
+            self.n_asks,
+            self.valid,
+            self._limits,
+            0.0,
+            self._out_pairs,
+            self._out_quotes,
+        )
+        kernels.walk(self.ask_px[0, 0], self.ask_qty[0, 0], 0, 0.0)
+        kernels.floor_to_lots(1.0, 0.1, 0.01)
+        if self._statarb is not None:
+            statarb.statarb_scan(
+                none,
+                np.ones(self.valid.shape),
+                self.valid,
+                self._sa_bufs,
+                self._sa_accs,
+                self._sa_open,
+                1.0,
+                0.0,
+                1.0,
+                self._sa_out,
+            )
+
     def set_positions(self, positions: dict[str, dict[str, float]]) -> None:
         """Cap sizes by what each venue holds: starting balances plus `positions` (the balance
         changes risk has booked). A venue with no balances configured is not capped."""

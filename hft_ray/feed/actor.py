@@ -16,6 +16,7 @@ import numpy as np
 import ray
 
 from hft_ray import names
+from hft_ray.book import check_levels
 from hft_ray.clock import LiveClock
 from hft_ray.config import CcxtVenueConfig, HftConfig
 from hft_ray.feed.core import FeedCore
@@ -51,6 +52,7 @@ class FeedActor:
         pool = config.detector.pool_size
         self._core = FeedCore(universe, venue, config.feed, pool)
         self._source = open_book_source(config, venue)
+        check_levels(np.ones((1, 2)), np.full((1, 2), 2.0))  # compile the level checks now
         # By name, not by handle: a restarted feed finds its peers the same way.
         self._detectors = [ray.get_actor(names.detector(i)) for i in range(pool)]
         self._max_in_flight = config.feed.max_in_flight
