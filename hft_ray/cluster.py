@@ -168,18 +168,20 @@ def build_pipeline(
             for name in config.venues
         }
     risk_at = index[("risk", 0)]
-    risk = RiskActor.options(name=names.RISK, **on_bundle(risk_at)).remote(  # type: ignore[attr-defined]
-        config, universe, markets, run_id, run_dir, cores[risk_at][0]
-    )
+    risk = RiskActor.options(  # type: ignore[attr-defined]
+        name=names.RISK,
+        namespace=config.cluster.namespace,
+        get_if_exists=True,
+        **on_bundle(risk_at),
+    ).remote(config, universe, markets, run_id, run_dir, cores[risk_at][0])
     executors = []
     for i in range(config.execution.pool_size):
         at = index[("executor", i)]
         executors.append(
-            ExecutorActor.options(**on_bundle(at)).remote(  # type: ignore[attr-defined]
+            ExecutorActor.options(name=names.executor(i), **on_bundle(at)).remote(  # type: ignore[attr-defined]
                 config, universe, markets, i, run_id, run_dir, cores[at][0]
             )
         )
-    ray.get(risk.set_executors.remote(executors))
     detectors = []
     for i in range(config.detector.pool_size):
         at = index[("detector", i)]

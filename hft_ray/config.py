@@ -230,6 +230,38 @@ class RiskConfig(_Frozen):
     max_opportunity_age_ms: PositiveFloat = Field(
         100.0, description="An opportunity older than this when risk sees it is rejected."
     )
+    max_book_age_ms: PositiveFloat | None = Field(
+        None,
+        description="Reject when the newest book behind an opportunity arrived longer ago than "
+        "this, ms (default: feed.max_book_age_ms).",
+    )
+    max_venue_orders_per_s: PositiveFloat | None = Field(
+        None, description="Orders per second on any one venue (default: no per-venue limit)."
+    )
+    venue_order_burst: int = Field(6, ge=1, description="Token bucket size per venue.")
+    max_net_position: dict[str, PositiveFloat] = Field(
+        default_factory=dict,
+        description="Absolute net position of an asset summed over venues, in asset units; "
+        "beyond it trading goes REDUCING.",
+    )
+    max_gross_exposure_quote: PositiveFloat | None = Field(
+        None,
+        description="Sum over venues and base assets of |position| x price, in quote; no trade "
+        "may take it beyond this (default: unlimited).",
+    )
+    max_daily_loss_quote: PositiveFloat | None = Field(
+        None, description="Realized loss since 00:00 UTC that halts trading, quote."
+    )
+    max_drawdown_quote: PositiveFloat | None = Field(
+        None, description="Fall of realized PnL from its peak that turns trading REDUCING, quote."
+    )
+    max_consecutive_leg_failures: int = Field(
+        5, ge=1, description="Trades in a row with a failed leg that halt trading."
+    )
+    max_reject_rate: Probability = Field(
+        0.5, description="Share of venue-rejected orders over the window that turns REDUCING."
+    )
+    reject_rate_window: int = Field(50, ge=5, description="Orders in the rejection-rate window.")
 
 
 class ExecutionConfig(_Frozen):
@@ -243,6 +275,14 @@ class ExecutionConfig(_Frozen):
     unwind_policy: Literal["reverse", "proceed", "cancel"] = "reverse"
     unwind_slippage_bps: NonNegFloat = Field(
         30.0, description="Price bound of an unwind order beyond the touch, bps."
+    )
+    unwind_max_loss_quote: PositiveFloat = Field(
+        50.0,
+        description="Most a repair order may lose against the price the excess was traded "
+        "at, its fee included, quote; it tightens the repair's limit price.",
+    )
+    unwind_timeout_ms: PositiveFloat = Field(
+        1_000.0, description="Wait this long for a repair order's ack before looking it up."
     )
 
 

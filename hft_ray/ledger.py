@@ -22,12 +22,24 @@ class Ledger:
         self.trading_pnl_quote = 0.0
         self.fills = 0
         self._net: dict[str, tuple[float, float]] = {}  # symbol -> (qty, average cost)
+        # Client order ids already booked: a fill reported twice (by an executor and by the
+        # journal replay after a restart) is booked once.
+        self._booked: set[str] = set()
 
     def apply_fill(
-        self, venue: str, symbol: str, side: str, filled: float, price: float, fee_quote: float
+        self,
+        venue: str,
+        symbol: str,
+        side: str,
+        filled: float,
+        price: float,
+        fee_quote: float,
+        client_id: str = "",
     ) -> None:
-        if filled <= 0:
+        if filled <= 0 or (client_id and client_id in self._booked):
             return
+        if client_id:
+            self._booked.add(client_id)
         base, quote = symbol.split("/")
         signed = filled if side == "buy" else -filled
         pos = self.positions[venue]
@@ -74,6 +86,32 @@ class Ledger:
             "net": {s: list(v) for s, v in self._net.items()},
         }
 
+    def has_booked(self, client_id: str) -> bool:
+        return client_id in self._booked
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue after a restart (see `from_state`)."""
+        return {
+            "positions": {v: dict(assets) for v, assets in self.positions.items()},
+            "fees_quote": self.fees_quote,
+            "trading_pnl_quote": self.trading_pnl_quote,
+            "fills": self.fills,
+            "net": {s: list(v) for s, v in self._net.items()},
+            "booked": sorted(self._booked),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Ledger:
+        ledger = cls()
+        for venue, assets in state["positions"].items():
+            ledger.positions[venue].update(assets)
+        ledger.fees_quote = float(state["fees_quote"])
+        ledger.trading_pnl_quote = float(state["trading_pnl_quote"])
+        ledger.fills = int(state["fills"])
+        ledger._net = {s: (float(q), float(a)) for s, (q, a) in state["net"].items()}
+        ledger._booked = set(state["booked"])
+        return ledger
+
     @classmethod
     def from_journal(cls, records: Iterable[Record]) -> Ledger:
         """Rebuild from the journal's fill records alone."""
@@ -81,7 +119,13 @@ class Ledger:
         for r in records:
             if r.get("type") == FILL:
                 ledger.apply_fill(
-                    r["venue"], r["symbol"], r["side"], r["filled"], r["price"], r["fee_quote"]
+                    r["venue"],
+                    r["symbol"],
+                    r["side"],
+                    r["filled"],
+                    r["price"],
+                    r["fee_quote"],
+                    r.get("client_id", ""),
                 )
         return ledger
 

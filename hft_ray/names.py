@@ -11,3 +11,7 @@ def detector(index: int) -> str:
 
 def venue(name: str) -> str:
     return f"hft_ray_venue_{name}"
+
+
+def executor(index: int) -> str:
+    return f"hft_ray_executor_{index}"

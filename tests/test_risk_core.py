@@ -77,7 +77,7 @@ def risk(make_config: Callable[..., HftConfig]) -> tuple[RiskCore, TestClock]:
     )
     clock = TestClock()
     core = RiskCore(config, universe_of(config), simulated_markets(config), clock)
-    core.store_ok = True  # the actor sets this once the store answers
+    core.store_ok = core.restored = True  # the actor sets these once the store answers
     return core, clock
 
 
@@ -141,7 +141,7 @@ def test_inventory_on_each_venue_bounds_the_size(
     config = make_config(venues={"okx": {"balances": {"BTC": 0.004}}})
     clock = TestClock()
     core = RiskCore(config, universe_of(config), simulated_markets(config), clock)
-    core.store_ok = True
+    core.store_ok = core.restored = True
     approval, record = core.evaluate(opp(clock, 0.01))  # sells on okx, which holds 0.004 BTC
     assert approval is not None and approval.size == pytest.approx(0.004)
     assert record["reason"] == "insufficient_inventory"
@@ -170,7 +170,7 @@ def test_below_minimum_after_clipping_names_the_binding_limit(
     config = make_config(risk={"max_order_notional": 4.0})
     clock = TestClock()
     core = RiskCore(config, universe_of(config), simulated_markets(config), clock)
-    core.store_ok = True
+    core.store_ok = core.restored = True
     approval, record = core.evaluate(opp(clock, 0.01))
     assert approval is None and record["reason"] == "max_order_notional"
 
@@ -187,10 +187,10 @@ def test_nothing_is_approved_until_the_store_answers(risk) -> None:  # type: ign
 @pytest.mark.parametrize(
     ("report", "reason"),
     [
-        (ExecutionReport("o1", "BTC/USDT", (), 1, False, 0, legs_unknown=1), "leg_unknown:o1"),
+        (ExecutionReport("o1", "BTC/USDT", (), 1, False, 0, legs_unknown=1), "leg_unknown: o1"),
         (
             ExecutionReport("o1", "BTC/USDT", (), 0, False, 0, journal_failed=True),
-            "journal_write_failed:o1",
+            "journal_write_failed: o1",
         ),
     ],
 )
@@ -213,7 +213,7 @@ def test_inventory_is_reserved_at_the_leg_limit_price(
     config = make_config(venues={"binance": {"balances": {"USDT": 1000.0}}})
     clock = TestClock()
     core = RiskCore(config, universe_of(config), simulated_markets(config), clock)
-    core.store_ok = True
+    core.store_ok = core.restored = True
     approval, record = core.evaluate(opp(clock, 0.5))
     assert approval is not None and record["reason"] == "insufficient_inventory"
     assert approval.size * 90_000 * (1 + 5e-4) * 1.001 <= 1000.0

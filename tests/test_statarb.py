@@ -143,7 +143,7 @@ def leg(venue: str, side: str, filled: float) -> OrderResult:
 def test_risk_books_reversions_and_closes_only_what_is_open(detector) -> None:  # type: ignore[no-untyped-def]
     config, universe, clock, _ = detector
     risk = RiskCore(config, universe, simulated_markets(config), clock)
-    risk.store_ok = True
+    risk.store_ok = risk.restored = True
     from tests.test_risk_core import opp as make_opp
 
     def reversion(kind: str, opp_id: str, buy: int, sell: int, size: float):  # type: ignore[no-untyped-def]
@@ -164,7 +164,7 @@ def test_risk_books_reversions_and_closes_only_what_is_open(detector) -> None:  
     assert (
         risk.evaluate(reversion(REVERT_CLOSE, "c1", 0, 1, 0.25))[1]["reason"] == "no_open_position"
     )
-    risk.state = TradingState.REDUCING  # closing shrinks exposure: still allowed
+    risk.reduce_only()  # closing shrinks exposure: still allowed
     assert risk.evaluate(reversion(REVERT_OPEN, "o2", 0, 1, 0.1))[1]["reason"] == "state_reducing"
     approval, _ = risk.evaluate(reversion(REVERT_CLOSE, "c2", 1, 0, 0.4))
     assert approval is not None and approval.size == pytest.approx(0.25)

@@ -1,10 +1,13 @@
 """ExecutorActor: runs approvals through an ExecutorCore and reports every outcome to risk.
 
-Created with `max_task_retries=0`: an order submission is never retried blindly by Ray.
+Created with `max_task_retries=0`: an order submission is never retried blindly by Ray. Ray
+restarts a crashed executor; before the new incarnation takes any approval it reconciles
+every trade its journal left unfinished with the venues, by client order id, and reports it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ from hft_ray.types import Approval, ExecutionReport, Universe
 from hft_ray.venues.sim import SimVenueClient
 
 
-@ray.remote(max_restarts=0, max_task_retries=0)
+@ray.remote(max_restarts=-1, max_task_retries=0)
 class ExecutorActor:
     def __init__(
         self,
@@ -45,20 +48,43 @@ class ExecutorActor:
                 name: SimVenueClient(name, ray.get_actor(names.venue(name)))
                 for name in config.venues
             }
-        self._core = ExecutorCore(config, universe, markets, venues, self._store, self._clock)
+        self._core = ExecutorCore(
+            config, universe, markets, venues, self._store, self._clock, name=f"executor{index}"
+        )
         self._risk = ray.get_actor(names.RISK)
+        self._reconciled: asyncio.Task[int] | None = None
         self._running = 0
         self._tick_to_trade = LatencySamples()
         self._approve_to_ack = LatencySamples()
         self._aborted = 0
         self._executions = 0
 
-    def ready(self) -> dict[str, object]:
+    async def ready(self) -> dict[str, object]:
+        await self._reconcile_once()
         return self.placement
+
+    async def _reconcile_once(self) -> int:
+        """Reconcile the journal's unfinished trades once per incarnation; every call waits."""
+        if self._reconciled is None:
+            self._reconciled = asyncio.get_running_loop().create_task(self._reconcile())
+        return await self._reconciled
+
+    async def _reconcile(self) -> int:
+        while True:
+            try:
+                journal = await self._store.read_journal()
+                break
+            except StoreUnavailable:  # no new work either until the journal can be read
+                await asyncio.sleep(0.2)
+        reports = await self._core.reconcile(journal)
+        for report in reports:
+            self._risk.on_execution.remote(report)
+        return len(reports)
 
     async def execute(self, approval: Approval) -> None:
         self._running += 1
         try:
+            await self._reconcile_once()
             try:
                 report = await self._core.execute(approval)
             except StoreUnavailable:
@@ -74,6 +100,7 @@ class ExecutorActor:
 
     async def stats(self) -> dict[str, Any]:
         return {
+            "reconciled": await self._reconcile_once(),
             "executions": self._executions,
             "aborted_store_unavailable": self._aborted,
             "running": self._running,

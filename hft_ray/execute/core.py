@@ -57,7 +57,9 @@ class ExecutorCore:
         venues: Mapping[str, OrderVenue],
         store: Store,
         clock: Clock,
+        name: str = "executor0",
     ) -> None:
+        self._name = name  # marks this executor's intents, to reconcile them after a restart
         self._markets = markets
         self._exec = config.execution
         self._universe = universe
@@ -65,6 +67,7 @@ class ExecutorCore:
         self._store = store
         self._clock = clock
         self._timeout_s = config.execution.order_timeout_ms / 1000.0
+        self._unwind_timeout_s = config.execution.unwind_timeout_ms / 1000.0
 
     async def execute(self, approval: Approval) -> ExecutionReport:
         opp = approval.opp
@@ -90,6 +93,7 @@ class ExecutorCore:
                 "symbol": symbol,
                 "size": size,
                 "edge_bps": opp.edge_bps,
+                "executor": self._name,
                 "expected_profit_quote": opp.profit_quote * size / opp.size,
                 "legs": [
                     {"venue": v, "client_id": c, "side": s, "amount": size, "price": p}
@@ -104,26 +108,42 @@ class ExecutorCore:
         buy_r, sell_r = await asyncio.gather(
             *(self._place(trail, v, c, symbol, s, size, p, opp.opp_id) for v, c, s, p in legs)  # type: ignore[arg-type]
         )
+        return await self._finish(trail, opp.opp_id, symbol, buy_r, sell_r, None, tick_to_trade_ns)
+
+    async def _finish(
+        self,
+        trail: _Trail,
+        opp_id: str,
+        symbol: str,
+        buy_r: OrderResult,
+        sell_r: OrderResult,
+        repaired: OrderResult | None,
+        tick_to_trade_ns: int,
+    ) -> ExecutionReport:
+        """Repair unequal legs (unless a repair was already placed), journal the outcome."""
+        buy_spec = self._markets.spec(buy_r.venue, symbol)
+        sell_spec = self._markets.spec(sell_r.venue, symbol)
         fills = [buy_r, sell_r]
         legs_failed = sum(r.status != "filled" for r in fills)
         legs_unknown = sum(r.status == "unknown" for r in fills)
         excess = buy_r.filled - sell_r.filled
-        unwound = False
+        repair = repaired
         # An unknown leg may yet fill: repairing the other one could double the exposure.
-        if abs(excess) > 1e-12 and not legs_unknown:
+        if repair is None and abs(excess) > 1e-12 and not legs_unknown:
             repair = await self._repair(
-                trail, opp.opp_id, symbol, buy_r, sell_r, excess, buy_spec, sell_spec
+                trail, opp_id, symbol, buy_r, sell_r, excess, buy_spec, sell_spec
             )
-            if repair is not None:
-                fills.append(repair)
-                unwound = repair.filled > 0
+        if repair is not None:
+            fills.append(repair)
+        unwound = repair is not None and repair.filled > 0
         residual = sum(r.filled if r.side == "buy" else -r.filled for r in fills)
         await self._journal(
             trail,
             {
                 "type": EXECUTION,
-                "opp_id": opp.opp_id,
+                "opp_id": opp_id,
                 "symbol": symbol,
+                "executor": self._name,
                 "legs_failed": legs_failed,
                 "legs_unknown": legs_unknown,
                 "unwound": unwound,
@@ -132,7 +152,7 @@ class ExecutorCore:
             durable=True,
         )
         return ExecutionReport(
-            opp.opp_id,
+            opp_id,
             symbol,
             tuple(fills),
             legs_failed,
@@ -141,6 +161,44 @@ class ExecutorCore:
             legs_unknown=legs_unknown,
             journal_failed=trail.journal_failed,
         )
+
+    async def reconcile(self, journal: list[Record]) -> list[ExecutionReport]:
+        """Finish every trade this executor journaled an intent for but no outcome: ask the
+        venues what became of each order by its client id, journal what they say, repair
+        unequal legs, and report. Run after a restart, before any new work."""
+        done = {r["opp_id"] for r in journal if r.get("type") == EXECUTION}
+        known = {r["client_id"]: r for r in journal if r.get("type") == ORDER}
+        unwinds = {r["opp_id"]: r for r in journal if r.get("type") == UNWIND and "client_id" in r}
+        reports = []
+        for intent in journal:
+            if intent.get("type") != INTENT or intent.get("executor") != self._name:
+                continue
+            if intent["opp_id"] in done:
+                continue
+            trail = _Trail()
+            opp_id, symbol = intent["opp_id"], intent["symbol"]
+            orders = [
+                (leg["venue"], leg["client_id"], leg["side"], leg["amount"])
+                for leg in intent["legs"]
+            ]
+            unwind = unwinds.get(opp_id)
+            if unwind is not None:
+                orders.append(
+                    (unwind["venue"], unwind["client_id"], unwind["action"], unwind["amount"])
+                )
+            results = []
+            for venue, cid, side, amount in orders:
+                if cid in known:
+                    results.append(order_from_record(known[cid]))
+                    continue
+                found = await self._look_up(self._venues[venue], cid, symbol, side, amount)
+                await self._journal_order(trail, opp_id, found)
+                results.append(found)
+            repaired = results[2] if len(results) > 2 else None
+            reports.append(
+                await self._finish(trail, opp_id, symbol, results[0], results[1], repaired, 0)
+            )
+        return reports
 
     async def _place(
         self,
@@ -152,11 +210,12 @@ class ExecutorCore:
         amount: float,
         price: float,
         opp_id: str,
+        timeout_s: float | None = None,
     ) -> OrderResult:
         client = self._venues[venue]
         try:
             result = await asyncio.wait_for(
-                client.create_order(cid, symbol, side, amount, price), self._timeout_s
+                client.create_order(cid, symbol, side, amount, price), timeout_s or self._timeout_s
             )
         except Exception:
             result = await self._look_up(client, cid, symbol, side, amount)
@@ -221,14 +280,28 @@ class ExecutorCore:
             )
         side: Side = "sell" if excess > 0 else "buy"
         amount = spec.floor_amount(abs(excess))
-        price = (
-            spec.floor_price(ref * (1 - bound))
-            if side == "sell"
-            else spec.ceil_price(ref * (1 + bound))
-        )
-        if amount <= 0 or amount < spec.min_amount or amount * price < spec.min_notional:
+        if amount <= 0 or amount < spec.min_amount:
             await self._journal(trail, {**record, "action": "none", "reason": "below_min_size"})
             return None
+        # The loss budget bounds what the repair may lose against the price the excess was
+        # traded at, its own fee included: it tightens the limit price, never loosens it.
+        cost = buy_r.avg_price if excess > 0 else sell_r.avg_price
+        per_unit = self._exec.unwind_max_loss_quote / amount
+        fee = spec.taker_fee
+        if side == "sell":
+            price = max(
+                spec.floor_price(ref * (1 - bound)), spec.ceil_price((cost - per_unit) / (1 - fee))
+            )
+            worst_loss = amount * (cost - price * (1 - fee))
+        else:
+            price = min(
+                spec.ceil_price(ref * (1 + bound)), spec.floor_price((cost + per_unit) / (1 + fee))
+            )
+            worst_loss = amount * (price * (1 + fee) - cost)
+        if amount * price < spec.min_notional:
+            await self._journal(trail, {**record, "action": "none", "reason": "below_min_size"})
+            return None
+        record["worst_loss_quote"] = worst_loss
         cid = client_order_id(opp_id, "U")
         await self._journal(
             trail,
@@ -242,7 +315,9 @@ class ExecutorCore:
             },
             durable=True,
         )
-        return await self._place(trail, venue, cid, symbol, side, amount, price, opp_id)
+        return await self._place(
+            trail, venue, cid, symbol, side, amount, price, opp_id, self._unwind_timeout_s
+        )
 
     async def _journal_order(self, trail: _Trail, opp_id: str, r: OrderResult) -> None:
         common = {
@@ -291,3 +366,19 @@ class ExecutorCore:
             if trail is None:
                 raise
             trail.journal_failed = True
+
+
+def order_from_record(r: Record) -> OrderResult:
+    return OrderResult(
+        r["client_id"],
+        r["venue"],
+        r["symbol"],
+        r["side"],
+        r["status"],
+        r["amount"],
+        r["filled"],
+        r["avg_price"],
+        r["fee_quote"],
+        r["reason"],
+        r["ts_exchange_ns"],
+    )

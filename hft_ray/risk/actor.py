@@ -1,7 +1,8 @@
-"""RiskActor: the named singleton around RiskCore.
+"""RiskActor: the named singleton around RiskCore and its RiskKeeper.
 
 It never awaits I/O on the decision path: decisions are appended to the journal (which
-batches) and approvals leave fire-and-forget to the executors, round-robin.
+batches) and approvals leave fire-and-forget to the executors, round-robin. Ray restarts it
+after a crash; the new incarnation approves nothing until it has restored its state.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from hft_ray.latency import LatencySamples
 from hft_ray.markets import Markets
 from hft_ray.pinning import pin_actor
 from hft_ray.risk.core import RiskCore
-from hft_ray.store import StoreUnavailable, open_store
+from hft_ray.risk.keeper import RiskKeeper
+from hft_ray.store import open_store
 from hft_ray.types import ExecutionReport, Opportunity, Universe
 
 _STORE_CHECK_S = 0.05
 
 
-@ray.remote(max_restarts=0)
+# Submissions are not retried by Ray: evaluating one twice could approve it twice. Executors
+# are looked up by name, so a restarted risk finds the same ones.
+@ray.remote(max_restarts=-1, max_task_retries=0)
 class RiskActor:
     def __init__(
         self,
@@ -38,48 +42,44 @@ class RiskActor:
     ) -> None:
         self.placement = pin_actor(cores, config.cluster.pin_cores)
         self._clock = LiveClock()
-        self._core = RiskCore(config, universe, markets, self._clock)
-        self._store = open_store(config.store, run_id, Path(run_dir), "risk")
+        core = RiskCore(config, universe, markets, self._clock)
+        self._keeper = RiskKeeper(core, open_store(config.store, run_id, Path(run_dir), "risk"))
+        self._core = core
+        # Peers are found by name on first use: they are created after risk, and a restarted
+        # risk finds the same ones.
+        self._namespace = config.cluster.namespace
+        self._executor_names = [names.executor(i) for i in range(config.execution.pool_size)]
+        self._detector_names = [names.detector(i) for i in range(config.detector.pool_size)]
         self._executors: list[Any] = []
+        self._detectors: list[Any] = []
         self._next = 0
         self._detect_to_approve = LatencySamples()
-        self._journal_errors = 0
         self._store_watch: asyncio.Task[None] | None = None
-        self._pool = config.detector.pool_size
-        self._detectors: list[Any] = []
 
-    def ready(self) -> dict[str, object]:
+    async def ready(self) -> dict[str, object]:
+        self._ensure_watch()
         return self.placement
 
-    async def set_executors(self, executors: list[Any]) -> int:
-        self._executors = executors
+    def _ensure_watch(self) -> None:
+        """Start the store watch; a restarted incarnation starts it on its first call."""
         if self._store_watch is None:
             self._store_watch = asyncio.get_running_loop().create_task(self._watch_store())
-        return len(executors)
+
+    def _peers(self, wanted: list[str]) -> list[Any]:
+        return [ray.get_actor(n, namespace=self._namespace) for n in wanted]
 
     async def _watch_store(self) -> None:
-        """Every 50 ms: is the store answering, and has every decision left? Until it is,
-        and while it is not, risk approves nothing."""
+        """Every 50 ms: is the store answering, has every decision left, is the state saved?"""
         while True:
-            try:
-                ok = await self._store.ping()
-                if ok:
-                    await self._store.flush()
-            except StoreUnavailable:
-                ok = False
-            self._core.store_ok = ok
+            await self._keeper.watch_round()
             await asyncio.sleep(_STORE_CHECK_S)
 
     async def submit(self, opps: list[Opportunity]) -> None:
+        self._ensure_watch()
         if not self._executors:
-            raise RuntimeError("risk has no executors: wire them before starting the feeds")
+            self._executors = self._peers(self._executor_names)
         for opp in opps:
-            approval, record = self._core.evaluate(opp)
-            try:
-                await self._store.append(record)
-            except StoreUnavailable:
-                self._journal_errors += 1
-                self._core.store_ok = False
+            approval = await self._keeper.decide(opp)
             if approval is None:
                 continue
             self._detect_to_approve.add(approval.approve_mono_ns - opp.detect_mono_ns)
@@ -91,32 +91,42 @@ class RiskActor:
         return True
 
     async def on_execution(self, report: ExecutionReport) -> None:
-        self._core.on_execution(report)
+        self._ensure_watch()
+        self._keeper.on_execution(report)
         if any(r.filled > 0 for r in report.fills):
             # Detectors cap sizes by inventory: tell them what the venues now hold.
             positions = {v: dict(a) for v, a in self._core.ledger.positions.items()}
-            if not self._detectors:  # created after risk: looked up on first use
-                self._detectors = [ray.get_actor(names.detector(i)) for i in range(self._pool)]
+            if not self._detectors:
+                self._detectors = self._peers(self._detector_names)
             for detector in self._detectors:
                 detector.set_positions.remote(positions)
 
-    async def halt(self, reason: str = "operator") -> str:
-        self._core.halt(reason)
-        return self._core.state.value
+    async def halt(self, reason: str = "operator", reduce_only: bool = False) -> dict[str, Any]:
+        """Stop trading (or admit only exposure-reducing orders) by hand; persisted at once."""
+        if reduce_only:
+            self._core.reduce_only(reason)
+        else:
+            self._core.halt(reason)
+        await self._keeper.persist()
+        return self._core.snapshot()
 
-    async def resume(self) -> str:
+    async def resume(self) -> dict[str, Any]:
+        """Clear every breaker by hand; persisted at once."""
         self._core.resume()
-        return self._core.state.value
+        await self._keeper.persist()
+        return self._core.snapshot()
 
     async def stats(self) -> dict[str, Any]:
+        self._ensure_watch()
         return self._core.snapshot()
 
     async def latency_samples(self) -> dict[str, list[int]]:
         return {"detect_to_approve": self._detect_to_approve.values()}
 
     async def close(self) -> dict[str, Any]:
-        """Flush the journal; return the final state."""
+        """Flush the journal, save the state; return the final state."""
         if self._store_watch is not None:
             self._store_watch.cancel()
-        await self._store.close()
-        return {**self._core.snapshot(), "journal_errors": self._journal_errors}
+        await self._keeper.watch_round()
+        await self._keeper.close()
+        return {**self._core.snapshot(), "journal_errors": self._keeper.journal_errors}

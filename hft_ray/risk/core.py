@@ -1,17 +1,25 @@
 """RiskCore: every opportunity is approved, clipped or rejected here, with a reason.
 
-Checks, in order: trading state; how old the opportunity is; minimum edge; trades in flight
-on the symbol; order rate (a token bucket, two orders per arbitrage); then the size is clipped
-to the order notional limit, to the position limit per asset and venue, and to the inventory
-each venue holds net of what in-flight trades have reserved. A clip that leaves less than a
-tradable size is a rejection naming the limit that bound. Positions come from the fills that
-executors report, through the same `Ledger` that rebuilds them from the journal.
+Checks, in order: the store answers and the state is restored; trading state; how old the
+opportunity and its newest book are; minimum edge; trades in flight on the symbol; then the
+size is clipped to the order notional limit, the position limit per asset and venue, the
+inventory each venue holds net of what in-flight trades have reserved, and the gross exposure
+limit (in REDUCING, to what shrinks exposure); last, the order rate per venue and overall (token
+buckets). A clip that leaves less than a tradable size is a rejection naming the limit that
+bound. Positions come from the fills that executors report, through the same `Ledger` that
+rebuilds them from the journal.
+
+Breakers switch the trading state on their own and stay tripped until resumed by hand:
+daily loss, an unknown leg and a lost journal write, consecutive leg failures -> HALTED;
+drawdown from the PnL peak, venue rejection rate, net position across venues -> REDUCING.
+Everything the core knows is in `state()`, which the actor persists and `restore` reads back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -19,9 +27,10 @@ from typing import Any
 from hft_ray.clock import Clock
 from hft_ray.config import HftConfig
 from hft_ray.detect.reference import floor_to_lots
+from hft_ray.execute.core import order_from_record
 from hft_ray.ledger import Ledger
 from hft_ray.markets import Markets, leg_limit_prices
-from hft_ray.store.base import DECISION, Record
+from hft_ray.store.base import DECISION, EXECUTION, ORDER, Record
 from hft_ray.types import (
     ARB,
     REVERT_CLOSE,
@@ -29,14 +38,20 @@ from hft_ray.types import (
     Approval,
     ExecutionReport,
     Opportunity,
+    OrderResult,
     Universe,
 )
+
+_DAY_NS = 86_400 * 10**9
 
 
 class TradingState(StrEnum):
     ACTIVE = "ACTIVE"
     REDUCING = "REDUCING"
     HALTED = "HALTED"
+
+
+_SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
 
 class TokenBucket:
@@ -49,11 +64,14 @@ class TokenBucket:
         self._tokens = float(burst)
         self._at = clock.monotonic_ns()
 
-    def take(self, n: int) -> bool:
+    def has(self, n: int) -> bool:
         now = self._clock.monotonic_ns()
         self._tokens = min(self._burst, self._tokens + (now - self._at) * 1e-9 * self._rate)
         self._at = now
-        if self._tokens + 1e-9 < n:
+        return self._tokens + 1e-9 >= n
+
+    def take(self, n: int) -> bool:
+        if not self.has(n):
             return False
         self._tokens -= n
         return True
@@ -67,6 +85,15 @@ class _InFlight:
     quote_reserved: float
     base_reserved: float
     kind: str = ARB
+
+
+@dataclass
+class Breaker:
+    """A tripped breaker: the state it forces and why; cleared only by `resume`."""
+
+    forces: TradingState
+    detail: str
+    ts_ns: int
 
 
 class RiskCore:
@@ -83,20 +110,51 @@ class RiskCore:
         self._universe = universe
         self._clock = clock
         self._max_age_ns = int(config.risk.max_opportunity_age_ms * 1e6)
+        book_age_ms = config.risk.max_book_age_ms or config.feed.max_book_age_ms
+        self._max_book_age_ns = int(book_age_ms * 1e6)
         self._bucket = TokenBucket(self._limits.max_orders_per_s, self._limits.order_burst, clock)
-        self.state = TradingState.ACTIVE
-        self.state_reason = ""
-        # Fail closed: nothing is approved until the actor has seen the store answer.
+        per_venue = self._limits.max_venue_orders_per_s
+        self._venue_buckets = (
+            {
+                v: TokenBucket(per_venue, self._limits.venue_order_burst, clock)
+                for v in config.venues
+            }
+            if per_venue is not None
+            else {}
+        )
+        self.breakers: dict[str, Breaker] = {}
+        # Fail closed: nothing is approved until the actor has seen the store answer and has
+        # restored what an earlier incarnation left there.
         self.store_ok = False
+        self.restored = False
         self.ledger = Ledger()
         self._start_balances = {name: dict(v.balances) for name, v in config.venues.items()}
         self._in_flight: dict[str, _InFlight] = {}
+        self._reported: set[str] = set()
+        self._marks: dict[str, float] = {}  # base asset -> last price seen
+        self._peak_pnl = 0.0
+        self._day = clock.time_ns() // _DAY_NS
+        self._day_start_pnl = 0.0
+        self._leg_failure_streak = 0
+        self._venue_rejects: deque[bool] = deque(maxlen=self._limits.reject_rate_window)
         self.approved = 0
         self.clipped = 0
         self.rejected: Counter[str] = Counter()
         self.legs_failed = 0
         self.trades = 0
         self.unwinds = 0
+        self.dirty = False  # changed since the actor last persisted `state()`
+
+    @property
+    def state(self) -> TradingState:
+        """The most severe state any tripped breaker forces."""
+        forced = [b.forces for b in self.breakers.values()]
+        return max(forced, key=_SEVERITY.__getitem__, default=TradingState.ACTIVE)
+
+    @property
+    def state_reason(self) -> str:
+        state = self.state
+        return ", ".join(f"{n}: {b.detail}" for n, b in self.breakers.items() if b.forces == state)
 
     # -- decisions ----------------------------------------------------------------------------
 
@@ -114,6 +172,7 @@ class RiskCore:
             self.approved += 1
             approval = Approval(opp, size, self._clock.monotonic_ns())
             self._reserve(opp, size)
+        self.dirty = True
         record: Record = {
             "type": DECISION,
             "ts_ns": now_ns,
@@ -134,15 +193,19 @@ class RiskCore:
     def _decide(self, opp: Opportunity) -> tuple[float, str]:
         if not self.store_ok:
             return 0.0, "store_unavailable"
+        if not self.restored:
+            return 0.0, "restoring"
+        state = self.state
         closing = opp.kind == REVERT_CLOSE
-        # REDUCING admits only orders that shrink exposure: closing a reversion position.
-        allowed = (
-            (TradingState.ACTIVE, TradingState.REDUCING) if closing else (TradingState.ACTIVE,)
-        )
-        if self.state not in allowed:
-            return 0.0, f"state_{self.state.value.lower()}"
-        if self._clock.monotonic_ns() - opp.detect_mono_ns > self._max_age_ns:
+        if state == TradingState.HALTED or (
+            state == TradingState.REDUCING and opp.kind == REVERT_OPEN
+        ):
+            return 0.0, f"state_{state.value.lower()}"
+        now = self._clock.monotonic_ns()
+        if now - opp.detect_mono_ns > self._max_age_ns:
             return 0.0, "stale_opportunity"
+        if now - opp.tick_mono_ns > self._max_book_age_ns:
+            return 0.0, "stale_book"
         # A crossed book must pay after fees; a reversion trade is a bet on the spread instead.
         if opp.kind == ARB and opp.edge_bps < self._limits.min_edge_bps:
             return 0.0, "edge_below_min"
@@ -158,6 +221,7 @@ class RiskCore:
         buy_spec = self._markets.spec(buy, symbol)
         sell_spec = self._markets.spec(sell, symbol)
         base, quote = symbol.split("/")
+        self._marks[base] = opp.buy_avg
         buy_px, _ = leg_limit_prices(
             buy_spec, sell_spec, opp.buy_worst, opp.sell_worst, self._slippage_bps
         )
@@ -178,6 +242,12 @@ class RiskCore:
                 max_pos - self._exposure(buy, base, +1.0),
                 max_pos - self._exposure(sell, base, -1.0),
             )
+        if state == TradingState.REDUCING and not closing:
+            caps["state_reducing"] = self._gross_cap(buy, sell, base, opp.size, 0.0)
+        elif self._limits.max_gross_exposure_quote is not None and not closing:
+            caps["max_gross_exposure"] = self._gross_cap(
+                buy, sell, base, opp.size, self._limits.max_gross_exposure_quote
+            )
         binding, cap = min(caps.items(), key=lambda kv: kv[1])
         size = min(opp.size, cap)
         size = floor_to_lots(size, buy_spec.lot, sell_spec.lot)
@@ -189,9 +259,45 @@ class RiskCore:
         )
         if too_small:
             return 0.0, binding if cap < opp.size else "below_min_size"
+        venue_buckets = [self._venue_buckets[v] for v in (buy, sell) if v in self._venue_buckets]
+        if not all(b.has(1) for b in venue_buckets):
+            return 0.0, "venue_rate_limited"
         if not self._bucket.take(2):
             return 0.0, "rate_limited"
+        for b in venue_buckets:
+            b.take(1)
         return size, binding if size < opp.size else ""
+
+    def _gross_cap(self, buy: str, sell: str, base: str, size: float, ceiling: float) -> float:
+        """The largest size up to `size` that keeps gross exposure at most `ceiling` (quote),
+        or, when it is already above, that does not raise it. Buying on `buy` and selling on
+        `sell` moves both venues' positions; the change is convex in the size, so the sizes
+        allowed form an interval from zero, found by bisection."""
+        gross = self.gross_exposure()
+        mark = self._marks.get(base, 0.0)
+        p_buy = self._exposure(buy, base, +1.0)
+        p_sell = -self._exposure(sell, base, -1.0)
+        headroom = max(ceiling - gross, 0.0)
+
+        def change(s: float) -> float:
+            return mark * (abs(p_buy + s) - abs(p_buy) + abs(p_sell - s) - abs(p_sell))
+
+        if change(size) <= headroom + 1e-9:
+            return size
+        lo, hi = 0.0, size
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if change(mid) <= headroom + 1e-9 else (lo, mid)
+        return lo
+
+    def gross_exposure(self) -> float:
+        """Sum over venues and base assets of |position| x last price, in quote."""
+        bases = {s.split("/")[0] for s in self._universe.symbols}
+        return sum(
+            abs(self._exposure(v, a, +1.0)) * self._marks.get(a, 0.0)
+            for v in self._universe.venues
+            for a in bases
+        )
 
     def _pair(self, symbol: int, x: str, y: str) -> tuple[int, str, str]:
         return (symbol, min(x, y), max(x, y))
@@ -256,19 +362,66 @@ class RiskCore:
     # -- outcomes -----------------------------------------------------------------------------
 
     def on_execution(self, report: ExecutionReport) -> None:
-        """Book an executor's fills and release what the trade had reserved."""
+        """Book an executor's fills, release what the trade had reserved, check the breakers.
+
+        A report seen before (an executor's, after the journal replay already booked it) is
+        ignored, so a restart never books a trade twice."""
+        if report.opp_id in self._reported:
+            return
+        self._reported.add(report.opp_id)
+        self.dirty = True
+        self._roll_day()
         trade = self._in_flight.pop(report.opp_id, None)
         if trade is not None and trade.kind != ARB:
             self._book_reversion(trade, report)
         for r in report.fills:
-            self.ledger.apply_fill(r.venue, r.symbol, r.side, r.filled, r.avg_price, r.fee_quote)
+            self.ledger.apply_fill(
+                r.venue, r.symbol, r.side, r.filled, r.avg_price, r.fee_quote, r.client_id
+            )
+            if r.filled > 0:
+                self._marks[r.symbol.split("/")[0]] = r.avg_price
+        for r in report.fills[:2]:  # the two legs; a repair order is ours, not the venue's
+            self._venue_rejects.append(r.status == "rejected")
         self.legs_failed += report.legs_failed
         self.unwinds += int(report.unwound)
         self.trades += int(any(r.filled > 0 for r in report.fills))
+        self._leg_failure_streak = self._leg_failure_streak + 1 if report.legs_failed else 0
+        self._check_breakers(report)
+
+    def _roll_day(self) -> None:
+        day = self._clock.time_ns() // _DAY_NS
+        if day != self._day:
+            self._day, self._day_start_pnl = day, self.ledger.realized_pnl_quote
+
+    def _check_breakers(self, report: ExecutionReport) -> None:
+        lim = self._limits
+        pnl = self.ledger.realized_pnl_quote
+        self._peak_pnl = max(self._peak_pnl, pnl)
         if report.legs_unknown:
-            self.halt(f"leg_unknown:{report.opp_id}")
-        elif report.journal_failed:
-            self.halt(f"journal_write_failed:{report.opp_id}")
+            self.trip("leg_unknown", TradingState.HALTED, report.opp_id)
+        if report.journal_failed:
+            self.trip("journal_write_failed", TradingState.HALTED, report.opp_id)
+        daily_loss = self._day_start_pnl - pnl
+        if lim.max_daily_loss_quote is not None and daily_loss >= lim.max_daily_loss_quote:
+            self.trip("max_daily_loss", TradingState.HALTED, f"lost {daily_loss:.4f} today")
+        drawdown = self._peak_pnl - pnl
+        if lim.max_drawdown_quote is not None and drawdown >= lim.max_drawdown_quote:
+            self.trip("max_drawdown", TradingState.REDUCING, f"{drawdown:.4f} below the peak")
+        if self._leg_failure_streak >= lim.max_consecutive_leg_failures:
+            self.trip(
+                "consecutive_leg_failures",
+                TradingState.HALTED,
+                f"{self._leg_failure_streak} trades in a row",
+            )
+        window = self._venue_rejects
+        if len(window) == window.maxlen:
+            rate = sum(window) / len(window)
+            if rate > lim.max_reject_rate:
+                self.trip("reject_rate", TradingState.REDUCING, f"{rate:.0%} of the last orders")
+        for asset, limit in lim.max_net_position.items():
+            net = sum(self.ledger.position(v, asset) for v in self._universe.venues)
+            if abs(net) > limit:
+                self.trip("max_net_position", TradingState.REDUCING, f"{asset} {net:+.8g}")
 
     def _book_reversion(self, trade: _InFlight, report: ExecutionReport) -> None:
         """Open or shrink a reversion position by what both legs matched."""
@@ -283,13 +436,32 @@ class RiskCore:
             else:
                 del self._reverting[key]
 
-    def halt(self, reason: str) -> None:
-        self.state = TradingState.HALTED
-        self.state_reason = reason
+    # -- trading state ------------------------------------------------------------------------
+
+    def trip(self, name: str, forces: TradingState, detail: str) -> None:
+        """Trip a breaker; one already tripped keeps its first reason."""
+        if name not in self.breakers:
+            self.breakers[name] = Breaker(forces, detail, self._clock.time_ns())
+            self.dirty = True
+
+    def halt(self, reason: str = "operator") -> None:
+        """Stop all trading by hand."""
+        self.breakers["operator"] = Breaker(TradingState.HALTED, reason, self._clock.time_ns())
+        self.dirty = True
+
+    def reduce_only(self, reason: str = "operator") -> None:
+        """Admit only orders that shrink exposure, by hand."""
+        self.breakers["operator"] = Breaker(TradingState.REDUCING, reason, self._clock.time_ns())
+        self.dirty = True
 
     def resume(self) -> None:
-        self.state = TradingState.ACTIVE
-        self.state_reason = ""
+        """Clear every breaker. The drawdown is measured from here on and the streaks restart;
+        the day's loss is not forgiven."""
+        self.breakers.clear()
+        self._peak_pnl = self.ledger.realized_pnl_quote
+        self._leg_failure_streak = 0
+        self._venue_rejects.clear()
+        self.dirty = True
 
     def in_flight(self) -> int:
         return len(self._in_flight)
@@ -298,6 +470,9 @@ class RiskCore:
         return {
             "state": self.state.value,
             "state_reason": self.state_reason,
+            "breakers": {n: dataclasses.asdict(b) for n, b in self.breakers.items()},
+            "restored": self.restored,
+            "store_ok": self.store_ok,
             "approved": self.approved,
             "clipped": self.clipped,
             "rejected": dict(self.rejected),
@@ -306,5 +481,88 @@ class RiskCore:
             "unwinds": self.unwinds,
             "in_flight": len(self._in_flight),
             "reversion_positions": len(self._reverting),
+            "gross_exposure_quote": self.gross_exposure(),
+            "peak_pnl_quote": self._peak_pnl,
             **self.ledger.snapshot(),
         }
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def state_record(self) -> Record:
+        """Everything the core knows, as plain data for the store."""
+        return {
+            "breakers": {n: [b.forces.value, b.detail, b.ts_ns] for n, b in self.breakers.items()},
+            "ledger": self.ledger.state(),
+            "in_flight": {k: dataclasses.astuple(f) for k, f in self._in_flight.items()},
+            "reported": sorted(self._reported),
+            "reverting": [[*k, *v] for k, v in self._reverting.items()],
+            "marks": self._marks,
+            "peak_pnl": self._peak_pnl,
+            "day": self._day,
+            "day_start_pnl": self._day_start_pnl,
+            "leg_failure_streak": self._leg_failure_streak,
+            "venue_rejects": list(self._venue_rejects),
+            "counters": {
+                "approved": self.approved,
+                "clipped": self.clipped,
+                "rejected": dict(self.rejected),
+                "legs_failed": self.legs_failed,
+                "trades": self.trades,
+                "unwinds": self.unwinds,
+            },
+        }
+
+    def restore(self, state: Record | None, journal: list[Record]) -> None:
+        """Continue from a persisted `state_record` (None: a fresh start), then replay every
+        execution the journal holds that the state had not booked yet, through
+        `on_execution`, the path a live report takes."""
+        if state is not None:
+            self.breakers = {
+                n: Breaker(TradingState(f), d, int(t)) for n, (f, d, t) in state["breakers"].items()
+            }
+            self.ledger = Ledger.from_state(state["ledger"])
+            self._in_flight = {k: _InFlight(*v) for k, v in state["in_flight"].items()}
+            self._reported = set(state["reported"])
+            self._reverting = {
+                (int(s), a, b): (x, y, float(q)) for s, a, b, x, y, q in state["reverting"]
+            }
+            self._marks = dict(state["marks"])
+            self._peak_pnl = float(state["peak_pnl"])
+            self._day, self._day_start_pnl = int(state["day"]), float(state["day_start_pnl"])
+            self._leg_failure_streak = int(state["leg_failure_streak"])
+            self._venue_rejects.extend(state["venue_rejects"])
+            c = state["counters"]
+            self.approved, self.clipped = int(c["approved"]), int(c["clipped"])
+            self.rejected = Counter(c["rejected"])
+            self.legs_failed, self.trades = int(c["legs_failed"]), int(c["trades"])
+            self.unwinds = int(c["unwinds"])
+        for report in executions_from_journal(journal):
+            self.on_execution(report)
+        self.restored = True
+        self.dirty = True
+
+
+def executions_from_journal(journal: list[Record]) -> list[ExecutionReport]:
+    """The execution reports an executor sent, rebuilt from its order and execution records."""
+    orders: dict[str, list[OrderResult]] = {}
+    for r in journal:
+        if r.get("type") == ORDER:
+            orders.setdefault(r["opp_id"], []).append(order_from_record(r))
+    reports = []
+    for r in journal:
+        if r.get("type") != EXECUTION:
+            continue
+        # Legs first (client ids end B, S), then a repair (U), as the executor reports them.
+        fills = sorted(orders.get(r["opp_id"], []), key=lambda o: "BSU".index(o.client_id[-1]))
+        reports.append(
+            ExecutionReport(
+                r["opp_id"],
+                r["symbol"],
+                tuple(fills),
+                int(r["legs_failed"]),
+                bool(r["unwound"]),
+                0,
+                legs_unknown=int(r["legs_unknown"]),
+            )
+        )
+    return reports

@@ -1,0 +1,76 @@
+"""RiskKeeper: what ties the risk core to the store, without Ray.
+
+Risk fails closed: it approves nothing until the store has answered and the state an earlier
+incarnation persisted has been restored (with every execution journaled since replayed), and
+nothing while the store does not answer. The state is persisted whenever it changed, checked
+every watch round; reports that arrive before the restore wait for it, so none is lost.
+"""
+
+from __future__ import annotations
+
+from hft_ray.risk.core import RiskCore
+from hft_ray.store.base import Record, Store, StoreUnavailable
+from hft_ray.types import Approval, ExecutionReport, Opportunity
+
+STATE_KEY = "risk"
+
+
+class RiskKeeper:
+    def __init__(self, core: RiskCore, store: Store) -> None:
+        self.core = core
+        self._store = store
+        self._early_reports: list[ExecutionReport] = []
+        self.journal_errors = 0
+
+    async def watch_round(self) -> bool:
+        """Check the store, restore once, flush the decisions, persist a changed state; return
+        whether risk may approve."""
+        core = self.core
+        try:
+            if not await self._store.ping():
+                raise StoreUnavailable("the store does not answer")
+            if not core.restored:
+                state = await self._store.get_state(STATE_KEY)
+                core.restore(state, await self._store.read_journal())
+                for report in self._early_reports:
+                    core.on_execution(report)
+                self._early_reports.clear()
+            await self._store.flush()
+            await self.persist()
+            core.store_ok = True
+        except StoreUnavailable:
+            core.store_ok = False
+        return core.store_ok and core.restored
+
+    async def persist(self) -> None:
+        """Write the core's state if it changed; raise `StoreUnavailable` if that fails."""
+        if not self.core.dirty or not self.core.restored:
+            return
+        self.core.dirty = False
+        try:
+            await self._store.put_state(STATE_KEY, self.core.state_record())
+        except StoreUnavailable:
+            self.core.dirty = True
+            raise
+
+    async def decide(self, opp: Opportunity) -> Approval | None:
+        """Decide and journal the decision (batched: the watch round flushes it)."""
+        approval, record = self.core.evaluate(opp)
+        await self._append(record)
+        return approval
+
+    async def _append(self, record: Record) -> None:
+        try:
+            await self._store.append(record)
+        except StoreUnavailable:
+            self.journal_errors += 1
+            self.core.store_ok = False
+
+    def on_execution(self, report: ExecutionReport) -> None:
+        if self.core.restored:
+            self.core.on_execution(report)
+        else:
+            self._early_reports.append(report)
+
+    async def close(self) -> None:
+        await self._store.close()
