@@ -154,6 +154,64 @@ def build_parser() -> argparse.ArgumentParser:
         help="config whose ccxt venue for this exchange gives urls, options, "
         "sandbox and credentials (default: ccxt's own endpoints)",
     )
+    for command, summary, text in (
+        (
+            "status",
+            "show the risk state of a running run",
+            "Print what the risk actor of "
+            "the run active in the namespace holds: trading state, breakers, counts, PnL, "
+            "positions.",
+        ),
+        (
+            "halt",
+            "stop trading in a running run",
+            "Trip the operator breaker: risk approves "
+            "nothing (or, with --reduce-only, only orders that shrink exposure) until resumed.",
+        ),
+        (
+            "resume",
+            "resume trading in a running run",
+            "Clear every breaker, the operator's "
+            "and those risk tripped by itself, and trade again.",
+        ),
+    ):
+        control = sub.add_parser(command, help=summary, description=text)
+        control.add_argument(
+            "--address",
+            metavar="RAY_ADDRESS",
+            help="the Ray cluster of the run (default: $RAY_ADDRESS, then the local one)",
+        )
+        control.add_argument(
+            "--namespace",
+            default="hft_ray",
+            metavar="NS",
+            help="Ray namespace of the run, cluster.namespace in its config (default hft_ray)",
+        )
+        control.add_argument("--json", action="store_true", help="print the state as JSON")
+        if command == "halt":
+            control.add_argument(
+                "--reason", default="operator", help="why, recorded with the breaker"
+            )
+            control.add_argument(
+                "--reduce-only",
+                action="store_true",
+                help="admit orders that shrink exposure instead of nothing",
+            )
+    report = sub.add_parser(
+        "report",
+        help="rebuild positions and PnL from a run's journal",
+        description="Rebuild positions, PnL, fees and counts of a finished (or running) run "
+        "from its journal alone, list intents with no recorded outcome, and compare the "
+        "positions with what the run's risk actor held (from its report.json).",
+    )
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="runs/<run_id>")
+    report.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help="the run's config, for a run journaled in Redis (default: the packaged one)",
+    )
+    report.add_argument("--json", action="store_true", help="print the whole rebuild as JSON")
     bench = sub.add_parser(
         "bench",
         help="measure speed against a baseline measured in the same run",
@@ -293,6 +351,49 @@ def _run_outcome(report: dict[str, object]) -> int:
     return 0
 
 
+def _cmd_control(args: argparse.Namespace) -> int:
+    from hft_ray.cluster import ClusterError
+    from hft_ray.control import call_risk, format_status
+
+    kwargs: dict[str, object] = {}
+    method = {"status": "stats", "halt": "halt", "resume": "resume"}[args.command]
+    if args.command == "halt":
+        kwargs = {"reason": args.reason, "reduce_only": args.reduce_only}
+    try:
+        state = call_risk(args.address, args.namespace, method, **kwargs)
+    except ClusterError as err:
+        print(f"hft-ray: cluster error: {err}", file=sys.stderr)
+        return EXIT_CLUSTER
+    print(json.dumps(state, indent=2) if args.json else format_status(state))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from hft_ray.control import journal_report
+
+    if not args.run_dir.is_dir():
+        raise ConfigError(f"report: {args.run_dir} is not a run directory")
+    rebuilt = journal_report(load_config(args.config), args.run_dir)
+    if args.json:
+        print(json.dumps(rebuilt, indent=2))
+        return 0
+    print(
+        f"{rebuilt['run_dir']}: {rebuilt['fills']} fills, trades {rebuilt['trades']}, "
+        f"legs failed {rebuilt['legs_failed']}, unwinds {rebuilt['unwinds']}"
+    )
+    print(
+        f"  realized PnL {rebuilt['realized_pnl_quote']:+.4f}  fees {rebuilt['fees_quote']:.4f}"
+        f"  unfinished intents {len(rebuilt['unfinished_intents'])}"
+    )
+    for venue, assets in sorted(rebuilt["positions"].items()):
+        moved = "  ".join(f"{a} {q:+.8g}" for a, q in sorted(assets.items()) if q)
+        print(f"  {venue}: {moved or 'flat'}")
+    if "positions_match_risk" in rebuilt:
+        match = "yes" if rebuilt["positions_match_risk"] else "NO"
+        print(f"  positions match the risk actor's: {match}")
+    return 0 if rebuilt.get("positions_match_risk", True) else EXIT_RUN_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -304,6 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_record(args)
         if args.command == "bench":
             return _cmd_bench(args)
+        if args.command in ("status", "halt", "resume"):
+            return _cmd_control(args)
+        if args.command == "report":
+            return _cmd_report(args)
     except ConfigError as err:
         print(f"hft-ray: config error: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -85,6 +85,8 @@ def build_report(
         "positions_match_journal": positions_equal(positions, risk_state["positions"]),
         "risk_positions": risk_state["positions"],
         "risk_state": risk_state["state"],
+        "risk_breakers": risk_state["breakers"],
+        "gross_exposure_quote": round(risk_state["gross_exposure_quote"], 8),
         "journal": {
             "records": from_journal["records"],
             "fills": from_journal["fills"],

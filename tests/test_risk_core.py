@@ -218,3 +218,223 @@ def test_inventory_is_reserved_at_the_leg_limit_price(
     assert approval is not None and record["reason"] == "insufficient_inventory"
     assert approval.size * 90_000 * (1 + 5e-4) * 1.001 <= 1000.0
     assert approval.size == pytest.approx(0.01109)
+
+
+def core_with(make_config: Callable[..., HftConfig], **risk: object) -> tuple[RiskCore, TestClock]:
+    config = make_config(risk=risk)
+    clock = TestClock()
+    core = RiskCore(config, universe_of(config), simulated_markets(config), clock)
+    core.store_ok = core.restored = True
+    return core, clock
+
+
+def trade(opp_id: str, buy_px: float, sell_px: float, size: float = 0.01) -> ExecutionReport:
+    """Both legs of an arbitrage filled: bought on binance, sold on okx."""
+    return ExecutionReport(
+        opp_id,
+        "BTC/USDT",
+        (
+            fill("binance", "buy", size, buy_px)._replace(client_id=f"{opp_id}B"),
+            fill("okx", "sell", size, sell_px)._replace(client_id=f"{opp_id}S"),
+        ),
+        0,
+        False,
+        0,
+    )
+
+
+def failed(opp_id: str, status: str = "rejected") -> ExecutionReport:
+    """The buy leg filled, the sell leg did not."""
+    leg = fill("okx", "sell", 0.0, 0.0)._replace(client_id=f"{opp_id}S", status=status)
+    return ExecutionReport(
+        opp_id,
+        "BTC/USDT",
+        (fill("binance", "buy", 0.01, 90_000.0)._replace(client_id=f"{opp_id}B"), leg),
+        1,
+        False,
+        0,
+    )
+
+
+def test_a_book_older_than_the_limit_is_rejected(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    core, clock = core_with(make_config, max_opportunity_age_ms=1_000, max_book_age_ms=200)
+    o = opp(clock)._replace(tick_mono_ns=clock.monotonic_ns() - 300_000_000)
+    assert core.evaluate(o)[1]["reason"] == "stale_book"
+
+
+def test_each_venue_has_its_own_order_rate(make_config: Callable[..., HftConfig]) -> None:
+    core, clock = core_with(make_config, max_venue_orders_per_s=1, venue_order_burst=1)
+    assert core.evaluate(opp(clock, opp_id="a"))[0] is not None  # binance -> okx
+    core.on_execution(ExecutionReport("a", "BTC/USDT", (), 0, False, 0))
+    # okx -> gateio: okx has used its one order, gateio has not.
+    record = core.evaluate(opp(clock, opp_id="b", buy=OKX, sell=2))[1]
+    assert record["reason"] == "venue_rate_limited"
+    clock.advance(1_000_000_000)
+    assert core.evaluate(opp(clock, opp_id="c", buy=OKX, sell=2))[0] is not None
+
+
+def test_gross_exposure_clips_new_exposure_but_not_rebalancing(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    core, clock = core_with(make_config, max_gross_exposure_quote=3_000.0)
+    core.on_execution(trade("t0", 90_000.0, 90_100.0, size=0.01))  # 0.01 BTC each way: 1,800
+    assert core.gross_exposure() == pytest.approx(0.02 * 90_100.0)
+    approval, record = core.evaluate(opp(clock, 0.02, "o1"))  # same direction: adds exposure
+    assert record["reason"] == "max_gross_exposure"
+    assert approval is not None and approval.size == pytest.approx(0.00666)  # 1,200 / 2 / 90,000
+    core.on_execution(ExecutionReport("o1", "BTC/USDT", (), 0, False, 0))
+    # The other way round undoes the inventory moved: not limited by gross exposure.
+    approval, record = core.evaluate(opp(clock, 0.01, "o2", buy=OKX, sell=BINANCE))
+    assert approval is not None and approval.size == pytest.approx(0.01)
+    assert record["reason"] == ""
+
+
+def test_reducing_admits_only_trades_that_shrink_exposure(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    core, clock = core_with(make_config)
+    core.on_execution(trade("t0", 90_000.0, 90_100.0, size=0.004))
+    core.reduce_only("operator")
+    assert core.state is TradingState.REDUCING
+    assert core.evaluate(opp(clock, 0.01, "o1"))[1]["reason"] == "state_reducing"
+    approval, record = core.evaluate(opp(clock, 0.01, "o2", buy=OKX, sell=BINANCE))
+    assert approval is not None and approval.size == pytest.approx(0.004)
+    assert record["reason"] == "state_reducing"
+
+
+def test_daily_loss_halts_and_stays_halted_until_resumed(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    core, clock = core_with(make_config, max_daily_loss_quote=5.0, max_drawdown_quote=1_000.0)
+    core.on_execution(trade("t1", 90_000.0, 89_800.0))  # -2 USDT and about -1.8 in fees
+    assert core.state is TradingState.ACTIVE
+    core.on_execution(trade("t2", 90_000.0, 89_800.0))
+    assert core.state is TradingState.HALTED
+    assert core.state_reason.startswith("max_daily_loss: lost 7.")
+    core.on_execution(trade("t3", 89_000.0, 90_000.0))  # a winner does not clear it
+    assert core.state is TradingState.HALTED
+    assert core.evaluate(opp(clock))[1]["reason"] == "state_halted"
+    core.resume()
+    assert core.state is TradingState.ACTIVE and core.evaluate(opp(clock))[0] is not None
+
+
+def test_the_day_starts_again_at_midnight_utc(make_config: Callable[..., HftConfig]) -> None:
+    core, clock = core_with(make_config, max_daily_loss_quote=5.0)
+    core.on_execution(trade("t1", 90_000.0, 89_800.0))
+    clock.advance(86_400 * 10**9)
+    core.on_execution(trade("t2", 90_000.0, 89_800.0))
+    assert core.state is TradingState.ACTIVE  # 3.8 lost today, 7.6 over two days
+
+
+def test_drawdown_from_the_peak_turns_reducing(make_config: Callable[..., HftConfig]) -> None:
+    core, clock = core_with(make_config, max_drawdown_quote=10.0)
+    core.on_execution(trade("t1", 89_000.0, 90_000.0))  # +10 less fees: a new peak
+    peak = core.ledger.realized_pnl_quote
+    core.on_execution(trade("t2", 90_000.0, 89_500.0))
+    assert core.state is TradingState.ACTIVE and core.ledger.realized_pnl_quote < peak
+    core.on_execution(trade("t3", 90_000.0, 89_500.0))
+    assert core.state is TradingState.REDUCING
+    assert core.snapshot()["breakers"]["max_drawdown"]["forces"] == TradingState.REDUCING
+
+
+def test_consecutive_leg_failures_halt_and_a_clean_trade_resets_the_streak(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    core, clock = core_with(make_config, max_consecutive_leg_failures=3, max_reject_rate=1.0)
+    core.on_execution(failed("f1"))
+    core.on_execution(failed("f2"))
+    core.on_execution(trade("t1", 90_000.0, 90_100.0))
+    core.on_execution(failed("f3"))
+    core.on_execution(failed("f4"))
+    assert core.state is TradingState.ACTIVE
+    core.on_execution(failed("f5"))
+    assert core.state is TradingState.HALTED
+    assert core.state_reason == "consecutive_leg_failures: 3 trades in a row"
+
+
+def test_a_high_venue_reject_rate_turns_reducing(make_config: Callable[..., HftConfig]) -> None:
+    core, clock = core_with(
+        make_config, reject_rate_window=10, max_reject_rate=0.3, max_consecutive_leg_failures=99
+    )
+    for i in range(4):  # 8 orders, 4 rejected: the window is not full yet
+        core.on_execution(failed(f"f{i}"))
+    assert core.state is TradingState.ACTIVE
+    core.on_execution(failed("f9"))  # 10 orders, 5 rejected
+    assert core.state is TradingState.REDUCING
+    assert core.state_reason == "reject_rate: 50% of the last orders"
+
+
+def test_net_position_across_venues_turns_reducing(make_config: Callable[..., HftConfig]) -> None:
+    core, clock = core_with(make_config, max_net_position={"BTC": 0.015})
+    core.on_execution(failed("f1", status="expired"))
+    assert core.state is TradingState.ACTIVE  # 0.01 BTC net long
+    core.on_execution(failed("f2", status="expired"))
+    assert core.state is TradingState.REDUCING
+    assert core.state_reason == "max_net_position: BTC +0.02"
+
+
+def test_a_report_booked_twice_counts_once(risk) -> None:  # type: ignore[no-untyped-def]
+    core, clock = risk
+    core.on_execution(trade("t1", 90_000.0, 90_100.0))
+    once = core.snapshot()
+    core.on_execution(trade("t1", 90_000.0, 90_100.0))
+    assert core.snapshot() == once and once["trades"] == 1
+
+
+def test_state_round_trips_and_the_journal_fills_the_gap(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    core, clock = core_with(make_config, max_drawdown_quote=1.0)
+    core.on_execution(trade("t1", 90_000.0, 90_100.0))
+    assert core.evaluate(opp(clock, opp_id="o1"))[0] is not None  # in flight at the "crash"
+    core.on_execution(trade("t2", 90_000.0, 89_900.0))  # trips the drawdown breaker
+    saved = core.state_record()
+    before = core.snapshot()
+
+    # The executor journaled o1's outcome after the state was saved.
+    journal = [
+        {
+            "type": "order",
+            "opp_id": "o1",
+            "client_id": f"o1{leg}",
+            "venue": venue,
+            "symbol": "BTC/USDT",
+            "side": side,
+            "status": "filled",
+            "amount": 0.01,
+            "filled": 0.01,
+            "avg_price": px,
+            "fee_quote": 0.9,
+            "reason": "",
+            "ts_exchange_ns": 0,
+        }
+        for leg, venue, side, px in (
+            ("S", "okx", "sell", 90_200.0),
+            ("B", "binance", "buy", 90_000.0),
+        )
+    ] + [
+        {
+            "type": "execution",
+            "opp_id": "o1",
+            "symbol": "BTC/USDT",
+            "legs_failed": 0,
+            "legs_unknown": 0,
+            "unwound": False,
+        }
+    ]
+    config = make_config(risk={"max_drawdown_quote": 1.0})
+    restarted = RiskCore(config, universe_of(config), simulated_markets(config), clock)
+    restarted.store_ok = True
+    assert restarted.evaluate(opp(clock, opp_id="o2"))[1]["reason"] == "restoring"
+    restarted.restore(saved, journal)
+    after = restarted.snapshot()
+    assert after["state"] == before["state"] == "REDUCING"
+    assert after["breakers"] == before["breakers"]
+    assert after["in_flight"] == 0 and before["in_flight"] == 1
+    assert after["trades"] == before["trades"] + 1
+    assert after["positions"]["binance"]["BTC"] == pytest.approx(0.03)
+    assert after["positions"]["okx"]["BTC"] == pytest.approx(-0.03)
+    restarted.on_execution(trade("o1", 90_000.0, 90_200.0))  # the executor's own late report
+    assert restarted.snapshot()["trades"] == after["trades"]

@@ -243,7 +243,10 @@ class RiskCore:
                 max_pos - self._exposure(sell, base, -1.0),
             )
         if state == TradingState.REDUCING and not closing:
-            caps["state_reducing"] = self._gross_cap(buy, sell, base, opp.size, 0.0)
+            # Only towards flat: buy where short, sell where long, never past zero.
+            caps["state_reducing"] = max(
+                0.0, min(-self._exposure(buy, base, +1.0), -self._exposure(sell, base, -1.0))
+            )
         elif self._limits.max_gross_exposure_quote is not None and not closing:
             caps["max_gross_exposure"] = self._gross_cap(
                 buy, sell, base, opp.size, self._limits.max_gross_exposure_quote
@@ -533,7 +536,8 @@ class RiskCore:
             self._venue_rejects.extend(state["venue_rejects"])
             c = state["counters"]
             self.approved, self.clipped = int(c["approved"]), int(c["clipped"])
-            self.rejected = Counter(c["rejected"])
+            # Rejections made while restoring add to those restored: nothing was approved.
+            self.rejected = Counter(c["rejected"]) + self.rejected
             self.legs_failed, self.trades = int(c["legs_failed"]), int(c["trades"])
             self.unwinds = int(c["unwinds"])
         for report in executions_from_journal(journal):

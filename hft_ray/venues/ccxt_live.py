@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +35,11 @@ _MAX_STALL_PATIENCE_S = 120.0
 STALLED = "stalled"
 DISCONNECTED = "disconnected"
 VENUE_ERROR = "venue_error"
+
+#: ccxt logs every request's headers, API key included, at DEBUG level; its exchanges log here
+#: instead, where nothing below INFO passes, whatever the root logger lets through.
+_CCXT_LOG = logging.getLogger("hft_ray.ccxt")
+_CCXT_LOG.setLevel(logging.INFO)
 
 
 def _secret(env: str | None, what: str, venue: str) -> str | None:
@@ -59,6 +65,7 @@ def make_exchange(venue: str, cfg: CcxtVenueConfig) -> Any:
         if value is not None:
             params[field] = value
     exchange = klass(params)
+    exchange.logger = _CCXT_LOG
     if cfg.sandbox:
         exchange.set_sandbox_mode(True)
     if cfg.urls:

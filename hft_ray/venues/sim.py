@@ -300,6 +300,10 @@ class InProcessSimVenue:
         found = self._exchange.fetch(client_id)
         return found if found is not None else _unknown(client_id, self.name, symbol)
 
+    async def cancel_order(self, client_id: str, symbol: str) -> OrderResult:
+        """An IOC order never rests on a simulated venue: nothing to cancel, its final state."""
+        return await self.fetch_order(client_id, symbol)
+
 
 class BookRing:
     """The last steps of a venue's books, for feeds that long-poll: a slow feed that falls
@@ -379,6 +383,10 @@ class SimVenueClient:
     async def fetch_order(self, client_id: str, symbol: str) -> OrderResult:
         found = await self._handle.fetch_order.remote(*self._route, client_id)
         return found if found is not None else _unknown(client_id, self.name, symbol)
+
+    async def cancel_order(self, client_id: str, symbol: str) -> OrderResult:
+        """An IOC order never rests on a simulated venue: nothing to cancel, its final state."""
+        return await self.fetch_order(client_id, symbol)
 
 
 def _unknown(client_id: str, venue: str, symbol: str) -> OrderResult:

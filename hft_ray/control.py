@@ -1,0 +1,94 @@
+"""Operating a run from outside it: status, halt and resume through the named risk actor, and
+positions and PnL rebuilt from a run's journal alone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from hft_ray import names
+from hft_ray.cluster import ClusterError
+from hft_ray.config import HftConfig
+from hft_ray.ledger import positions_equal
+from hft_ray.report import journal_summary
+from hft_ray.risk.core import executions_from_journal
+from hft_ray.store import open_store
+from hft_ray.store.base import INTENT
+
+_CALL_TIMEOUT_S = 10.0
+
+
+def call_risk(address: str | None, namespace: str, method: str, **kwargs: Any) -> dict[str, Any]:
+    """Call `method` on the risk actor of the run active in `namespace` on a running cluster."""
+    import ray
+
+    try:
+        ray.init(
+            address=address or "auto",
+            namespace=namespace,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise ClusterError(f"cannot join the Ray cluster at {address or 'auto'}: {err}") from None
+    try:
+        try:
+            risk = ray.get_actor(names.RISK, namespace=namespace)
+        except ValueError:
+            raise ClusterError(f"no run is active in Ray namespace {namespace!r}") from None
+        result: dict[str, Any] = ray.get(
+            getattr(risk, method).remote(**kwargs), timeout=_CALL_TIMEOUT_S
+        )
+        return result
+    finally:
+        ray.shutdown()
+
+
+def format_status(s: dict[str, Any]) -> str:
+    """The risk actor's view of a running run, for a terminal."""
+    lines = [
+        f"risk {s['state']}" + (f" ({s['state_reason']})" if s["state_reason"] else ""),
+        f"  approved {s['approved']}  clipped {s['clipped']}  rejected "
+        f"{sum(s['rejected'].values())} {s['rejected'] or ''}".rstrip(),
+        f"  trades {s['trades']}  legs failed {s['legs_failed']}  unwinds {s['unwinds']}  "
+        f"in flight {s['in_flight']}",
+        f"  realized PnL {s['realized_pnl_quote']:+.4f}  fees {s['fees_quote']:.4f}  "
+        f"gross exposure {s['gross_exposure_quote']:.2f}",
+    ]
+    for name, b in s["breakers"].items():
+        lines.append(f"  breaker {name}: {b['forces']} ({b['detail']})")
+    for venue, assets in sorted(s["positions"].items()):
+        moved = "  ".join(f"{a} {q:+.8g}" for a, q in sorted(assets.items()) if q)
+        lines.append(f"  {venue}: {moved or 'flat'}")
+    return "\n".join(lines)
+
+
+def journal_report(config: HftConfig, run_dir: Path) -> dict[str, Any]:
+    """Positions, PnL and counts of a run from its journal alone (the embedded store under
+    `run_dir`, or Redis when the config names it, the run id being the directory's name),
+    compared with what the run's risk actor held if its report is there."""
+    store = open_store(config.store, run_dir.name, run_dir, "report")
+
+    async def read() -> list[dict[str, Any]]:
+        try:
+            return await store.read_journal()
+        finally:
+            await store.close()
+
+    journal = asyncio.run(read())
+    summary = journal_summary(journal)
+    finished = {r.opp_id for r in executions_from_journal(journal)}
+    unfinished = sorted(
+        r["opp_id"] for r in journal if r.get("type") == INTENT and r["opp_id"] not in finished
+    )
+    out: dict[str, Any] = {"run_dir": str(run_dir), **summary, "unfinished_intents": unfinished}
+    report_file = run_dir / "report.json"
+    if report_file.exists():
+        held = json.loads(report_file.read_text()).get("risk_positions")
+        if held is not None:
+            out["risk_positions"] = held
+            out["positions_match_risk"] = positions_equal(summary["positions"], held)
+    return out
