@@ -213,3 +213,98 @@ def test_a_dead_venue_leaves_an_unknown_leg_and_no_repair(
     assert [r.status for r in report.fills] == ["filled", "unknown"]
     assert report.fills[1].reason == "ack_timeout_unknown"
     assert not [r for r in h.journal() if r["type"] == "unwind"]
+
+
+@pytest.mark.parametrize("policy", ["reverse", "proceed"])
+@pytest.mark.parametrize("budget", [0.05, 50.0])
+def test_a_repair_never_loses_more_than_its_budget(
+    policy: str, budget: float, make_config: Callable[..., HftConfig], tmp_path: Path
+) -> None:
+    config = make_config(
+        execution={
+            "unwind_policy": policy,
+            "unwind_max_loss_quote": budget,
+            "unwind_slippage_bps": 100,
+        }
+    )
+    h = Harness(config, tmp_path)
+    bid = float(h.exchanges["okx"].book("ETH/USDT")[0][0, 0])
+    report = h.run(h.approval("binance", "okx", 0.5, sell_worst=round(bid * 1.01, 2)))
+    buy, _, repair = report.fills
+    journal = h.journal()
+    unwind = next(r for r in journal if r["type"] == "unwind")
+    assert unwind["worst_loss_quote"] <= budget + 1e-9
+    if repair.filled > 0:
+        loss = repair.filled * (buy.avg_price - repair.avg_price) + repair.fee_quote
+        assert loss <= budget + 1e-9
+    lot = config.market_spec("binance", "ETH/USDT").lot
+    if budget >= 50.0:  # a generous budget lets the repair through: flat within a lot
+        assert repair.status == "filled" and abs(net_base(journal)) <= lot
+    else:  # a tiny one keeps the price where nobody bids: the residual stays, journaled
+        assert repair.status == "expired" and repair.filled == 0
+        assert journal[-1]["residual_base"] == pytest.approx(0.5)
+
+
+class SendsThenDies:
+    """A venue reached just before the executor's process died: the order is placed, the
+    acknowledgement never comes back."""
+
+    def __init__(self, inner: InProcessSimVenue) -> None:
+        self._inner = inner
+        self.name = inner.name
+
+    async def create_order(self, *args: Any) -> Any:
+        await self._inner.create_order(*args)
+        await asyncio.Event().wait()
+
+    async def fetch_order(self, *args: Any) -> Any:
+        return await self._inner.fetch_order(*args)
+
+
+def test_a_restarted_executor_reconciles_an_unfinished_trade_by_client_id(
+    make_config: Callable[..., HftConfig], tmp_path: Path
+) -> None:
+    config = make_config(execution={"order_timeout_ms": 60_000})
+    h = Harness(config, tmp_path)
+    dying = {v: SendsThenDies(venue) for v, venue in h.venues.items()}
+    first = ExecutorCore(
+        config, h.universe, simulated_markets(config), dying, h.store, LiveClock(), name="executor0"
+    )  # type: ignore[arg-type]
+
+    async def crash() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(first.execute(h.approval("binance", "okx", 0.5)), 0.5)
+
+    asyncio.run(crash())
+    assert [r["type"] for r in h.journal()] == ["intent"]  # legs live, outcome unknown
+
+    restarted = ExecutorCore(
+        config,
+        h.universe,
+        simulated_markets(config),
+        h.venues,
+        h.store,
+        LiveClock(),
+        name="executor0",
+    )
+    reports = asyncio.run(restarted.reconcile(h.journal()))
+    assert [r.opp_id for r in reports] == ["t1"]
+    assert [(f.client_id, f.status) for f in reports[0].fills] == [
+        ("t1B", "filled"),
+        ("t1S", "filled"),
+    ]
+    journal = h.journal()
+    assert [r["type"] for r in journal].count("fill") == 2
+    assert journal[-1]["type"] == "execution" and net_base(journal) == pytest.approx(0.0)
+    # Reconciled once: a second restart finds nothing left to do.
+    assert asyncio.run(restarted.reconcile(journal)) == []
+    other = ExecutorCore(
+        config,
+        h.universe,
+        simulated_markets(config),
+        h.venues,
+        h.store,
+        LiveClock(),
+        name="executor1",
+    )
+    assert asyncio.run(other.reconcile(h.journal()[:1])) == []  # not its intent
