@@ -329,7 +329,7 @@ def test_the_day_starts_again_at_midnight_utc(make_config: Callable[..., HftConf
 
 
 def test_drawdown_from_the_peak_turns_reducing(make_config: Callable[..., HftConfig]) -> None:
-    core, clock = core_with(make_config, max_drawdown_quote=10.0)
+    core, _clock = core_with(make_config, max_drawdown_quote=10.0)
     core.on_execution(trade("t1", 89_000.0, 90_000.0))  # +10 less fees: a new peak
     peak = core.ledger.realized_pnl_quote
     core.on_execution(trade("t2", 90_000.0, 89_500.0))
@@ -342,7 +342,7 @@ def test_drawdown_from_the_peak_turns_reducing(make_config: Callable[..., HftCon
 def test_consecutive_leg_failures_halt_and_a_clean_trade_resets_the_streak(
     make_config: Callable[..., HftConfig],
 ) -> None:
-    core, clock = core_with(make_config, max_consecutive_leg_failures=3, max_reject_rate=1.0)
+    core, _clock = core_with(make_config, max_consecutive_leg_failures=3, max_reject_rate=1.0)
     core.on_execution(failed("f1"))
     core.on_execution(failed("f2"))
     core.on_execution(trade("t1", 90_000.0, 90_100.0))
@@ -355,7 +355,7 @@ def test_consecutive_leg_failures_halt_and_a_clean_trade_resets_the_streak(
 
 
 def test_a_high_venue_reject_rate_turns_reducing(make_config: Callable[..., HftConfig]) -> None:
-    core, clock = core_with(
+    core, _clock = core_with(
         make_config, reject_rate_window=10, max_reject_rate=0.3, max_consecutive_leg_failures=99
     )
     for i in range(4):  # 8 orders, 4 rejected: the window is not full yet
@@ -367,7 +367,7 @@ def test_a_high_venue_reject_rate_turns_reducing(make_config: Callable[..., HftC
 
 
 def test_net_position_across_venues_turns_reducing(make_config: Callable[..., HftConfig]) -> None:
-    core, clock = core_with(make_config, max_net_position={"BTC": 0.015})
+    core, _clock = core_with(make_config, max_net_position={"BTC": 0.015})
     core.on_execution(failed("f1", status="expired"))
     assert core.state is TradingState.ACTIVE  # 0.01 BTC net long
     core.on_execution(failed("f2", status="expired"))
@@ -376,7 +376,7 @@ def test_net_position_across_venues_turns_reducing(make_config: Callable[..., Hf
 
 
 def test_a_report_booked_twice_counts_once(risk) -> None:  # type: ignore[no-untyped-def]
-    core, clock = risk
+    core, _clock = risk
     core.on_execution(trade("t1", 90_000.0, 90_100.0))
     once = core.snapshot()
     core.on_execution(trade("t1", 90_000.0, 90_100.0))

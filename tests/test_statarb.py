@@ -18,7 +18,7 @@ from hft_ray.detect import statarb
 from hft_ray.detect.core import DetectorCore
 from hft_ray.feed.core import FeedCore
 from hft_ray.markets import simulated_markets
-from hft_ray.risk.core import RiskCore, TradingState
+from hft_ray.risk.core import RiskCore
 from hft_ray.types import (
     REVERT_CLOSE,
     REVERT_OPEN,
