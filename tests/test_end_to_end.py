@@ -212,3 +212,79 @@ def test_replay_fast_drives_the_actors_in_lockstep(ray_session: str, tmp_path: P
     assert report["opportunities"] > 0 and report["trades"] > 0
     journal = asyncio.run(LocalStore(Path(report["run_dir"]), "test").read_journal())
     assert_positions_equal(report, journal)
+
+
+def _cli(*args: str, address: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hft_ray.cli", *args, "--address", address],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_risk_and_an_executor_crash_mid_run_and_the_books_still_balance(
+    ray_session: str, tmp_path: Path
+) -> None:
+    """Kill the risk actor and an executor while trading; Ray restarts both, risk restores its
+    state and replays the journal, the executor reconciles by client id; an operator halts and
+    resumes through the CLI meanwhile. The report, the journal and the venues still agree."""
+    import time
+
+    import ray
+
+    config = parse_config(
+        merge(default_config_dict(), {**BUSY_MARKET, "run": {"runs_dir": str(tmp_path)}})
+    )
+    t0 = time.monotonic()
+    done: set[str] = set()
+    procs: dict[str, subprocess.Popen[str]] = {}
+
+    def chaos() -> bool:
+        t = time.monotonic() - t0
+        if t > 3 and "risk" not in done:
+            done.add("risk")
+            ray.kill(ray.get_actor(names.RISK), no_restart=False)
+        if t > 5 and "executor" not in done:
+            done.add("executor")
+            ray.kill(ray.get_actor(names.executor(0)), no_restart=False)
+        if t > 6 and "halt" not in done:
+            done.add("halt")
+            procs["halt"] = _cli("halt", "--reason", "test", "--json", address=ray_session)
+        if "halt" in procs and procs["halt"].poll() is not None and "status" not in done:
+            done.add("status")
+            procs["status"] = _cli("status", "--json", address=ray_session)
+        if "status" in procs and procs["status"].poll() is not None and "resume" not in done:
+            done.add("resume")
+            procs["resume"] = _cli("resume", address=ray_session)
+        return False
+
+    out = io.StringIO()
+    report = run(config, duration_s=16, out=out, stop_when=chaos)
+    assert done == {"risk", "executor", "halt", "status", "resume"}
+    outputs = {k: p.communicate(timeout=60) for k, p in procs.items()}
+    for name, p in procs.items():
+        assert p.returncode == 0, (name, outputs[name][1][-2000:])
+    halted = json.loads(outputs["halt"][0])
+    assert halted["state"] == "HALTED" and halted["breakers"]["operator"]["detail"] == "test"
+    assert json.loads(outputs["status"][0])["state"] == "HALTED"
+    assert outputs["resume"][0].startswith("risk ACTIVE")
+
+    assert report["trades"] > 0 and report["risk_state"] == "ACTIVE"
+    assert report["rejected"].get("state_halted", 0) > 0
+    journal = asyncio.run(LocalStore(Path(report["run_dir"]), "test").read_journal())
+    assert_positions_equal(report, journal)
+    assert_intents_come_first(journal)
+    executions = {r["opp_id"] for r in journal if r["type"] == "execution"}
+    intents = {r["opp_id"] for r in journal if r["type"] == "intent"}
+    assert intents == executions  # every trade finished, the interrupted ones by reconciliation
+    # The journal alone rebuilds what risk held.
+    proc = subprocess.run(
+        [sys.executable, "-m", "hft_ray.cli", "report", report["run_dir"], "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rebuilt = json.loads(proc.stdout)
+    assert rebuilt["positions_match_risk"] and rebuilt["unfinished_intents"] == []

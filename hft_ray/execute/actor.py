@@ -20,6 +20,7 @@ from hft_ray.execute.core import ExecutorCore
 from hft_ray.latency import LatencySamples
 from hft_ray.markets import Markets
 from hft_ray.pinning import pin_actor
+from hft_ray.remote import idempotent
 from hft_ray.store import StoreUnavailable, open_store
 from hft_ray.types import Approval, ExecutionReport, Universe
 from hft_ray.venues.sim import SimVenueClient
@@ -59,6 +60,7 @@ class ExecutorActor:
         self._aborted = 0
         self._executions = 0
 
+    @idempotent
     async def ready(self) -> dict[str, object]:
         await self._reconcile_once()
         return self.placement
@@ -98,6 +100,7 @@ class ExecutorActor:
         finally:
             self._running -= 1
 
+    @idempotent
     async def stats(self) -> dict[str, Any]:
         return {
             "reconciled": await self._reconcile_once(),
@@ -106,11 +109,13 @@ class ExecutorActor:
             "running": self._running,
         }
 
+    @idempotent
     async def latency_samples(self) -> dict[str, list[int]]:
         return {
             "tick_to_trade": self._tick_to_trade.values(),
             "approve_to_ack": self._approve_to_ack.values(),
         }
 
+    @idempotent
     async def close(self) -> None:
         await self._store.close()

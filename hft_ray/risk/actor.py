@@ -8,6 +8,7 @@ after a crash; the new incarnation approves nothing until it has restored its st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from hft_ray.config import HftConfig
 from hft_ray.latency import LatencySamples
 from hft_ray.markets import Markets
 from hft_ray.pinning import pin_actor
+from hft_ray.remote import idempotent
 from hft_ray.risk.core import RiskCore
 from hft_ray.risk.keeper import RiskKeeper
 from hft_ray.store import open_store
@@ -55,7 +57,10 @@ class RiskActor:
         self._next = 0
         self._detect_to_approve = LatencySamples()
         self._store_watch: asyncio.Task[None] | None = None
+        self._watches: set[asyncio.Task[None]] = set()
+        self.executions_lost = 0
 
+    @idempotent
     async def ready(self) -> dict[str, object]:
         self._ensure_watch()
         return self.placement
@@ -85,11 +90,29 @@ class RiskActor:
             self._detect_to_approve.add(approval.approve_mono_ns - opp.detect_mono_ns)
             executor = self._executors[self._next % len(self._executors)]
             self._next += 1
-            executor.execute.remote(approval)
+            self._watch_execution(executor, opp.opp_id, executor.execute.remote(approval))
 
+    def _watch_execution(self, executor: Any, opp_id: str, ref: Any) -> None:
+        """Learn when an executor dies holding an approval (it is not retried)."""
+
+        async def watch() -> None:
+            try:
+                await ref
+            except ray.exceptions.RayError:
+                self.executions_lost += 1
+                with contextlib.suppress(ray.exceptions.RayError):
+                    await executor.stats.remote()  # back, and done reconciling
+                await self._keeper.release_if_never_sent(opp_id)
+
+        task = asyncio.get_running_loop().create_task(watch())
+        self._watches.add(task)
+        task.add_done_callback(self._watches.discard)
+
+    @idempotent
     async def ping(self) -> bool:
         return True
 
+    @idempotent
     async def on_execution(self, report: ExecutionReport) -> None:
         self._ensure_watch()
         self._keeper.on_execution(report)
@@ -101,6 +124,7 @@ class RiskActor:
             for detector in self._detectors:
                 detector.set_positions.remote(positions)
 
+    @idempotent
     async def halt(self, reason: str = "operator", reduce_only: bool = False) -> dict[str, Any]:
         """Stop trading (or admit only exposure-reducing orders) by hand; persisted at once."""
         if reduce_only:
@@ -110,23 +134,31 @@ class RiskActor:
         await self._keeper.persist()
         return self._core.snapshot()
 
+    @idempotent
     async def resume(self) -> dict[str, Any]:
         """Clear every breaker by hand; persisted at once."""
         self._core.resume()
         await self._keeper.persist()
         return self._core.snapshot()
 
+    @idempotent
     async def stats(self) -> dict[str, Any]:
         self._ensure_watch()
         return self._core.snapshot()
 
+    @idempotent
     async def latency_samples(self) -> dict[str, list[int]]:
         return {"detect_to_approve": self._detect_to_approve.values()}
 
+    @idempotent
     async def close(self) -> dict[str, Any]:
         """Flush the journal, save the state; return the final state."""
         if self._store_watch is not None:
             self._store_watch.cancel()
         await self._keeper.watch_round()
         await self._keeper.close()
-        return {**self._core.snapshot(), "journal_errors": self._keeper.journal_errors}
+        return {
+            **self._core.snapshot(),
+            "journal_errors": self._keeper.journal_errors,
+            "executions_lost": self.executions_lost,
+        }

@@ -8,8 +8,10 @@ every watch round; reports that arrive before the restore wait for it, so none i
 
 from __future__ import annotations
 
+import asyncio
+
 from hft_ray.risk.core import RiskCore
-from hft_ray.store.base import Record, Store, StoreUnavailable
+from hft_ray.store.base import INTENT, Record, Store, StoreUnavailable
 from hft_ray.types import Approval, ExecutionReport, Opportunity
 
 STATE_KEY = "risk"
@@ -71,6 +73,21 @@ class RiskKeeper:
             self.core.on_execution(report)
         else:
             self._early_reports.append(report)
+
+    async def release_if_never_sent(self, opp_id: str) -> bool:
+        """After an executor died holding an approval: if it journaled no intent, no leg left,
+        so release the trade (an empty report); otherwise its restarted incarnation reports
+        it after reconciling with the venues. Return whether it was released."""
+        while True:
+            try:
+                journal = await self._store.read_journal()
+                break
+            except StoreUnavailable:
+                await asyncio.sleep(0.2)
+        if any(r.get("type") == INTENT and r["opp_id"] == opp_id for r in journal):
+            return False
+        self.on_execution(ExecutionReport(opp_id, "", (), 0, False, 0))
+        return True
 
     async def close(self) -> None:
         await self._store.close()
