@@ -24,6 +24,20 @@ ccxt calls served (ccxt 4.5.90):
            combined {"stream","data"} wrapping, as captured.
   okx:     GET /api/v5/public/instruments?instType=SPOT, ws /ws/v5/public with
            {"op":"subscribe","args":[{"channel":"books","instId":"BTC-USDT"}]}, text 'ping'.
+
+Private order endpoints (signed: any signature is accepted, but the API key header must carry
+`API_KEY`, and OKX also wants a passphrase), in each venue's wire format:
+  binance: POST /api/v3/order (LIMIT + timeInForce=IOC, newClientOrderId, newOrderRespType=FULL),
+           GET /api/v3/order (origClientOrderId), DELETE /api/v3/order (origClientOrderId).
+  okx:     POST /api/v5/trade/order and /api/v5/trade/batch-orders (ordType=ioc, clOrdId),
+           GET /api/v5/trade/order (clOrdId), POST /api/v5/trade/cancel-order (clOrdId),
+           GET /api/v5/asset/currencies (what ccxt's load_markets asks once it has keys).
+An IOC limit order is matched against the served book at that moment (full fill, partial fill,
+or expired with nothing filled) without taking liquidity from it, since the book is the feed's
+truth; the taker fee is charged in the asset received. Orders are remembered by client order
+id. `fail_next_order` makes the next order meet a fault: a rejection for insufficient balance,
+a rate-limit answer, a response held past the client's timeout (the order is still recorded as
+matched), or an IOC order the venue reports open until it is cancelled.
 """
 
 from __future__ import annotations
@@ -39,7 +53,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import ccxt.pro
@@ -49,12 +63,16 @@ from hft_ray.book import okx_checksum
 from tests.captures import DATA, http_bodies, ws_frames
 
 Venue = Literal["binance", "okx"]
+OrderFault = Literal["insufficient_funds", "rate_limit", "timeout", "rest"]
 Level = list[str]  # as on the wire: binance [px, sz]; okx [px, sz, liquidated, orders]
 
 BINANCE_ID, BINANCE_SYMBOL, BINANCE_STREAM = "NKNUSDT", "NKN/USDT", "nknusdt@depth"
 OKX_ID, OKX_SYMBOL, OKX_CHANNEL = "BTC-USDT", "BTC/USDT", "books"
 OKX_BOOK_DEPTH = 400  # levels per side the 'books' channel snapshot carries
 TOP = 5  # levels per side kept in each `ServedBook`
+API_KEY = "local-test-key"  # the only API key the server accepts
+TAKER_FEE = Decimal("0.001")
+BINANCE_BTC_ID = "BTCUSDT"
 HISTORY = 20_000  # `sent_books` entries kept
 
 
@@ -92,6 +110,139 @@ def _okx_capture() -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:
             updates.append(body["data"][0])
     assert snapshot is not None, "OKX capture has no BTC-USDT books snapshot"
     return snapshot, tuple(updates)
+
+
+def _okx_snapshot_sides() -> tuple[_Side, _Side]:
+    """The OKX capture's BTC-USDT snapshot as (bids, asks), each level as [px, sz]."""
+    snapshot, _ = _okx_capture()
+    bids, asks = _Side(descending=True), _Side(descending=False)
+    for level in snapshot["bids"]:
+        bids.set(level[:2])
+    for level in snapshot["asks"]:
+        asks.set(level[:2])
+    return bids, asks
+
+
+# -- markets -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Market:
+    """One served market's filters, as the venue's wire strings."""
+
+    base: str
+    quote: str
+    tick: str
+    step: str
+    min_qty: str
+    min_notional: str
+
+
+_MARKETS: dict[Venue, dict[str, _Market]] = {
+    "binance": {
+        BINANCE_ID: _Market("NKN", "USDT", "0.00010000", "1.00000000", "1.00000000", "5.00000000")
+    },
+    "okx": {OKX_ID: _Market("BTC", "USDT", "0.1", "0.00000001", "0.00001", "0")},
+}
+_BINANCE_BTC = _Market("BTC", "USDT", "0.01000000", "0.00001000", "0.00001000", "5.00000000")
+
+
+def _binance_symbol_info(market_id: str, m: _Market) -> dict[str, Any]:
+    """One `symbols` entry of /api/v3/exchangeInfo."""
+    return {
+        "symbol": market_id,
+        "status": "TRADING",
+        "baseAsset": m.base,
+        "baseAssetPrecision": 8,
+        "quoteAsset": m.quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
+        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT"],
+        "icebergAllowed": True,
+        "ocoAllowed": True,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": False,
+        "filters": [
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": m.tick,
+                "maxPrice": "1000000.00000000" if m.base == "BTC" else "1000.00000000",
+                "tickSize": m.tick,
+            },
+            {
+                "filterType": "LOT_SIZE",
+                "minQty": m.min_qty,
+                "maxQty": "9000.00000000" if m.base == "BTC" else "9000000.00000000",
+                "stepSize": m.step,
+            },
+            {
+                "filterType": "NOTIONAL",
+                "minNotional": m.min_notional,
+                "applyMinToMarket": True,
+                "maxNotional": "9000000.00000000",
+                "applyMaxToMarket": False,
+                "avgPriceMins": 5,
+            },
+        ],
+        "permissions": [],
+        "permissionSets": [["SPOT"]],
+        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+        "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
+    }
+
+
+# -- orders ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ServedOrder:
+    """One order as the venue holds it, in exact decimals."""
+
+    order_id: int
+    client_id: str
+    market_id: str
+    side: Literal["buy", "sell"]
+    price: Decimal
+    amount: Decimal
+    fills: list[tuple[Decimal, Decimal]]  # (price, qty) per level taken
+    fee_asset: str  # the asset received: base for a buy, quote for a sell
+    created_ms: int
+    updated_ms: int
+    open: bool = False  # a "rest" fault: the remainder waits until cancelled
+    canceled: bool = False
+
+    @property
+    def filled(self) -> Decimal:
+        return sum((q for _, q in self.fills), Decimal(0))
+
+    @property
+    def cost(self) -> Decimal:
+        return sum((p * q for p, q in self.fills), Decimal(0))
+
+    def fee_of(self, price: Decimal, qty: Decimal) -> Decimal:
+        """The taker fee of one fill, in the asset received."""
+        return (qty if self.side == "buy" else price * qty) * TAKER_FEE
+
+    @property
+    def fee(self) -> Decimal:
+        return sum((self.fee_of(p, q) for p, q in self.fills), Decimal(0))
+
+
+def _dec(value: Decimal) -> str:
+    """A decimal as OKX writes it: plain notation, no trailing zeros."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _fmt8(value: Decimal) -> str:
+    """A decimal as Binance writes it: eight places."""
+    return format(value, ".8f")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 # -- the served book ---------------------------------------------------------------------------
@@ -165,10 +316,19 @@ class ExchangeServer:
     """
 
     def __init__(
-        self, venue: Venue, *, interval_s: float = 0.01, okx_seq_ids: bool = False
+        self,
+        venue: Venue,
+        *,
+        interval_s: float = 0.01,
+        okx_seq_ids: bool = False,
+        binance_btc_usdt: bool = False,
+        hold_s: float = 30.0,
     ) -> None:
         """`okx_seq_ids` adds OKX's newer `prevSeqId`/`seqId` fields (absent in the 2022
-        capture); with them ccxt detects a dropped update itself (InvalidNonce)."""
+        capture); with them ccxt detects a dropped update itself (InvalidNonce).
+        `binance_btc_usdt` lists BTC/USDT on Binance too (its book, which never moves, is the
+        OKX capture's BTC-USDT snapshot), so both venues can trade one symbol. `hold_s` is how
+        long a "timeout" fault holds its response (released early by `stop`)."""
         if venue not in ("binance", "okx"):
             raise ValueError(f"unsupported venue {venue!r}")
         self.venue: Venue = venue
@@ -194,6 +354,19 @@ class ExchangeServer:
         self._runner: web.AppRunner | None = None
         self._pump: asyncio.Task[None] | None = None
         self._load_initial_book()
+        self.hold_s = hold_s
+        self.orders: dict[str, ServedOrder] = {}  # by client order id
+        self.order_requests = 0  # order placements received, faults included
+        self._faults: list[OrderFault] = []
+        self._next_order_id = 8_000_000_000
+        self._stopping = asyncio.Event()
+        self._markets = _MARKETS[venue].copy()
+        self._static_books: dict[str, tuple[_Side, _Side]] = {}
+        if binance_btc_usdt:
+            if venue != "binance":
+                raise ValueError("binance_btc_usdt is for a binance server")
+            self._markets[BINANCE_BTC_ID] = _BINANCE_BTC
+            self._static_books[BINANCE_BTC_ID] = _okx_snapshot_sides()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -205,6 +378,9 @@ class ExchangeServer:
             app.router.add_get("/api/v3/depth", self._binance_depth)
             app.router.add_get("/api/v3/time", self._binance_time)
             app.router.add_get("/api/v3/ping", self._binance_ping)
+            app.router.add_post("/api/v3/order", self._binance_create)
+            app.router.add_get("/api/v3/order", self._binance_fetch)
+            app.router.add_delete("/api/v3/order", self._binance_cancel)
             app.router.add_get("/ws", self._ws_handler)
             app.router.add_get("/ws/{tail:.*}", self._ws_handler)
             app.router.add_get("/stream", self._ws_handler)
@@ -212,6 +388,11 @@ class ExchangeServer:
             app.router.add_get("/api/v5/public/instruments", self._okx_instruments)
             app.router.add_get("/api/v5/public/time", self._okx_time)
             app.router.add_get("/api/v5/market/books", self._okx_rest_books)
+            app.router.add_post("/api/v5/trade/order", self._okx_create)
+            app.router.add_post("/api/v5/trade/batch-orders", self._okx_create)
+            app.router.add_get("/api/v5/trade/order", self._okx_fetch)
+            app.router.add_post("/api/v5/trade/cancel-order", self._okx_cancel)
+            app.router.add_get("/api/v5/asset/currencies", self._okx_currencies)
             app.router.add_get("/ws/v5/public", self._ws_handler)
         app.middlewares.append(self._log_requests)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -224,7 +405,8 @@ class ExchangeServer:
         self._pump = asyncio.create_task(self._run_pump())
 
     async def stop(self) -> None:
-        """Close every socket, stop the clock and the HTTP server."""
+        """Release held responses, close every socket, stop the clock and the HTTP server."""
+        self._stopping.set()
         if self._pump is not None:
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -245,9 +427,14 @@ class ExchangeServer:
         return {"api": self._rewrite(ccxt.pro.binance().describe()["urls"]["api"])}
 
     def ccxt_options(self) -> dict[str, Any]:
-        """Options so ccxt loads only spot markets and makes no private (signed) calls."""
+        """Options so ccxt loads only spot markets, and with API keys asks no private endpoint
+        this server does not serve (Binance's currency list lives on an unserved host)."""
         if self.venue == "binance":
-            return {"fetchMarkets": {"types": ["spot"]}, "fetchMargins": False}
+            return {
+                "fetchMarkets": {"types": ["spot"]},
+                "fetchMargins": False,
+                "fetchCurrencies": False,
+            }
         return {"fetchMarkets": {"types": ["spot"]}}
 
     def book_at(self, nonce: int | None = None, ts: int | None = None) -> ServedBook | None:
@@ -577,49 +764,9 @@ class ExchangeServer:
         return response
 
     async def _binance_exchange_info(self, request: web.Request) -> web.Response:
-        """GET /api/v3/exchangeInfo: one symbol, with the fields ccxt's parse_market reads."""
-        symbol = {
-            "symbol": BINANCE_ID,
-            "status": "TRADING",
-            "baseAsset": "NKN",
-            "baseAssetPrecision": 8,
-            "quoteAsset": "USDT",
-            "quotePrecision": 8,
-            "quoteAssetPrecision": 8,
-            "baseCommissionPrecision": 8,
-            "quoteCommissionPrecision": 8,
-            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT"],
-            "icebergAllowed": True,
-            "ocoAllowed": True,
-            "isSpotTradingAllowed": True,
-            "isMarginTradingAllowed": False,
-            "filters": [
-                {
-                    "filterType": "PRICE_FILTER",
-                    "minPrice": "0.00010000",
-                    "maxPrice": "1000.00000000",
-                    "tickSize": "0.00010000",
-                },
-                {
-                    "filterType": "LOT_SIZE",
-                    "minQty": "1.00000000",
-                    "maxQty": "9000000.00000000",
-                    "stepSize": "1.00000000",
-                },
-                {
-                    "filterType": "NOTIONAL",
-                    "minNotional": "5.00000000",
-                    "applyMinToMarket": True,
-                    "maxNotional": "9000000.00000000",
-                    "applyMaxToMarket": False,
-                    "avgPriceMins": 5,
-                },
-            ],
-            "permissions": [],
-            "permissionSets": [["SPOT"]],
-            "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
-            "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
-        }
+        """GET /api/v3/exchangeInfo: the served symbols, with the fields ccxt's parse_market
+        reads."""
+        symbols = [_binance_symbol_info(i, m) for i, m in self._markets.items()]
         rate_limits = [
             {
                 "rateLimitType": "REQUEST_WEIGHT",
@@ -635,7 +782,7 @@ class ExchangeServer:
                 "serverTime": int(time.time() * 1000),
                 "rateLimits": rate_limits,
                 "exchangeFilters": [],
-                "symbols": [symbol],
+                "symbols": symbols,
             }
         )
 
@@ -719,6 +866,453 @@ class ExchangeServer:
         }
         return web.json_response({"code": "0", "data": [data], "msg": ""})
 
+    # -- orders: shared ------------------------------------------------------------------------
+
+    def trading_book(self, symbol: str) -> tuple[list[Level], list[Level]]:
+        """(bids, asks) that an order on `symbol` (unified, e.g. BTC/USDT) is matched against."""
+        for market_id, m in self._markets.items():
+            if f"{m.base}/{m.quote}" == symbol:
+                bids, asks = self._static_books.get(market_id, (self._bids, self._asks))
+                return bids.levels(), asks.levels()
+        raise KeyError(f"{self.venue} serves no market {symbol}")
+
+    def fail_next_order(self, fault: OrderFault) -> None:
+        """Make the next order placed meet `fault` (faults queue up, one per order):
+        `insufficient_funds` rejects it with the venue's balance error; `rate_limit` answers
+        429 without placing it; `timeout` places and matches it but holds the response for
+        `hold_s`; `rest` leaves its unfilled remainder open until it is cancelled."""
+        self._faults.append(fault)
+
+    def _take_fault(self) -> OrderFault | None:
+        return self._faults.pop(0) if self._faults else None
+
+    async def _hold(self) -> None:
+        """Sit on a response past any client timeout; `stop` lets it go."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), self.hold_s)
+
+    def _lot_error(self, market: _Market, price: Decimal, amount: Decimal) -> str:
+        """Which filter the order breaks ('' if none): 'price' or 'amount'."""
+        if amount <= 0 or amount % Decimal(market.step) or amount < Decimal(market.min_qty):
+            return "amount"
+        if price <= 0 or price % Decimal(market.tick):
+            return "price"
+        return ""
+
+    def _place(
+        self,
+        market_id: str,
+        side: Literal["buy", "sell"],
+        price: Decimal,
+        amount: Decimal,
+        client_id: str,
+        rest: bool,
+    ) -> ServedOrder:
+        """Match an IOC limit order against the book served now and remember it."""
+        market = self._markets[market_id]
+        bids, asks = self.trading_book(f"{market.base}/{market.quote}")
+        step = Decimal(market.step)
+        fills: list[tuple[Decimal, Decimal]] = []
+        left = amount
+        for level in asks if side == "buy" else bids:
+            px, qty = Decimal(level[0]), Decimal(level[1])
+            if left <= 0 or (px > price if side == "buy" else px < price):
+                break
+            take = min(qty, left) // step * step
+            if take <= 0:
+                break
+            fills.append((px, take))
+            left -= take
+        self._next_order_id += 1
+        now = _now_ms()
+        order = ServedOrder(
+            order_id=self._next_order_id,
+            client_id=client_id,
+            market_id=market_id,
+            side=side,
+            price=price,
+            amount=amount,
+            fills=fills,
+            fee_asset=market.base if side == "buy" else market.quote,
+            created_ms=now,
+            updated_ms=now,
+            open=rest and left > 0,
+        )
+        self.orders[client_id] = order
+        return order
+
+    def _find(
+        self, market_id: str | None, client_id: str | None, order_id: str | None
+    ) -> ServedOrder | None:
+        if client_id:
+            order = self.orders.get(client_id)
+        else:
+            order = next((o for o in self.orders.values() if str(o.order_id) == order_id), None)
+        return order if order is not None and order.market_id == market_id else None
+
+    def _cancel(self, order: ServedOrder | None) -> bool:
+        """Cancel an open order; False if there is none to cancel."""
+        if order is None or not order.open:
+            return False
+        order.open, order.canceled, order.updated_ms = False, True, _now_ms()
+        return True
+
+    # -- orders: binance -----------------------------------------------------------------------
+
+    @staticmethod
+    def _binance_error(code: int, msg: str, status: int = 400) -> web.Response:
+        return web.json_response({"code": code, "msg": msg}, status=status)
+
+    def _binance_auth(self, request: web.Request, params: dict[str, str]) -> web.Response | None:
+        """A SIGNED endpoint's checks: the key header, then timestamp and signature present."""
+        key = request.headers.get("X-MBX-APIKEY")
+        if not key:
+            return self._binance_error(-2014, "API-key format invalid.", status=401)
+        if key != API_KEY:
+            return self._binance_error(
+                -2015, "Invalid API-key, IP, or permissions for action.", status=401
+            )
+        for name in ("timestamp", "signature"):
+            if not params.get(name):
+                return self._binance_error(
+                    -1102,
+                    f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.",
+                )
+        return None
+
+    def _binance_status(self, o: ServedOrder) -> str:
+        if o.filled == o.amount:
+            return "FILLED"
+        if o.open:
+            return "PARTIALLY_FILLED" if o.filled else "NEW"
+        return "CANCELED" if o.canceled else "EXPIRED"  # an IOC remainder expires
+
+    def _binance_order(self, o: ServedOrder) -> dict[str, Any]:
+        return {
+            "symbol": o.market_id,
+            "orderId": o.order_id,
+            "orderListId": -1,
+            "clientOrderId": o.client_id,
+            "price": _fmt8(o.price),
+            "origQty": _fmt8(o.amount),
+            "executedQty": _fmt8(o.filled),
+            "cummulativeQuoteQty": _fmt8(o.cost),
+            "status": self._binance_status(o),
+            "timeInForce": "IOC",
+            "type": "LIMIT",
+            "side": o.side.upper(),
+        }
+
+    async def _binance_create(self, request: web.Request) -> web.Response:
+        """POST /api/v3/order, answered as newOrderRespType=FULL (with its fills)."""
+        params = {k: str(v) for k, v in (await request.post()).items()}
+        denied = self._binance_auth(request, params)
+        if denied is not None:
+            return denied
+        self.order_requests += 1
+        fault = self._take_fault()
+        if fault == "rate_limit":
+            return web.json_response(
+                {
+                    "code": -1003,
+                    "msg": "Too many requests; current limit of IP(127.0.0.1) is 6000 requests "
+                    "per minute. Please use the websocket for live updates to avoid polling "
+                    "the API.",
+                },
+                status=429,
+                headers={"Retry-After": "1"},
+            )
+        market_id = params.get("symbol", "")
+        market = self._markets.get(market_id)
+        if market is None:
+            return self._binance_error(-1121, "Invalid symbol.")
+        if params.get("type") != "LIMIT" or params.get("timeInForce") != "IOC":
+            return self._binance_error(-1115, "Invalid timeInForce.")  # only IOC limits here
+        side = params.get("side", "").lower()
+        if side not in ("buy", "sell"):
+            return self._binance_error(-1117, "Invalid side.")
+        try:
+            price, amount = Decimal(params["price"]), Decimal(params["quantity"])
+        except (KeyError, ArithmeticError):
+            return self._binance_error(-1100, "Illegal characters found in a parameter.")
+        client_id = params.get("newClientOrderId") or secrets.token_hex(11)
+        if client_id in self.orders:
+            return self._binance_error(-2010, "Duplicate order sent.")
+        if fault == "insufficient_funds":
+            return self._binance_error(
+                -2010, "Account has insufficient balance for requested action."
+            )
+        broken = self._lot_error(market, price, amount)
+        if broken:
+            name = "LOT_SIZE" if broken == "amount" else "PRICE_FILTER"
+            return self._binance_error(-1013, f"Filter failure: {name}")
+        o = self._place(market_id, cast(Any, side), price, amount, client_id, fault == "rest")
+        body = {
+            **self._binance_order(o),
+            "transactTime": o.created_ms,
+            "origQuoteOrderQty": "0.00000000",
+            "workingTime": o.created_ms,
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+            "fills": [
+                {
+                    "price": _fmt8(px),
+                    "qty": _fmt8(qty),
+                    "commission": _fmt8(o.fee_of(px, qty)),
+                    "commissionAsset": o.fee_asset,
+                    "tradeId": o.order_id * 100 + i,
+                }
+                for i, (px, qty) in enumerate(o.fills)
+            ],
+        }
+        if fault == "timeout":
+            await self._hold()
+        return web.json_response(body)
+
+    async def _binance_fetch(self, request: web.Request) -> web.Response:
+        """GET /api/v3/order by origClientOrderId (or orderId); no fills or commissions."""
+        params = dict(request.query)
+        denied = self._binance_auth(request, params)
+        if denied is not None:
+            return denied
+        o = self._find(params.get("symbol"), params.get("origClientOrderId"), params.get("orderId"))
+        if o is None:
+            return self._binance_error(-2013, "Order does not exist.")
+        body = {
+            **self._binance_order(o),
+            "stopPrice": "0.00000000",
+            "icebergQty": "0.00000000",
+            "time": o.created_ms,
+            "updateTime": o.updated_ms,
+            "isWorking": True,
+            "workingTime": o.created_ms,
+            "origQuoteOrderQty": "0.00000000",
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+        }
+        return web.json_response(body)
+
+    async def _binance_cancel(self, request: web.Request) -> web.Response:
+        """DELETE /api/v3/order: an open order is cancelled; anything else is unknown."""
+        params = dict(request.query)
+        denied = self._binance_auth(request, params)
+        if denied is not None:
+            return denied
+        o = self._find(params.get("symbol"), params.get("origClientOrderId"), params.get("orderId"))
+        if o is None or not self._cancel(o):
+            return self._binance_error(-2011, "Unknown order sent.")
+        body = {
+            **self._binance_order(o),
+            "origClientOrderId": o.client_id,
+            "clientOrderId": secrets.token_hex(11),  # the cancel request's own id
+            "transactTime": o.updated_ms,
+            "origQuoteOrderQty": "0.00000000",
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+        }
+        return web.json_response(body)
+
+    # -- orders: okx ---------------------------------------------------------------------------
+
+    def _okx_auth(self, request: web.Request) -> web.Response | None:
+        """A private endpoint's header checks, each with OKX's own code (HTTP 401)."""
+        for header, code in (
+            ("OK-ACCESS-KEY", "50103"),
+            ("OK-ACCESS-SIGN", "50106"),
+            ("OK-ACCESS-TIMESTAMP", "50107"),
+            ("OK-ACCESS-PASSPHRASE", "50104"),
+        ):
+            if not request.headers.get(header):
+                msg = f'Request header "{header}" can not be empty.'
+                return web.json_response({"msg": msg, "code": code}, status=401)
+        if request.headers["OK-ACCESS-KEY"] != API_KEY:
+            return web.json_response({"msg": "Invalid OK-ACCESS-KEY", "code": "50111"}, status=401)
+        return None
+
+    @staticmethod
+    def _okx_reply(data: list[dict[str, Any]]) -> web.Response:
+        """A trade endpoint's answer: code 0 if every item succeeded, 1 if none did, else 2."""
+        failed = sum(d["sCode"] != "0" for d in data)
+        code = "0" if not failed else ("1" if failed == len(data) else "2")
+        msg = {"0": "", "1": "All operations failed", "2": "Bulk operation partially succeeded"}
+        now_us = str(time.time_ns() // 1000)
+        body = {"code": code, "msg": msg[code], "data": data, "inTime": now_us, "outTime": now_us}
+        return web.json_response(body)
+
+    def _okx_ack(
+        self, client_id: str, order_id: str, code: str = "0", msg: str = ""
+    ) -> dict[str, Any]:
+        return {
+            "clOrdId": client_id,
+            "ordId": order_id,
+            "tag": "",
+            "ts": str(_now_ms()),
+            "sCode": code,
+            "sMsg": msg,
+        }
+
+    def _okx_place_one(self, req: dict[str, Any], fault: OrderFault | None) -> dict[str, Any]:
+        client_id = str(req.get("clOrdId") or "")
+        market_id = str(req.get("instId", ""))
+        market = self._markets.get(market_id)
+        if market is None:
+            return self._okx_ack(client_id, "", "51001", "Instrument ID does not exist.")
+        for field_name, wanted in (("ordType", "ioc"), ("tdMode", "cash")):
+            if req.get(field_name) != wanted:  # only IOC limits in a cash account here
+                return self._okx_ack(client_id, "", "51000", f"Parameter {field_name} error")
+        side = req.get("side")
+        if side not in ("buy", "sell"):
+            return self._okx_ack(client_id, "", "51000", "Parameter side error")
+        if client_id and client_id in self.orders:
+            return self._okx_ack(client_id, "", "51016", "Duplicated clOrdId")
+        if fault == "insufficient_funds":
+            ccy = market.quote if side == "buy" else market.base
+            msg = f"Order failed. Insufficient {ccy} balance in account."
+            return self._okx_ack(client_id, "", "51008", msg)
+        try:
+            price, amount = Decimal(str(req["px"])), Decimal(str(req["sz"]))
+        except (KeyError, ArithmeticError):
+            return self._okx_ack(client_id, "", "51000", "Parameter sz error")
+        broken = self._lot_error(market, price, amount)
+        if broken == "amount":
+            msg = "Order quantity must be a multiple of the lot size."
+            return self._okx_ack(client_id, "", "51121", msg)
+        if broken == "price":
+            return self._okx_ack(client_id, "", "51000", "Parameter px error")
+        client_id = client_id or secrets.token_hex(8)
+        o = self._place(market_id, side, price, amount, client_id, fault == "rest")
+        return self._okx_ack(o.client_id, str(o.order_id), "0", "Order placed")
+
+    async def _okx_create(self, request: web.Request) -> web.Response:
+        """POST /api/v5/trade/order (one order) or /api/v5/trade/batch-orders (a list)."""
+        denied = self._okx_auth(request)
+        if denied is not None:
+            return denied
+        body = await request.json()
+        self.order_requests += 1
+        fault = self._take_fault()
+        if fault == "rate_limit":
+            return web.json_response({"msg": "Too Many Requests", "code": "50011"}, status=429)
+        items = body if isinstance(body, list) else [body]
+        reply = self._okx_reply([self._okx_place_one(item, fault) for item in items])
+        if fault == "timeout":
+            await self._hold()
+        return reply
+
+    def _okx_order(self, o: ServedOrder) -> dict[str, Any]:
+        if o.filled == o.amount:
+            state = "filled"
+        elif o.open:
+            state = "partially_filled" if o.filled else "live"
+        else:
+            state = "canceled"  # an IOC remainder, or cancelled by request
+        last_px, last_sz = o.fills[-1] if o.fills else (None, Decimal(0))
+        return {
+            "instType": "SPOT",
+            "instId": o.market_id,
+            "tgtCcy": "",
+            "ccy": "",
+            "ordId": str(o.order_id),
+            "clOrdId": o.client_id,
+            "tag": "",
+            "px": _dec(o.price),
+            "pxUsd": "",
+            "pxVol": "",
+            "pxType": "",
+            "sz": _dec(o.amount),
+            "pnl": "0",
+            "ordType": "ioc",
+            "side": o.side,
+            "posSide": "net",
+            "tdMode": "cash",
+            "accFillSz": _dec(o.filled),
+            "fillPx": _dec(last_px) if last_px is not None else "",
+            "tradeId": str(o.order_id * 100 + len(o.fills)) if o.fills else "",
+            "fillSz": _dec(last_sz),
+            "fillTime": str(o.updated_ms) if o.fills else "",
+            "avgPx": _dec(o.cost / o.filled) if o.filled else "",
+            "state": state,
+            "stpId": "",
+            "stpMode": "cancel_maker",
+            "lever": "",
+            "attachAlgoClOrdId": "",
+            "tpTriggerPx": "",
+            "tpTriggerPxType": "",
+            "tpOrdPx": "",
+            "slTriggerPx": "",
+            "slTriggerPxType": "",
+            "slOrdPx": "",
+            "attachAlgoOrds": [],
+            "feeCcy": o.fee_asset,
+            "fee": _dec(-o.fee) if o.fee else "0",  # OKX: the fee charged is negative
+            "rebateCcy": self._markets[o.market_id].quote,
+            "rebate": "0",
+            "source": "",
+            "category": "normal",
+            "reduceOnly": "false",
+            "isTpLimit": "false",
+            "cancelSource": "",
+            "cancelSourceReason": "",
+            "quickMgnType": "",
+            "algoClOrdId": "",
+            "algoId": "",
+            "uTime": str(o.updated_ms),
+            "cTime": str(o.created_ms),
+        }
+
+    async def _okx_fetch(self, request: web.Request) -> web.Response:
+        """GET /api/v5/trade/order by clOrdId (or ordId)."""
+        denied = self._okx_auth(request)
+        if denied is not None:
+            return denied
+        q = request.query
+        o = self._find(q.get("instId"), q.get("clOrdId"), q.get("ordId"))
+        if o is None:
+            return web.json_response({"code": "51603", "msg": "Order does not exist", "data": []})
+        return web.json_response({"code": "0", "msg": "", "data": [self._okx_order(o)]})
+
+    async def _okx_cancel(self, request: web.Request) -> web.Response:
+        """POST /api/v5/trade/cancel-order: an open order is cancelled, else 51400."""
+        denied = self._okx_auth(request)
+        if denied is not None:
+            return denied
+        body = await request.json()
+        client_id, order_id = body.get("clOrdId"), body.get("ordId")
+        o = self._find(body.get("instId"), client_id, order_id)
+        if not self._cancel(o):
+            msg = (
+                "Order cancellation failed as the order has been filled, canceled or does not "
+                "exist."
+            )
+            return self._okx_reply([self._okx_ack(client_id or "", order_id or "", "51400", msg)])
+        assert o is not None
+        return self._okx_reply([self._okx_ack(o.client_id, str(o.order_id))])
+
+    async def _okx_currencies(self, request: web.Request) -> web.Response:
+        """GET /api/v5/asset/currencies: the two currencies of BTC-USDT, one chain each."""
+        denied = self._okx_auth(request)
+        if denied is not None:
+            return denied
+        data = [
+            {
+                "ccy": ccy,
+                "chain": chain,
+                "name": name,
+                "canDep": True,
+                "canWd": True,
+                "canInternal": True,
+                "minDep": min_dep,
+                "minWd": min_wd,
+                "maxWd": "10000000",
+                "wdTickSz": tick,
+                "minFee": fee,
+                "maxFee": fee,
+                "mainNet": True,
+            }
+            for ccy, chain, name, min_dep, min_wd, tick, fee in (
+                ("BTC", "BTC-Bitcoin", "Bitcoin", "0.00005", "0.0005", "8", "0.0001"),
+                ("USDT", "USDT-TRC20", "Tether", "0.1", "2", "6", "1"),
+            )
+        ]
+        return web.json_response({"code": "0", "msg": "", "data": data})
+
     # -- urls ----------------------------------------------------------------------------------
 
     def _base(self, scheme: str) -> str:
@@ -738,7 +1332,7 @@ class ExchangeServer:
             return value
         parts = urlsplit(value)
         scheme = "ws" if parts.scheme.startswith("ws") else "http"
-        served = {"public": "/api/v3", "spot": "/ws", "margin": "/ws"}
+        served = {"public": "/api/v3", "private": "/api/v3", "spot": "/ws", "margin": "/ws"}
         if served.get(key) == parts.path:
             return self._base(scheme) + parts.path
         return f"{self._base(scheme)}/unserved/{parts.hostname}{parts.path}"
