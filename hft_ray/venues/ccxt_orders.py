@@ -109,9 +109,11 @@ class CcxtOrderVenue:
         """Place an IOC limit order; return its final state, a refusal, or `unknown`."""
         try:
             await self.exchange.load_markets()
-        except BaseError as err:
+        except BaseError as err:  # nothing was sent: a refusal, whatever the cause
             self._warn("load_markets", client_id, err)
-            return self._bare(client_id, symbol, side, amount, "rejected", "markets_unavailable")
+            status, reason = order_outcome(err)
+            reason = reason if status == "rejected" else "markets_unavailable"
+            return self._bare(client_id, symbol, side, amount, "rejected", reason)
         try:
             # The executor has rounded to tick and lot already; this only formats.
             qty = float(self.exchange.amount_to_precision(symbol, amount))
