@@ -165,7 +165,8 @@ def build_pipeline(
     else:
         venues = {
             name: SimVenueActor.options(name=names.venue(name)).remote(config, name)  # type: ignore[attr-defined]
-            for name in config.venues
+            for name, venue in config.venues.items()
+            if venue.kind == "sim"
         }
     risk_at = index[("risk", 0)]
     risk = RiskActor.options(  # type: ignore[attr-defined]

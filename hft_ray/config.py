@@ -130,6 +130,16 @@ class SimVenueConfig(_VenueBase):
     ack_latency_ms: NonNegFloat = Field(4.0, description="Mean order acknowledgement latency.")
     reject_rate: Probability = Field(0.0, description="Share of orders the venue rejects.")
     timeout_rate: Probability = Field(0.0, description="Share of orders whose ack never arrives.")
+    rate_limit_rate: Probability = Field(
+        0.0, description="Share of orders refused as over the venue's rate limit (HTTP 429)."
+    )
+
+    @model_validator(mode="after")
+    def _fates_add_up(self) -> SimVenueConfig:
+        total = self.reject_rate + self.timeout_rate + self.rate_limit_rate
+        if total > 1:
+            raise ValueError(f"reject_rate + timeout_rate + rate_limit_rate is {total:g}, above 1")
+        return self
 
 
 VenueConfig = Annotated[SimVenueConfig | CcxtVenueConfig, Field(discriminator="kind")]

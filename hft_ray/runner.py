@@ -22,7 +22,7 @@ from typing import Any, TextIO
 import ray
 
 from hft_ray.cluster import Pipeline, build_pipeline, connect, teardown
-from hft_ray.config import ConfigError, HftConfig
+from hft_ray.config import HftConfig
 from hft_ray.ledger import positions_equal
 from hft_ray.markets import resolve_markets
 from hft_ray.report import build_report, human_summary, write_report
@@ -100,14 +100,6 @@ def run(
     report_path = report_path or run_dir / "report.json"
     universe = Universe(tuple(config.venues), tuple(config.symbols))
     quote = "/".join(sorted({s.split("/")[1] for s in config.symbols}))
-    live = [name for name, v in config.venues.items() if v.kind != "sim"]
-    if live and config.replay is None:
-        # The live order path (ccxt create/fetch/cancel with risk-approved IOC legs) is not
-        # built yet; until it is, live venues are for `hft-ray record` and `replay` only.
-        raise ConfigError(
-            f"venues {', '.join(live)}: hft-ray run trades on simulated venues only; "
-            "record live books with `hft-ray record` and replay them"
-        )
     markets = resolve_markets(config)
     started_ray = connect(config, address)
     pipeline: Pipeline | None = None
@@ -240,7 +232,8 @@ def _stop_and_report(
     )
     # Trades still unreported when the drain gave up: their legs may be live on a venue.
     report["in_flight_at_stop"] = in_flight
-    # The venues' own balances are the independent truth the journal must agree with.
+    # The simulated venues' own balances are the independent truth the journal must agree
+    # with; a live venue's balances move with everything else on the account.
     start = {v: dict(c.balances) for v, c in config.venues.items()}
     moved = {
         v: {
@@ -249,7 +242,9 @@ def _stop_and_report(
         for v, bal in venue_balances.items()
     }
     report["venue_positions"] = moved
-    report["positions_match_venues"] = positions_equal(report["positions"], moved)
+    report["positions_match_venues"] = positions_equal(
+        {v: a for v, a in report["positions"].items() if v in moved}, moved
+    )
     if replay is not None and config.replay is not None:
         report["replay"] = {
             "files": [str(f) for f in config.replay.files],
@@ -261,7 +256,7 @@ def _stop_and_report(
 
 
 def _venue_balances(config: HftConfig, p: Pipeline, timeout: float) -> dict[str, dict[str, float]]:
-    """Each simulated or replayed venue's balances now."""
+    """Each simulated or replayed venue's balances now (live venues are not asked)."""
     if config.replay is not None:
         market = p.venues["replay"]
         refs = {v: market.balances.remote(v) for v in config.venues}

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from hft_ray import names
-from hft_ray.config import parse_config
+from hft_ray.config import HftConfig, parse_config
 from hft_ray.markets import simulated_markets
 from hft_ray.runner import run
 from hft_ray.store import LocalStore, RedisStore
@@ -29,6 +29,8 @@ BUSY_MARKET: dict[str, Any] = {
     "venues": {"okx": {"reject_rate": 0.1}, "gateio": {"timeout_rate": 0.05}},
     "execution": {"order_timeout_ms": 300},
     "detector": {"statarb": {"enabled": True, "lookback": 50, "z_entry": 3.0, "z_exit": 0.5}},
+    # Failing legs are the point here: the streak breaker would stop the run that shows them.
+    "risk": {"max_consecutive_leg_failures": 1_000},
 }
 
 
@@ -55,6 +57,33 @@ def assert_positions_equal(report: dict, journal: list[dict]) -> None:
             moved = report["venue_positions"].get(venue, {}).get(asset, 0.0)
             assert moved == pytest.approx(value, abs=1e-6)
     assert report["positions_match_venues"] and report["in_flight_at_stop"] == 0
+
+
+def assert_within_risk_limits(config: HftConfig, journal: list[dict]) -> None:
+    """No order, position or rate ever went past a limit of the config, by the journal."""
+    limits = config.risk
+    intents = {r["opp_id"]: r for r in journal if r["type"] == "intent"}
+    approved = [r for r in journal if r["type"] == "decision" and r["verdict"] != "rejected"]
+    assert {r["opp_id"] for r in approved} >= set(intents)  # no intent without an approval
+    for intent in intents.values():
+        for leg in intent["legs"]:
+            notional = config.detector.statarb.max_notional if intent["kind"] != "arb" else None
+            cap = min(limits.max_order_notional, notional or limits.max_order_notional)
+            assert leg["amount"] * leg["price"] <= cap * (1 + 1e-9), leg
+    # Two orders per arbitrage: approvals in any window of one second stay within the bucket.
+    times = sorted(r["ts_ns"] for r in approved)
+    per_s, burst = limits.max_orders_per_s, limits.order_burst
+    for i, t in enumerate(times):
+        in_window = sum(1 for u in times[i:] if u - t <= 1e9)
+        assert 2 * in_window <= burst + per_s + 2, (i, in_window)
+    position: dict[tuple[str, str], float] = defaultdict(float)
+    for r in journal:
+        if r["type"] == "fill":
+            base = r["symbol"].split("/")[0]
+            position[r["venue"], base] += r["filled"] * (1 if r["side"] == "buy" else -1)
+            cap = limits.max_position.get(base)
+            if cap is not None:
+                assert abs(position[r["venue"], base]) <= cap * (1 + 1e-9), (r, position)
 
 
 def assert_intents_come_first(journal: list[dict]) -> None:
@@ -121,6 +150,9 @@ def test_cli_run_joins_the_cluster_trades_and_reports(ray_session: str, tmp_path
     assert report["positions_match_journal"]
     assert_positions_equal(report, journal)
     assert_intents_come_first(journal)
+    # Legs failed and were repaired, and no limit was breached on the way.
+    assert report["legs_failed"] > 0 and report["unwinds"] > 0
+    assert_within_risk_limits(parse_config(yaml.safe_load(config.read_text())), journal)
 
 
 @pytest.mark.redis

@@ -115,7 +115,10 @@ def test_cancel_policy_leaves_the_residual_journaled(
     make_config: Callable[..., HftConfig], tmp_path: Path
 ) -> None:
     h = Harness(
-        make_config(execution={"unwind_policy": "cancel"}, venues={"okx": {"reject_rate": 1.0}}),
+        make_config(
+            execution={"unwind_policy": "cancel"},
+            venues={"okx": {"reject_rate": 1.0, "timeout_rate": 0}},
+        ),
         tmp_path,
     )
     report = h.run(h.approval("binance", "okx", 0.5))
@@ -130,7 +133,10 @@ def test_a_lost_ack_is_reconciled_by_client_order_id(
     make_config: Callable[..., HftConfig], tmp_path: Path
 ) -> None:
     h = Harness(
-        make_config(execution={"order_timeout_ms": 100}, venues={"okx": {"timeout_rate": 1.0}}),
+        make_config(
+            execution={"order_timeout_ms": 100},
+            venues={"okx": {"timeout_rate": 1.0, "reject_rate": 0}},
+        ),
         tmp_path,
     )
     report = h.run(h.approval("binance", "okx", 0.5))
@@ -308,3 +314,35 @@ def test_a_restarted_executor_reconciles_an_unfinished_trade_by_client_id(
         name="executor1",
     )
     assert asyncio.run(other.reconcile(h.journal()[:1])) == []  # not its intent
+
+
+def test_a_leg_larger_than_the_book_fills_partly_and_the_excess_is_reversed(
+    make_config: Callable[..., HftConfig], tmp_path: Path
+) -> None:
+    h = Harness(make_config(execution={"slippage_bps": 0}), tmp_path)
+    bids = h.exchanges["okx"].book("ETH/USDT")[0]
+    bids[0, 1] = 0.2  # okx's best bid holds 0.2 ETH; the sell limit reaches no further
+    report = h.run(h.approval("binance", "okx", 0.5, sell_worst=float(bids[0, 0])))
+    buy, sell, repair = report.fills
+    assert buy.status == "filled" and buy.filled == pytest.approx(0.5)
+    assert (sell.status, sell.filled, sell.reason) == ("partial", 0.2, "ioc_remainder_expired")
+    assert report.legs_failed == 1 and report.unwound
+    size = 0.5
+    assert repair.side == "sell" and repair.venue == "binance"
+    assert repair.amount == pytest.approx(size - sell.filled)
+    lot = h.config.market_spec("binance", "ETH/USDT").lot
+    assert abs(net_base(h.journal())) <= lot
+
+
+def test_a_rate_limited_leg_is_rejected_and_the_other_reversed(
+    make_config: Callable[..., HftConfig], tmp_path: Path
+) -> None:
+    h = Harness(
+        make_config(venues={"okx": {"rate_limit_rate": 1.0, "reject_rate": 0, "timeout_rate": 0}}),
+        tmp_path,
+    )
+    report = h.run(h.approval("binance", "okx", 0.5))
+    buy, sell, repair = report.fills
+    assert (sell.status, sell.reason) == ("rejected", "rate_limited")
+    assert buy.status == "filled" and report.unwound and repair.venue == "binance"
+    assert abs(net_base(h.journal())) <= h.config.market_spec("binance", "ETH/USDT").lot

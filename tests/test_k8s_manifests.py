@@ -624,7 +624,7 @@ def test_rayjob_runs_hft_ray_with_the_config_the_head_mounts() -> None:
     }
     assert config_path.name in files, f"{source['name']} has no {config_path.name}"
     config = parse_config(yaml.safe_load(configmap["data"][files[config_path.name]]))
-    assert config.mode == "sim", "hft-ray run trades simulated venues only for now"
+    assert config.mode == "sim", "the RayJob runs the paper (simulated) config"
     runs_dir = PurePosixPath(str(config.run.runs_dir))
     assert any(
         runs_dir.is_relative_to(m["mountPath"])

@@ -92,8 +92,9 @@ def test_within_limits_is_approved_and_journaled(risk) -> None:  # type: ignore[
 def test_order_notional_clips_the_size(risk) -> None:  # type: ignore[no-untyped-def]
     core, clock = risk
     approval, record = core.evaluate(opp(clock, 0.5))
-    limit = 90_000 * (1 + 5e-4)  # the buy leg's limit: worst price plus 5 bps slippage
-    assert approval is not None and approval.size == pytest.approx(0.02221)
+    # The larger leg is the sell: its limit is the worst bid less 5 bps of slippage.
+    limit = 90_000 * 1.003 * (1 - 5e-4)
+    assert approval is not None and approval.size == pytest.approx(0.02216)
     assert approval.size * limit <= 2_000
     assert (record["verdict"], record["reason"]) == ("clipped", "max_order_notional")
 

@@ -23,6 +23,8 @@ from hft_ray.pinning import pin_actor
 from hft_ray.remote import idempotent
 from hft_ray.store import StoreUnavailable, open_store
 from hft_ray.types import Approval, ExecutionReport, Universe
+from hft_ray.venues.base import OrderVenue
+from hft_ray.venues.ccxt_orders import CcxtOrderVenue, order_venue_for
 from hft_ray.venues.sim import SimVenueClient
 
 
@@ -41,14 +43,17 @@ class ExecutorActor:
         self.placement = pin_actor(cores, config.cluster.pin_cores)
         self._clock = LiveClock()
         self._store = open_store(config.store, run_id, Path(run_dir), f"executor{index}")
-        if config.replay is not None:
-            market = ray.get_actor(names.REPLAY)
-            venues = {name: SimVenueClient(name, market, name) for name in config.venues}
-        else:
-            venues = {
-                name: SimVenueClient(name, ray.get_actor(names.venue(name)))
-                for name in config.venues
-            }
+        venues: dict[str, OrderVenue] = {}
+        self._live: list[CcxtOrderVenue] = []
+        for name, venue in config.venues.items():
+            if config.replay is not None:
+                venues[name] = SimVenueClient(name, ray.get_actor(names.REPLAY), name)
+            elif venue.kind == "sim":
+                venues[name] = SimVenueClient(name, ray.get_actor(names.venue(name)))
+            else:
+                live = order_venue_for(config, name)
+                self._live.append(live)
+                venues[name] = live
         self._core = ExecutorCore(
             config, universe, markets, venues, self._store, self._clock, name=f"executor{index}"
         )
@@ -72,6 +77,9 @@ class ExecutorActor:
         return await self._reconciled
 
     async def _reconcile(self) -> int:
+        # Markets load before the first order, not in its latency; a venue that cannot load
+        # them answers its orders with a rejection naming why.
+        await asyncio.gather(*(v.start() for v in self._live), return_exceptions=True)
         while True:
             try:
                 journal = await self._store.read_journal()
@@ -118,4 +126,5 @@ class ExecutorActor:
 
     @idempotent
     async def close(self) -> None:
+        await asyncio.gather(*(v.close() for v in self._live), return_exceptions=True)
         await self._store.close()

@@ -219,6 +219,9 @@ class ExecutorCore:
             )
         except Exception:
             result = await self._look_up(client, cid, symbol, side, amount)
+        else:
+            if result.status == "unknown":  # the venue never said: the order may be live
+                result = await self._look_up(client, cid, symbol, side, amount)
         await self._journal_order(trail, opp_id, result)
         return result
 

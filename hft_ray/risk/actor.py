@@ -127,6 +127,8 @@ class RiskActor:
     @idempotent
     async def halt(self, reason: str = "operator", reduce_only: bool = False) -> dict[str, Any]:
         """Stop trading (or admit only exposure-reducing orders) by hand; persisted at once."""
+        self._ensure_watch()
+        await self._keeper.until_restored()
         if reduce_only:
             self._core.reduce_only(reason)
         else:
@@ -137,6 +139,8 @@ class RiskActor:
     @idempotent
     async def resume(self) -> dict[str, Any]:
         """Clear every breaker by hand; persisted at once."""
+        self._ensure_watch()
+        await self._keeper.until_restored()
         self._core.resume()
         await self._keeper.persist()
         return self._core.snapshot()

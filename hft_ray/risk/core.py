@@ -222,14 +222,15 @@ class RiskCore:
         sell_spec = self._markets.spec(sell, symbol)
         base, quote = symbol.split("/")
         self._marks[base] = opp.buy_avg
-        buy_px, _ = leg_limit_prices(
+        buy_px, sell_px = leg_limit_prices(
             buy_spec, sell_spec, opp.buy_worst, opp.sell_worst, self._slippage_bps
         )
         notional = self._limits.max_order_notional
         if opp.kind != ARB:
             notional = min(notional, self._statarb_notional)
         caps = {
-            "max_order_notional": notional / buy_px,
+            # Each leg's notional at its limit price; the sell leg's is the larger on a crossing.
+            "max_order_notional": notional / max(buy_px, sell_px),
             "open_position": open_size,
             "insufficient_inventory": min(
                 self._available(buy, quote) / (buy_px * (1.0 + buy_spec.taker_fee)),

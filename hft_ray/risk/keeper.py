@@ -22,7 +22,12 @@ class RiskKeeper:
         self.core = core
         self._store = store
         self._early_reports: list[ExecutionReport] = []
+        self._restored = asyncio.Event()
         self.journal_errors = 0
+
+    async def until_restored(self) -> None:
+        """Wait for the restore: an operator's command given before it would be overwritten."""
+        await self._restored.wait()
 
     async def watch_round(self) -> bool:
         """Check the store, restore once, flush the decisions, persist a changed state; return
@@ -37,6 +42,7 @@ class RiskKeeper:
                 for report in self._early_reports:
                     core.on_execution(report)
                 self._early_reports.clear()
+                self._restored.set()
             await self._store.flush()
             await self.persist()
             core.store_ok = True

@@ -152,10 +152,14 @@ class SimExchange:
         rng = random.Random(f"{self._seed}/{self.name}/{client_id}")
         u = rng.random()
         latency_s = self._cfg.ack_latency_ms * (0.5 + rng.random()) / 1000.0
-        if u < self._cfg.reject_rate:
-            return "reject", latency_s
-        if u < self._cfg.reject_rate + self._cfg.timeout_rate:
-            return "timeout", latency_s
+        for fate, rate in (
+            ("reject", self._cfg.reject_rate),
+            ("timeout", self._cfg.timeout_rate),
+            ("rate_limit", self._cfg.rate_limit_rate),
+        ):
+            if u < rate:
+                return fate, latency_s
+            u -= rate
         return "accept", latency_s
 
     def submit(
@@ -167,12 +171,13 @@ class SimExchange:
         price: float,
         ts_ns: int,
         *,
-        force_reject: bool = False,
+        reject_reason: str = "",
     ) -> OrderResult:
-        """Match an IOC limit order against the current book; the result is kept by client id."""
+        """Match an IOC limit order against the current book; the result is kept by client id.
+        A `reject_reason` refuses it as the venue would (`venue_reject`, `rate_limited`)."""
         if client_id in self._orders:
             return self._result(client_id, symbol, side, amount, "duplicate_client_id", ts_ns)
-        reason = "venue_reject" if force_reject else self._validate(symbol, side, amount, price)
+        reason = reject_reason or self._validate(symbol, side, amount, price)
         if reason:
             result = self._result(client_id, symbol, side, amount, reason, ts_ns)
         else:
@@ -272,6 +277,10 @@ def sim_exchange_from_config(config: HftConfig, venue: str) -> SimExchange:
     )
 
 
+#: How a simulated venue words the refusals `order_fate` decides on (as the ccxt path does).
+_REJECTIONS = {"reject": "venue_reject", "rate_limit": "rate_limited"}
+
+
 class InProcessSimVenue:
     """The order interface of a `SimExchange` in this process, with its latency and faults.
 
@@ -291,7 +300,13 @@ class InProcessSimVenue:
         fate, latency_s = self._exchange.order_fate(client_id)
         await asyncio.sleep(latency_s / 2)
         result = self._exchange.submit(
-            client_id, symbol, side, amount, price, time.time_ns(), force_reject=fate == "reject"
+            client_id,
+            symbol,
+            side,
+            amount,
+            price,
+            time.time_ns(),
+            reject_reason=_REJECTIONS.get(fate, ""),
         )
         await asyncio.sleep(latency_s / 2 + (self._late_ack_s if fate == "timeout" else 0.0))
         return result
