@@ -273,26 +273,20 @@ def test_a_restarted_executor_reconciles_an_unfinished_trade_by_client_id(
     config = make_config(execution={"order_timeout_ms": 60_000})
     h = Harness(config, tmp_path)
     dying = {v: SendsThenDies(venue) for v, venue in h.venues.items()}
-    first = ExecutorCore(
-        config, h.universe, simulated_markets(config), dying, h.store, LiveClock(), name="executor0"
-    )  # type: ignore[arg-type]
+
+    def executor(name: str, venues: Any) -> ExecutorCore:
+        markets = simulated_markets(config)
+        return ExecutorCore(config, h.universe, markets, venues, h.store, LiveClock(), name=name)
 
     async def crash() -> None:
+        first = executor("executor0", dying)
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(first.execute(h.approval("binance", "okx", 0.5)), 0.5)
 
     asyncio.run(crash())
     assert [r["type"] for r in h.journal()] == ["intent"]  # legs live, outcome unknown
 
-    restarted = ExecutorCore(
-        config,
-        h.universe,
-        simulated_markets(config),
-        h.venues,
-        h.store,
-        LiveClock(),
-        name="executor0",
-    )
+    restarted = executor("executor0", h.venues)
     reports = asyncio.run(restarted.reconcile(h.journal()))
     assert [r.opp_id for r in reports] == ["t1"]
     assert [(f.client_id, f.status) for f in reports[0].fills] == [
@@ -304,15 +298,7 @@ def test_a_restarted_executor_reconciles_an_unfinished_trade_by_client_id(
     assert journal[-1]["type"] == "execution" and net_base(journal) == pytest.approx(0.0)
     # Reconciled once: a second restart finds nothing left to do.
     assert asyncio.run(restarted.reconcile(journal)) == []
-    other = ExecutorCore(
-        config,
-        h.universe,
-        simulated_markets(config),
-        h.venues,
-        h.store,
-        LiveClock(),
-        name="executor1",
-    )
+    other = executor("executor1", h.venues)
     assert asyncio.run(other.reconcile(h.journal()[:1])) == []  # not its intent
 
 
