@@ -80,3 +80,23 @@ def test_risk_fails_closed_while_redis_is_down_and_restores_after_a_restart(
         await restarted.close()
 
     asyncio.run(scenario())
+
+
+def test_a_state_that_cannot_be_read_keeps_risk_closed_and_says_why(
+    make_config: Callable[..., HftConfig], redis_server: RedisServer
+) -> None:
+    config = make_config()
+    clock = TestClock()
+    run_id = f"k{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> None:
+        store = RedisStore(redis_server.url, run_id)
+        await store.put_state("risk", {"breakers": {}})  # written by some other version
+        keeper = keeper_for(config, clock, redis_server.url, run_id)
+        assert not await keeper.watch_round()
+        assert keeper.error == "cannot restore the risk state: KeyError: 'ledger'"
+        assert (await keeper.decide(opp(clock))) is None
+        await keeper.close()
+        await store.close()
+
+    asyncio.run(scenario())

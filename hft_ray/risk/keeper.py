@@ -9,12 +9,14 @@ every watch round; reports that arrive before the restore wait for it, so none i
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from hft_ray.risk.core import RiskCore
 from hft_ray.store.base import INTENT, Record, Store, StoreUnavailable
 from hft_ray.types import Approval, ExecutionReport, Opportunity
 
 STATE_KEY = "risk"
+_log = logging.getLogger(__name__)
 
 
 class RiskKeeper:
@@ -24,6 +26,7 @@ class RiskKeeper:
         self._early_reports: list[ExecutionReport] = []
         self._restored = asyncio.Event()
         self.journal_errors = 0
+        self.error = ""  # why risk is closed, if the store is why
 
     async def until_restored(self) -> None:
         """Wait for the restore: an operator's command given before it would be overwritten."""
@@ -46,8 +49,17 @@ class RiskKeeper:
             await self._store.flush()
             await self.persist()
             core.store_ok = True
-        except StoreUnavailable:
+            self.error = ""
+        except StoreUnavailable as err:
             core.store_ok = False
+            self.error = str(err)
+        except (KeyError, TypeError, ValueError) as err:
+            # A persisted state this code cannot read: stay closed and say why, once.
+            core.store_ok = False
+            error = f"cannot restore the risk state: {err.__class__.__name__}: {err}"
+            if error != self.error:
+                _log.error(error)
+            self.error = error
         return core.store_ok and core.restored
 
     async def persist(self) -> None:
