@@ -24,6 +24,7 @@ def test_bench_writes_figures_and_baseline(tmp_path: Path) -> None:
     assert feed["updates"] == 200
     assert feed["ours"]["us_per_update"] > 0 and feed["baseline_same_run"]["us_per_update"] > 0
     assert feed["cryptofeed_documented_checksum_us"] == [10.0, 100.0]
+    assert feed["checksum_alone_us"] > 0
     assert report["host"]["pinned_core"] in range(report["host"]["cpus"])
     same, full = report["detect"]["same_books"], report["detect"]["full_scan"]
     assert same["opportunities"] == 300 * 4  # the bench's market: 300 crossed symbols x 4 pairs
