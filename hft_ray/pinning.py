@@ -27,22 +27,55 @@ def pin_process_threads(cores: Sequence[int]) -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
 
-def assign_cores(
-    bundle_nodes: Sequence[str], node_cores: dict[str, list[int]]
-) -> list[tuple[list[int], bool]]:
-    """One core per bundle, distinct on each node while cores last.
+#: Pipeline roles, most latency-critical first. Feeds take every update of their venue and a
+#: stalled feed makes its books stale; risk is the singleton every approval passes through;
+#: detectors scan every batch; executors spend a trade mostly waiting on the venue's ack, so
+#: scheduler noise costs them least.
+CORE_PRIORITY = ("feed", "risk", "detector", "executor")
 
-    Returns, per bundle, its cores and whether it shares them with another bundle (a node
-    with fewer cores than bundles: pinning degrades to sharing, round-robin).
+
+def assign_cores(
+    bundle_nodes: Sequence[str],
+    node_cores: dict[str, list[int]],
+    roles: Sequence[str] | None = None,
+) -> list[tuple[list[int], bool]]:
+    """Deal each bundle one of its node's allowed cores, never one core twice while cores last.
+
+    `roles` names each bundle's role (`CORE_PRIORITY`; default: bundle order is priority order).
+    Returns, per bundle, its cores and whether another bundle on its node has the same core.
+
+    Where a node has fewer cores than bundles, sharing is unavoidable. The bundles are then
+    spread as evenly as the cores allow (no core carries more than one bundle above any other),
+    and dealt in priority order, round-robin, over the cores that carry the fewest bundles first.
+    So the most critical roles keep a core of their own for as long as one can be spared, the
+    least critical (executors, then detectors) are the ones that share, and roles of one kind
+    (three feeds on two cores) land on different cores. Piling every loser onto one core would
+    isolate one more bundle but overload that core when bundles outnumber cores by far.
+    With fewer bundles than cores, the bundles take the last cores of the set and the first
+    stay free (core 0 is where interrupts and unpinned processes tend to run).
     """
-    counts = {node: bundle_nodes.count(node) for node in set(bundle_nodes)}
-    taken: dict[str, int] = {}
-    out: list[tuple[list[int], bool]] = []
-    for node in bundle_nodes:
+    rank = {role: i for i, role in enumerate(CORE_PRIORITY)}
+    out: list[tuple[list[int], bool]] = [([], False)] * len(bundle_nodes)
+    for node in dict.fromkeys(bundle_nodes):
         cores = node_cores[node]
-        rank = taken.get(node, 0)
-        taken[node] = rank + 1
-        out.append(([cores[rank % len(cores)]], counts[node] > len(cores)))
+        if not cores:
+            raise ValueError(f"node {node} reports no allowed cores")
+        mine = [i for i, n in enumerate(bundle_nodes) if n == node]
+        if roles is not None:
+            mine.sort(key=lambda i: rank.get(roles[i], len(rank)))  # stable: ties keep order
+        light, heavy = divmod(len(mine), len(cores))
+        # The first len(cores) - heavy cores carry `light` bundles, the rest one more.
+        capacity = [light] * (len(cores) - heavy) + [light + 1] * heavy
+        dealt: list[list[int]] = [[] for _ in cores]
+        slot = 0
+        for bundle in mine:
+            while len(dealt[slot]) >= capacity[slot]:
+                slot = (slot + 1) % len(cores)
+            dealt[slot].append(bundle)
+            slot = (slot + 1) % len(cores)
+        for core, bundles in zip(cores, dealt, strict=True):
+            for bundle in bundles:
+                out[bundle] = ([core], len(bundles) > 1)
     return out
 
 

@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from hft_ray.pinning import allowed_cores, assign_cores
 
 
@@ -18,8 +20,57 @@ def test_one_distinct_core_per_bundle_while_cores_last() -> None:
 
 def test_more_bundles_than_cores_degrades_to_sharing() -> None:
     out = assign_cores(["a", "a", "a"], {"a": [4, 5]})
-    assert [cores for cores, _ in out] == [[4], [5], [4]]
-    assert all(shared for _, shared in out)
+    assert out == [([4], False), ([5], True), ([5], True)]
+
+
+PIPELINE = ["feed", "feed", "detector", "risk", "executor"]
+
+
+def test_feeds_and_risk_keep_their_own_cores_and_the_executor_shares() -> None:
+    out = assign_cores(["n"] * 5, {"n": [0, 1, 2, 3]}, PIPELINE)
+    by_role = dict(zip(["feed0", "feed1", "detector", "risk", "executor"], out, strict=True))
+    assert [by_role[r][1] for r in ("feed0", "feed1", "risk")] == [False, False, False]
+    assert by_role["detector"] == by_role["executor"] == ([3], True)
+
+
+def test_with_far_more_bundles_than_cores_the_load_is_even_and_feeds_apart() -> None:
+    roles = ["feed", "feed", "feed", "detector", "risk", "executor"]
+    out = assign_cores(["n"] * 6, {"n": [0, 1]}, roles)
+    # Dealt in priority order (feeds, risk, detector, executor), round-robin: three apiece,
+    # the feeds alternate, and risk does not land on the core that carries two feeds.
+    assert out == [([0], True), ([1], True), ([0], True), ([0], True), ([1], True), ([1], True)]
+
+
+def test_a_one_core_node_shares_its_core_while_other_nodes_stay_exclusive() -> None:
+    out = assign_cores(
+        ["big", "small", "small", "big"], {"big": [0, 1], "small": [7]}, PIPELINE[1:]
+    )
+    assert out == [([0], False), ([7], True), ([7], True), ([1], False)]
+
+
+def test_every_assignment_is_even_distinct_while_cores_last_and_says_when_it_shares() -> None:
+    roles = ["executor", "feed", "risk", "detector", "feed", "executor", "detector", "feed"]
+    for k in range(1, 6):
+        for n in range(1, len(roles) + 1):
+            node_cores = {"n": list(range(10, 10 + k))}
+            out = assign_cores(["n"] * n, node_cores, roles[:n])
+            cores = [c[0] for c, _ in out]
+            assert set(cores) <= set(node_cores["n"])
+            load = {core: cores.count(core) for core in node_cores["n"]}
+            assert max(load.values()) - min(load.values()) <= 1, (k, n, out)
+            assert all(shared == (load[c[0]] > 1) for c, shared in out)
+            if n <= k:
+                assert len(set(cores)) == n
+            # No bundle shares while a less critical one has a core of its own.
+            rank = {"feed": 0, "risk": 1, "detector": 2, "executor": 3}
+            alone = [rank[r] for r, (_, shared) in zip(roles, out, strict=False) if not shared]
+            sharing = [rank[r] for r, (_, shared) in zip(roles, out, strict=False) if shared]
+            assert not alone or not sharing or max(alone) <= min(sharing), (k, n, out)
+
+
+def test_a_node_without_cores_is_refused() -> None:
+    with pytest.raises(ValueError, match="node x reports no allowed cores"):
+        assign_cores(["x"], {"x": []})
 
 
 PINNED_CHILD = textwrap.dedent(
