@@ -1,5 +1,6 @@
 """`ray job submit` end to end: a Ray head of its own (`ray start --head`), an hft_ray run
-submitted to it through cluster/submit.sh, the job's report read back, the head stopped.
+submitted to it through cluster/submit.sh, the job's report read back, hft_ray's metrics
+scraped from the head's metrics export port, the head stopped.
 
 The head is separate from the session's Ray instance (tests/conftest.py), and is stopped
 without `ray stop`, which would stop every Ray process on the machine, the session's included:
@@ -40,6 +41,8 @@ WORKER_PORTS = range(10002, 20000)
 START_TIMEOUT_S = 60
 JOB_TIMEOUT_S = 240
 STOP_TIMEOUT_S = 30
+# Workers send their metrics to the node's agent about every 10 s: wait for a few rounds.
+METRICS_TIMEOUT_S = 30
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -194,6 +197,61 @@ def scrape(url: str) -> str:
             time.sleep(1)
 
 
+Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+# Ray's own labels on every series; hft_ray's are what is left.
+RAY_LABELS = {
+    "Component",
+    "NodeAddress",
+    "SessionName",
+    "Version",
+    "WorkerId",
+    "JobId",
+    "otel_scope_name",
+    "otel_scope_schema_url",
+    "otel_scope_version",
+}
+
+
+def hft_ray_series(body: str) -> Series:
+    """hft_ray's samples in a Prometheus text body, summed over Ray's labels (one series per
+    worker process), keyed by sample name and hft_ray's own labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    series: Series = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name.startswith("ray_hft_ray_"):
+                labels = tuple(
+                    sorted((k, v) for k, v in sample.labels.items() if k not in RAY_LABELS)
+                )
+                key = (sample.name, labels)
+                series[key] = series.get(key, 0.0) + sample.value
+    return series
+
+
+def total(series: Series, name: str, **labels: str) -> float:
+    """The sum of `name` over the series whose labels include `labels`."""
+    return sum(
+        value
+        for (n, have), value in series.items()
+        if n == name and set(labels.items()) <= set(have)
+    )
+
+
+def wait_for_metrics(url: str, wanted: list[tuple[str, dict[str, str]]]) -> Series:
+    """Scrape until every wanted sample (name, labels) is above zero, at most
+    METRICS_TIMEOUT_S; return the last scrape's hft_ray series."""
+    deadline = time.monotonic() + METRICS_TIMEOUT_S
+    while True:
+        series = hft_ray_series(scrape(url))
+        if all(total(series, name, **labels) > 0 for name, labels in wanted):
+            return series
+        if time.monotonic() > deadline:
+            return series
+        time.sleep(2)
+
+
 def wait_for_job(head: RayHead, submission_id: str) -> str:
     """The job's final status, waiting at most JOB_TIMEOUT_S."""
     from ray.job_submission import JobStatus, JobSubmissionClient
@@ -236,7 +294,7 @@ def test_submitted_run_succeeds_and_its_report_is_retrievable(
             "--no-wait",
             "--",
             "--duration",
-            "8",
+            "15",
             "--report",
             str(report_path),
         ],
@@ -256,8 +314,28 @@ def test_submitted_run_succeeds_and_its_report_is_retrievable(
     assert report["trades"] > 0
     assert report["positions_match_journal"] is True
 
-    # The head's metrics endpoint answers (its agent starts after the dashboard).
+    # The head's metrics endpoint answers (its agent starts after the dashboard), and serves
+    # hft_ray's metrics, which its actors reported through ray.util.metrics during the run.
     assert "# TYPE" in scrape(ray_head.metrics_url())
+    # Counters and histograms only: the agent drops a gauge ~2 export rounds after its worker
+    # exited, and the job's workers have exited by now.
+    wanted = [
+        *(("ray_hft_ray_book_updates_total", {"venue": venue}) for venue in report["venues"]),
+        ("ray_hft_ray_feed_batch_rows_count", {"venue": "binance"}),
+        ("ray_hft_ray_opportunities_total", {}),
+        ("ray_hft_ray_tick_to_detect_seconds_count", {}),
+        ("ray_hft_ray_risk_approvals_total", {}),
+        ("ray_hft_ray_detect_to_approve_seconds_count", {}),
+        ("ray_hft_ray_orders_total", {"status": "filled"}),
+        ("ray_hft_ray_fills_total", {}),
+        ("ray_hft_ray_tick_to_trade_seconds_count", {}),
+    ]
+    series = wait_for_metrics(ray_head.metrics_url(), wanted)
+    missing = [(name, labels) for name, labels in wanted if not total(series, name, **labels)]
+    assert not missing, f"not exported (or zero): {missing}; hft_ray series: {sorted(series)}"
+    # What was exported before the workers exited is at most what the report counted.
+    assert total(series, "ray_hft_ray_book_updates_total") <= report["book_updates"]
+    assert total(series, "ray_hft_ray_risk_approvals_total") <= report["approved"]
 
     head_pids = ray_head.own_pids()
     assert head_pids

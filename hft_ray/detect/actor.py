@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from hft_ray import names
+from hft_ray import metrics, names
 from hft_ray.clock import LiveClock
 from hft_ray.config import HftConfig
 from hft_ray.detect.core import DetectorCore
@@ -39,6 +39,8 @@ class DetectorActor:
         # By name, not by handle: a restarted detector finds the singleton the same way.
         self._risk = ray.get_actor(names.RISK)
         self._latency = LatencySamples()
+        # A synchronous actor has no loop to flush from: batches and stats calls push when due.
+        self._metrics = metrics.MetricsFlusher(config.metrics.enabled)
 
     def ready(self) -> dict[str, object]:
         return self.placement
@@ -46,19 +48,28 @@ class DetectorActor:
     def on_batch(self, rows: np.ndarray) -> int:
         found = self._core.on_batch(rows)
         self._latency.extend(self._core.tick_to_detect_ns)
+        self._metrics.sample_ns(metrics.TICK_TO_DETECT, self._core.tick_to_detect_ns)
         self._core.tick_to_detect_ns.clear()
         if found:
             self._risk.submit.remote(found)
+        self._metrics.maybe_push(self._metrics_reading)
         return len(found)
+
+    def _metrics_reading(self) -> metrics.Reading:
+        return metrics.detector_reading(
+            opportunities=self._core.opportunities, suppressed=self._core.suppressed
+        )
 
     def set_positions(self, positions: dict[str, dict[str, float]]) -> None:
         self._core.set_positions(positions)
 
     def barrier(self) -> bool:
         """Return once risk has taken every opportunity sent before this call."""
+        self._metrics.maybe_push(self._metrics_reading, force=True)
         return bool(ray.get(self._risk.ping.remote()))
 
     def stats(self) -> dict[str, Any]:
+        self._metrics.maybe_push(self._metrics_reading)
         return {
             "updates": self._core.updates,
             "opportunities": self._core.opportunities,

@@ -13,7 +13,7 @@ from typing import Any
 
 import ray
 
-from hft_ray import names
+from hft_ray import metrics, names
 from hft_ray.clock import LiveClock
 from hft_ray.config import HftConfig
 from hft_ray.execute.core import ExecutorCore
@@ -64,9 +64,13 @@ class ExecutorActor:
         self._approve_to_ack = LatencySamples()
         self._aborted = 0
         self._executions = 0
+        self._counts = metrics.ExecutionCounts()
+        self._metrics = metrics.MetricsFlusher(config.metrics.enabled)
+        self._metrics_task: asyncio.Task[None] | None = None
 
     @idempotent
     async def ready(self) -> dict[str, object]:
+        self._ensure_metrics()
         await self._reconcile_once()
         return self.placement
 
@@ -88,11 +92,13 @@ class ExecutorActor:
                 await asyncio.sleep(0.2)
         reports = await self._core.reconcile(journal)
         for report in reports:
+            self._counts.add(report)
             self._risk.on_execution.remote(report)
         return len(reports)
 
     async def execute(self, approval: Approval) -> None:
         self._running += 1
+        self._ensure_metrics()
         try:
             await self._reconcile_once()
             try:
@@ -103,10 +109,20 @@ class ExecutorActor:
             else:
                 self._executions += 1
                 self._tick_to_trade.add(report.tick_to_trade_ns)
-                self._approve_to_ack.add(self._clock.monotonic_ns() - approval.approve_mono_ns)
+                approve_to_ack_ns = self._clock.monotonic_ns() - approval.approve_mono_ns
+                self._approve_to_ack.add(approve_to_ack_ns)
+                self._counts.add(report)
+                self._metrics.sample_ns(metrics.TICK_TO_TRADE, (report.tick_to_trade_ns,))
+                self._metrics.sample_ns(metrics.APPROVE_TO_ACK, (approve_to_ack_ns,))
             self._risk.on_execution.remote(report)
         finally:
             self._running -= 1
+
+    def _ensure_metrics(self) -> None:
+        """Start pushing metrics; a restarted incarnation starts on its first call."""
+        if self._metrics_task is None and self._metrics.enabled:
+            loop = asyncio.get_running_loop()
+            self._metrics_task = loop.create_task(self._metrics.run(self._counts.reading))
 
     @idempotent
     async def stats(self) -> dict[str, Any]:
@@ -126,5 +142,8 @@ class ExecutorActor:
 
     @idempotent
     async def close(self) -> None:
+        if self._metrics_task is not None:
+            self._metrics_task.cancel()
+        self._metrics.maybe_push(self._counts.reading, force=True)
         await asyncio.gather(*(v.close() for v in self._live), return_exceptions=True)
         await self._store.close()

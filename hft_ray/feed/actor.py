@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from hft_ray import names
+from hft_ray import metrics, names
 from hft_ray.book import check_levels
 from hft_ray.clock import LiveClock
 from hft_ray.config import CcxtVenueConfig, HftConfig
@@ -62,6 +62,10 @@ class FeedActor:
         self._rows_sent = 0
         self._backpressure_waits = 0
         self._error = ""
+        self._venue = venue
+        self._last_book_mono: int | None = None
+        self._metrics = metrics.MetricsFlusher(config.metrics.enabled)
+        self._metrics_task: asyncio.Task[None] | None = None
 
     async def ready(self) -> dict[str, object]:
         return self.placement
@@ -72,6 +76,9 @@ class FeedActor:
             await self._source.start()
             self._task = asyncio.get_running_loop().create_task(self._run())
             self._task.add_done_callback(self._on_done)
+        if self._metrics_task is None and self._metrics.enabled:
+            loop = asyncio.get_running_loop()
+            self._metrics_task = loop.create_task(self._metrics.run(self._metrics_reading))
 
     def _on_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -83,6 +90,8 @@ class FeedActor:
             timeout = _POLL_S if wait_ns is None else wait_ns / 1e9
             events = await self._source.next(timeout)
             recv_ns, recv_mono = time.time_ns(), time.monotonic_ns()
+            if events:
+                self._last_book_mono = recv_mono
             for shard, rows in self._core.ingest(events, recv_ns, recv_mono):
                 await self._send(shard, rows)
             for shard in self._core.due(time.monotonic_ns()):
@@ -93,6 +102,7 @@ class FeedActor:
         queue.append(self._detectors[shard].on_batch.remote(rows))
         self._batches += 1
         self._rows_sent += len(rows)
+        self._metrics.sample(metrics.FEED_BATCH_ROWS, len(rows), venue=self._venue)
         while queue:
             ready, _ = ray.wait([queue[0]], timeout=0)
             if not ready and len(queue) <= self._max_in_flight:
@@ -114,6 +124,23 @@ class FeedActor:
         for queue in self._in_flight:
             while queue:
                 await queue.popleft()
+        if self._metrics_task is not None:
+            self._metrics_task.cancel()
+            self._metrics_task = None
+        self._metrics.maybe_push(self._metrics_reading, force=True)
+
+    def _metrics_reading(self) -> metrics.Reading:
+        last = self._last_book_mono
+        return metrics.feed_reading(
+            self._venue,
+            updates=self._core.updates,
+            invalid=self._core.invalid,
+            batches=self._batches,
+            in_flight=sum(len(q) for q in self._in_flight),
+            backpressure_waits=self._backpressure_waits,
+            resyncs=getattr(self._source, "resubscribes", 0),
+            book_age_s=None if last is None else (time.monotonic_ns() - last) / 1e9,
+        )
 
     async def stats(self) -> dict[str, Any]:
         return {

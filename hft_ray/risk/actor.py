@@ -14,7 +14,7 @@ from typing import Any
 
 import ray
 
-from hft_ray import names
+from hft_ray import metrics, names
 from hft_ray.clock import LiveClock
 from hft_ray.config import HftConfig
 from hft_ray.latency import LatencySamples
@@ -56,6 +56,7 @@ class RiskActor:
         self._detectors: list[Any] = []
         self._next = 0
         self._detect_to_approve = LatencySamples()
+        self._metrics = metrics.MetricsFlusher(config.metrics.enabled)
         self._store_watch: asyncio.Task[None] | None = None
         self._watches: set[asyncio.Task[None]] = set()
         self.executions_lost = 0
@@ -77,7 +78,11 @@ class RiskActor:
         """Every 50 ms: is the store answering, has every decision left, is the state saved?"""
         while True:
             await self._keeper.watch_round()
+            self._metrics.maybe_push(self._metrics_reading)
             await asyncio.sleep(_STORE_CHECK_S)
+
+    def _metrics_reading(self) -> metrics.Reading:
+        return metrics.risk_reading(self._core.snapshot())
 
     async def submit(self, opps: list[Opportunity]) -> None:
         self._ensure_watch()
@@ -88,6 +93,9 @@ class RiskActor:
             if approval is None:
                 continue
             self._detect_to_approve.add(approval.approve_mono_ns - opp.detect_mono_ns)
+            self._metrics.sample_ns(
+                metrics.DETECT_TO_APPROVE, (approval.approve_mono_ns - opp.detect_mono_ns,)
+            )
             executor = self._executors[self._next % len(self._executors)]
             self._next += 1
             self._watch_execution(executor, opp.opp_id, executor.execute.remote(approval))
@@ -161,6 +169,7 @@ class RiskActor:
             self._store_watch.cancel()
         await self._keeper.watch_round()
         await self._keeper.close()
+        self._metrics.maybe_push(self._metrics_reading, force=True)
         return {
             **self._core.snapshot(),
             "journal_errors": self._keeper.journal_errors,
