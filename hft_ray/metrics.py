@@ -283,6 +283,13 @@ class ExecutionCounts:
         self.legs_failed += report.legs_failed
         self.unwinds += int(report.unwound)
 
+    def by_venue(self) -> dict[str, dict[str, int]]:
+        """Orders per venue and status, for the status document."""
+        out: dict[str, dict[str, int]] = {}
+        for (venue, status), n in self.orders.items():
+            out.setdefault(venue, {})[status] = n
+        return out
+
     def reading(self) -> Reading:
         r = Reading()
         for (venue, status), n in self.orders.items():

@@ -131,6 +131,7 @@ class ExecutorActor:
             "executions": self._executions,
             "aborted_store_unavailable": self._aborted,
             "running": self._running,
+            "orders": self._counts.by_venue(),
         }
 
     @idempotent

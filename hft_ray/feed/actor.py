@@ -129,8 +129,12 @@ class FeedActor:
             self._metrics_task = None
         self._metrics.maybe_push(self._metrics_reading, force=True)
 
-    def _metrics_reading(self) -> metrics.Reading:
+    def _book_age_s(self) -> float | None:
+        """Seconds since this feed last received a book, or None before the first."""
         last = self._last_book_mono
+        return None if last is None else (time.monotonic_ns() - last) / 1e9
+
+    def _metrics_reading(self) -> metrics.Reading:
         return metrics.feed_reading(
             self._venue,
             updates=self._core.updates,
@@ -139,7 +143,7 @@ class FeedActor:
             in_flight=sum(len(q) for q in self._in_flight),
             backpressure_waits=self._backpressure_waits,
             resyncs=getattr(self._source, "resubscribes", 0),
-            book_age_s=None if last is None else (time.monotonic_ns() - last) / 1e9,
+            book_age_s=self._book_age_s(),
         )
 
     async def stats(self) -> dict[str, Any]:
@@ -152,4 +156,5 @@ class FeedActor:
             "backpressure_waits": self._backpressure_waits,
             "running": self._task is not None and not self._task.done(),
             "error": self._error,
+            "last_book_age_ms": None if (age := self._book_age_s()) is None else age * 1e3,
         }
