@@ -157,10 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     for command, summary, text in (
         (
             "status",
-            "show the risk state of a running run",
-            "Print what the risk actor of "
-            "the run active in the namespace holds: trading state, breakers, counts, PnL, "
-            "positions.",
+            "show the health and status of a running run",
+            "Print the status of the run active in the namespace: health and its reasons, "
+            "each venue's feed (running, updates, last book age, invalid books, queue), the "
+            "trading state and breakers, counts, PnL and positions, as the run's status actor "
+            "serves them on /status. With no status actor (status.enabled false), only what "
+            "the risk actor holds.",
         ),
         (
             "halt",
@@ -353,18 +355,26 @@ def _run_outcome(report: dict[str, object]) -> int:
 
 def _cmd_control(args: argparse.Namespace) -> int:
     from hft_ray.cluster import ClusterError
-    from hft_ray.control import call_risk, format_status
+    from hft_ray.control import call_risk, format_status, read_status
+    from hft_ray.status import format_document
 
     kwargs: dict[str, object] = {}
     method = {"status": "stats", "halt": "halt", "resume": "resume"}[args.command]
     if args.command == "halt":
         kwargs = {"reason": args.reason, "reduce_only": args.reduce_only}
+    whole = False
     try:
-        state = call_risk(args.address, args.namespace, method, **kwargs)
+        if args.command == "status":
+            state, whole = read_status(args.address, args.namespace)
+        else:
+            state = call_risk(args.address, args.namespace, method, **kwargs)
     except ClusterError as err:
         print(f"hft-ray: cluster error: {err}", file=sys.stderr)
         return EXIT_CLUSTER
-    print(json.dumps(state, indent=2) if args.json else format_status(state))
+    if args.json:
+        print(json.dumps(state, indent=2))
+    else:
+        print(format_document(state) if whole else format_status(state))
     return 0
 
 

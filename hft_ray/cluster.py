@@ -4,7 +4,9 @@ One placement group per run with one bundle per pipeline actor (feeds, detectors
 executors). Simulated venues stand for exchanges outside the cluster and take no bundle.
 Each actor is handed its cores at creation: the wiring reads every node's allowed CPU set
 with a zero-CPU probe task on that node and deals one core per bundle, distinct per node while
-cores last (see `pinning.assign_cores`).
+cores last, the most latency-critical roles first (see `pinning.assign_cores`). A venue's
+`node_resource` makes its feed's bundle ask for that custom resource, so the feed lands on the
+node started with it (the one nearest the exchange).
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ from hft_ray.risk.actor import RiskActor
 from hft_ray.types import Universe
 from hft_ray.venues.replay import ReplayMarketActor
 from hft_ray.venues.sim import SimVenueActor
+
+#: Units of a venue's `node_resource` a feed bundle asks for: a token, so that every run's
+#: feed for that venue fits on the node however many units the node was started with.
+NODE_RESOURCE_UNITS = 0.001
 
 #: Ray >= 2.59 turns token auth on for new local clusters; a local run says what it wants.
 DEFAULT_LOCAL_AUTH_MODE = "disabled"
@@ -108,6 +114,20 @@ def _roles(config: HftConfig) -> list[tuple[str, int]]:
     return roles
 
 
+def _bundles(
+    config: HftConfig, roles: list[tuple[str, int]], cpus: float
+) -> list[dict[str, float]]:
+    venues = list(config.venues.values())
+    out: list[dict[str, float]] = []
+    for role, n in roles:
+        bundle = {"CPU": cpus}
+        resource = venues[n].node_resource if role == "feed" else None
+        if resource is not None:
+            bundle[resource] = NODE_RESOURCE_UNITS
+        out.append(bundle)
+    return out
+
+
 def build_pipeline(
     config: HftConfig,
     universe: Universe,
@@ -128,14 +148,17 @@ def build_pipeline(
         )
     roles = _roles(config)
     cpus = _bundle_cpus(config, len(roles))
-    pg = placement_group([{"CPU": cpus}] * len(roles), strategy=config.cluster.placement_strategy)
+    bundles = _bundles(config, roles, cpus)
+    pg = placement_group(bundles, strategy=config.cluster.placement_strategy)
     try:
         ray.get(pg.ready(), timeout=config.cluster.ready_timeout_s)
     except ray.exceptions.GetTimeoutError:
         ray.util.remove_placement_group(pg)
+        extra = sorted({k for b in bundles for k in b} - {"CPU"})
         raise ClusterError(
             f"placement group of {len(roles)} bundles x {cpus} CPU "
-            f"({config.cluster.placement_strategy}) was not scheduled within "
+            + (f"(feeds also asking for {', '.join(extra)}) " if extra else "")
+            + f"({config.cluster.placement_strategy}) was not scheduled within "
             f"{config.cluster.ready_timeout_s:.0f}s; cluster resources: {ray.cluster_resources()}"
         ) from None
     bundle_nodes = [placement_group_table(pg)["bundles_to_node_id"][i] for i in range(len(roles))]
@@ -147,7 +170,7 @@ def build_pipeline(
         )
         for node in set(bundle_nodes)
     }
-    cores = assign_cores(bundle_nodes, node_cores)
+    cores = assign_cores(bundle_nodes, node_cores, [role for role, _ in roles])
 
     def on_bundle(index: int) -> dict[str, Any]:
         return {
@@ -216,6 +239,7 @@ def build_pipeline(
                 "role": "risk" if role == "risk" else f"{role}{n}",
                 "node_id": bundle_nodes[i],
                 "actor_node_id": info["node_id"],
+                "pid": info["pid"],
                 "cores": cores[i][0],
                 "shared_cores": cores[i][1],
                 "pinned": info["pinned"],

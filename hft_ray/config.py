@@ -24,6 +24,9 @@ DEFAULT_CONFIG = "local.yaml"
 #: Key paths whose values are never echoed in an error message: they may carry a secret.
 _SECRET_WORDS = ("url", "password", "secret", "token", "key")
 SYMBOL_RE = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+$")
+RESOURCE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+#: Resources Ray defines itself; a venue's node resource must be a custom one.
+_RAY_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
@@ -83,6 +86,23 @@ class _VenueBase(_Frozen):
     balances: dict[str, NonNegFloat] = Field(
         default_factory=dict, description="Starting balance per asset, in asset units."
     )
+    node_resource: str | None = Field(
+        None,
+        description="Custom Ray resource that this venue's feed bundle asks for (a token "
+        "0.001 units), so the feed runs only on a node started with it, e.g. the one nearest "
+        "the exchange: `ray start --resources='{\"near_binance\": 1}'` or a KubeRay worker "
+        "group's `rayStartParams.resources`. Default: any node the placement strategy picks.",
+    )
+
+    @field_validator("node_resource")
+    @classmethod
+    def _custom_resource(cls, v: str | None) -> str | None:
+        if v is not None and (v in _RAY_RESOURCES or not RESOURCE_RE.match(v)):
+            raise ValueError(
+                f"{v!r} is not a custom Ray resource name (letters, digits, _ . -; "
+                f"not one of {', '.join(_RAY_RESOURCES)})"
+            )
+        return v
 
     @field_validator("markets")
     @classmethod
@@ -334,6 +354,32 @@ class MetricsConfig(_Frozen):
         return v
 
 
+class StatusConfig(_Frozen):
+    """The status actor: health and status of the run over HTTP, on the driver's node."""
+
+    enabled: bool = Field(
+        True, description="Run the status actor and serve /health, /status and /metrics."
+    )
+    host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Address the HTTP server listens on; 0.0.0.0 for every interface.",
+    )
+    port: int = Field(
+        8787,
+        ge=1,
+        le=65535,
+        description="TCP port of the HTTP server, outside Ray's worker ports 10002-19999.",
+    )
+
+    @field_validator("port")
+    @classmethod
+    def _outside_worker_ports(cls, v: int) -> int:
+        if 10002 <= v <= 19999:
+            raise ValueError(f"{v} lies in Ray's worker port range 10002-19999")
+        return v
+
+
 class ReplayConfig(_Frozen):
     """Set by `hft-ray replay`: the recorded books that stand in for the venues."""
 
@@ -356,6 +402,7 @@ class HftConfig(_Frozen):
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    status: StatusConfig = Field(default_factory=StatusConfig)
     replay: ReplayConfig | None = None
 
     @field_validator("symbols")

@@ -1,11 +1,14 @@
-"""Operating a run from outside it: status, halt and resume through the named risk actor, and
-positions and PnL rebuilt from a run's journal alone."""
+"""Operating a run from outside it: status through the named status actor (or the risk actor
+when none runs), halt and resume through the named risk actor, and positions and PnL rebuilt
+from a run's journal alone."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +18,16 @@ from hft_ray.config import HftConfig
 from hft_ray.ledger import positions_equal
 from hft_ray.report import journal_summary
 from hft_ray.risk.core import executions_from_journal
+from hft_ray.status import with_risk
 from hft_ray.store import open_store
 from hft_ray.store.base import INTENT
 
 _CALL_TIMEOUT_S = 10.0
 
 
-def call_risk(address: str | None, namespace: str, method: str, **kwargs: Any) -> dict[str, Any]:
-    """Call `method` on the risk actor of the run active in `namespace` on a running cluster."""
+@contextlib.contextmanager
+def _joined(address: str | None, namespace: str) -> Iterator[None]:
+    """Join the running cluster for the duration of the block."""
     import ray
 
     try:
@@ -35,16 +40,52 @@ def call_risk(address: str | None, namespace: str, method: str, **kwargs: Any) -
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise ClusterError(f"cannot join the Ray cluster at {address or 'auto'}: {err}") from None
     try:
-        try:
-            risk = ray.get_actor(names.RISK, namespace=namespace)
-        except ValueError:
-            raise ClusterError(f"no run is active in Ray namespace {namespace!r}") from None
-        result: dict[str, Any] = ray.get(
-            getattr(risk, method).remote(**kwargs), timeout=_CALL_TIMEOUT_S
-        )
-        return result
+        yield
     finally:
         ray.shutdown()
+
+
+def _risk_call(namespace: str, method: str, **kwargs: Any) -> dict[str, Any]:
+    import ray
+
+    try:
+        risk = ray.get_actor(names.RISK, namespace=namespace)
+    except ValueError:
+        raise ClusterError(f"no run is active in Ray namespace {namespace!r}") from None
+    result: dict[str, Any] = ray.get(
+        getattr(risk, method).remote(**kwargs), timeout=_CALL_TIMEOUT_S
+    )
+    return result
+
+
+def call_risk(address: str | None, namespace: str, method: str, **kwargs: Any) -> dict[str, Any]:
+    """Call `method` on the risk actor of the run active in `namespace` on a running cluster."""
+    with _joined(address, namespace):
+        return _risk_call(namespace, method, **kwargs)
+
+
+def read_status(address: str | None, namespace: str) -> tuple[dict[str, Any], bool]:
+    """The status of the run active in `namespace`, and whether it is the status actor's whole
+    document (True) or, when no status actor runs, the risk actor's stats alone (False).
+
+    The document's risk part is read from the risk actor at once, so a halt shows straight
+    away rather than at the driver's next push."""
+    import ray
+
+    with _joined(address, namespace):
+        doc: dict[str, Any] | None = None
+        try:
+            holder: Any = ray.get_actor(names.STATUS, namespace=namespace)
+            doc = ray.get(holder.document.remote(), timeout=_CALL_TIMEOUT_S)
+        except (ValueError, ray.exceptions.RayError):
+            pass  # no status actor: an older run, or status.enabled false
+        if doc is None:
+            return _risk_call(namespace, "stats"), False
+        try:
+            risk = _risk_call(namespace, "stats")
+        except (ClusterError, ray.exceptions.RayError):
+            return doc, True  # risk is restarting: its part as the driver last saw it
+        return with_risk(doc, risk), True
 
 
 def format_status(s: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@ its peers the same way its first incarnation did."""
 
 RISK = "hft_ray_risk"
 REPLAY = "hft_ray_replay"
+STATUS = "hft_ray_status"
 
 
 def detector(index: int) -> str:

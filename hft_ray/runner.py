@@ -26,6 +26,7 @@ from hft_ray.config import HftConfig
 from hft_ray.ledger import positions_equal
 from hft_ray.markets import resolve_markets
 from hft_ray.report import build_report, human_summary, write_report
+from hft_ray.status import StatusPublisher
 from hft_ray.store import open_store
 from hft_ray.types import Universe
 
@@ -103,6 +104,7 @@ def run(
     markets = resolve_markets(config)
     started_ray = connect(config, address)
     pipeline: Pipeline | None = None
+    status: StatusPublisher | None = None
     try:
         pipeline = build_pipeline(
             config, universe, markets, run_id, str(run_dir.resolve()), _opportunity_prefix()
@@ -113,21 +115,30 @@ def run(
             file=out,
             flush=True,
         )
+        if config.status.enabled:
+            status = StatusPublisher(config, run_id, quote, pipeline.executors)
+            status.start(out)
         ray.get([f.start.remote() for f in pipeline.feeds])
         t0 = time.monotonic()
         if config.replay is not None and stop_when is None:
             stop_when = _replay_finished(pipeline)
         with _Stopper() as stopper:
-            failure = _run_loop(config, pipeline, t0, duration_s, quote, out, stopper, stop_when)
+            failure = _run_loop(
+                config, pipeline, t0, duration_s, quote, out, stopper, stop_when, status
+            )
         elapsed = time.monotonic() - t0
         print("stopping: draining feeds, detectors, risk and executors ...", file=out, flush=True)
         report = _stop_and_report(config, pipeline, run_id, run_dir, elapsed)
         report["failure"] = failure
+        report["status_url"] = status.status_url if status is not None else None
+        report["status_error"] = status.error if status is not None else ""
         write_report(report, report_path)
         print(human_summary(report), file=out)
         print(f"report: {report_path}", file=out, flush=True)
         return report
     finally:
+        if status is not None:
+            status.close()
         if pipeline is not None:
             teardown(pipeline)
         if started_ray:
@@ -152,6 +163,7 @@ def _run_loop(
     out: TextIO,
     stopper: _Stopper,
     stop_when: Callable[[], bool] | None,
+    status: StatusPublisher | None,
 ) -> str:
     """Run until the duration ends, Ctrl-C, `stop_when`, or a feed fails; return why a feed
     failed, or ''."""
@@ -168,6 +180,8 @@ def _run_loop(
         if time.monotonic() < next_status:
             continue
         feeds, detectors, risk = _stats(p)
+        if status is not None:
+            status.push(feeds, detectors, risk)
         failed = [
             f"{v}: {s['error']}" for v, s in zip(config.venues, feeds, strict=True) if s["error"]
         ]
