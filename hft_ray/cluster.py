@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,7 @@ def connect(config: HftConfig, address: str | None) -> bool:
         "logging_level": "WARNING",
     }
     if address:
+        check_reachable(address)
         try:
             ray.init(address=address, **common)
         except (ConnectionError, RuntimeError, ValueError) as err:
@@ -72,6 +74,19 @@ def connect(config: HftConfig, address: str | None) -> bool:
         system["_metrics_export_port"] = config.metrics.export_port
     ray.init(num_cpus=config.cluster.local_num_cpus, **common, **system)
     return True
+
+
+def check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    """Fail fast on a `host:port` GCS address nothing answers at: Ray itself would retry for
+    minutes before saying so. Other forms (`auto`, `ray://...`) are left to Ray."""
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        reason = err.strerror or err.__class__.__name__
+        raise ClusterError(f"no Ray cluster answers at {address}: {reason}") from None
 
 
 @ray.remote(num_cpus=0)

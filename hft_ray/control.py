@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hft_ray import names
-from hft_ray.cluster import ClusterError
+from hft_ray.cluster import ClusterError, check_reachable
 from hft_ray.config import HftConfig
 from hft_ray.ledger import positions_equal
 from hft_ray.report import journal_summary
@@ -30,6 +30,8 @@ def _joined(address: str | None, namespace: str) -> Iterator[None]:
     """Join the running cluster for the duration of the block."""
     import ray
 
+    if address:
+        check_reachable(address)
     try:
         ray.init(
             address=address or "auto",

@@ -69,3 +69,15 @@ def test_missing_config_file_is_one_line(capsys: pytest.CaptureFixture[str]) -> 
 def test_parser_defaults_leave_choices_to_the_config() -> None:
     args = build_parser().parse_args(["run"])
     assert (args.config, args.duration, args.address, args.report) == (None, None, None, None)
+
+
+@pytest.mark.parametrize("command", [["status"], ["halt"], ["resume"], ["run", "--duration", "1"]])
+def test_an_address_nothing_answers_at_fails_fast_with_one_line(command: list[str]) -> None:
+    from tests.conftest import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    done = hft_ray(*command, "--address", address)
+    assert done.returncode == 3
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"hft-ray: cluster error: no Ray cluster answers at {address}: Connection refused"
+    )
