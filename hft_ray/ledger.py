@@ -86,9 +86,6 @@ class Ledger:
             "net": {s: list(v) for s, v in self._net.items()},
         }
 
-    def has_booked(self, client_id: str) -> bool:
-        return client_id in self._booked
-
     def state(self) -> dict[str, Any]:
         """Everything needed to continue after a restart (see `from_state`)."""
         return {

@@ -439,3 +439,92 @@ def test_state_round_trips_and_the_journal_fills_the_gap(
     assert after["positions"]["okx"]["BTC"] == pytest.approx(-0.03)
     restarted.on_execution(trade("o1", 90_000.0, 90_200.0))  # the executor's own late report
     assert restarted.snapshot()["trades"] == after["trades"]
+
+
+def test_a_restore_holds_journaled_intents_in_flight_and_books_their_outcome_by_kind(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    """Risk crashed after approving r1 and r2, before saving: the journal still knows them."""
+    config = make_config()
+    clock = TestClock()
+
+    def intent(opp_id: str, kind: str) -> dict:
+        return {
+            "type": "intent",
+            "opp_id": opp_id,
+            "kind": kind,
+            "symbol": "BTC/USDT",
+            "legs": [
+                {"venue": "binance", "side": "buy", "amount": 0.01, "price": 90_000.0},
+                {"venue": "okx", "side": "sell", "amount": 0.01, "price": 90_100.0},
+            ],
+        }
+
+    journal = [intent("r1", "arb"), intent("r2", "revert_open")]
+    journal += [
+        {**o, "type": "order", "opp_id": "r2", "fee_quote": 0.9, "ts_exchange_ns": 0}
+        for o in (
+            {"client_id": "r2B", "venue": "binance", "symbol": "BTC/USDT", "side": "buy"},
+            {"client_id": "r2S", "venue": "okx", "symbol": "BTC/USDT", "side": "sell"},
+        )
+        for o in [
+            {
+                **o,
+                "status": "filled",
+                "amount": 0.01,
+                "filled": 0.01,
+                "avg_price": 90_000.0,
+                "reason": "",
+            }
+        ]
+    ]
+    journal.append(
+        {
+            "type": "execution",
+            "opp_id": "r2",
+            "symbol": "BTC/USDT",
+            "legs_failed": 0,
+            "legs_unknown": 0,
+            "unwound": False,
+        }
+    )
+    core = RiskCore(config, universe_of(config), simulated_markets(config), clock)
+    core.store_ok = True
+    core.restore(None, journal)
+    snap = core.snapshot()
+    assert snap["in_flight"] == 1  # r1: its legs may be live
+    assert core.evaluate(opp(clock, opp_id="o1"))[1]["reason"] == "in_flight"
+    assert snap["reversion_positions"] == 1 and snap["trades"] == 1
+
+
+def test_a_restore_that_fails_leaves_the_core_as_it_was(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    core, clock = core_with(make_config)
+    core.on_execution(trade("t1", 90_000.0, 90_100.0))
+    saved = core.state_record()
+    core.evaluate(opp(clock, edge=0.0))  # one rejection, counted
+    before = core.snapshot()
+    for _ in range(3):
+        with pytest.raises(ValueError, match="client id 'x'"):
+            core.restore(
+                saved,
+                [
+                    {
+                        "type": "order",
+                        "opp_id": "z",
+                        "client_id": "x",
+                        "venue": "okx",
+                        "symbol": "BTC/USDT",
+                        "side": "buy",
+                        "status": "filled",
+                        "amount": 1.0,
+                        "filled": 1.0,
+                        "avg_price": 1.0,
+                        "fee_quote": 0.0,
+                        "reason": "",
+                        "ts_exchange_ns": 0,
+                    }
+                ],
+            )
+    assert core.snapshot() == before

@@ -5,8 +5,11 @@ last incarnation stopped."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import uuid
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +18,7 @@ from hft_ray.config import HftConfig
 from hft_ray.markets import simulated_markets
 from hft_ray.risk.core import RiskCore, TradingState
 from hft_ray.risk.keeper import RiskKeeper
-from hft_ray.store import RedisStore
+from hft_ray.store import LocalStore, RedisStore
 from tests.conftest import RedisServer
 from tests.test_risk_core import opp, trade, universe_of
 
@@ -94,9 +97,47 @@ def test_a_state_that_cannot_be_read_keeps_risk_closed_and_says_why(
         await store.put_state("risk", {"breakers": {}})  # written by some other version
         keeper = keeper_for(config, clock, redis_server.url, run_id)
         assert not await keeper.watch_round()
-        assert keeper.error == "cannot restore the risk state: KeyError: 'ledger'"
+        assert keeper.error == "cannot restore the risk state: KeyError: 'counters'"
         assert (await keeper.decide(opp(clock))) is None
         await keeper.close()
         await store.close()
+
+    asyncio.run(scenario())
+
+
+class DiskFailing:
+    """The real file store, whose disk starts failing on flush (EIO from fsync)."""
+
+    def __init__(self, store: LocalStore) -> None:
+        self._store = store
+        self.failing = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def flush(self) -> None:
+        if self.failing:
+            raise OSError(errno.EIO, "Input/output error")
+        await self._store.flush()
+
+
+def test_an_unforeseen_store_fault_closes_risk_and_the_watch_goes_on(
+    make_config: Callable[..., HftConfig], tmp_path: Path
+) -> None:
+    config = make_config()
+    clock = TestClock()
+    store = DiskFailing(LocalStore(tmp_path, "risk"))
+    core = RiskCore(config, universe_of(config), simulated_markets(config), clock)
+    keeper = RiskKeeper(core, store)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        assert await keeper.watch_round()
+        store.failing = True
+        assert not await keeper.watch_round()
+        assert keeper.error == "risk's store watch failed: OSError: [Errno 5] Input/output error"
+        assert (await keeper.decide(opp(clock, opp_id="x"))) is None
+        store.failing = False
+        assert await keeper.watch_round() and keeper.error == ""
+        assert (await keeper.decide(opp(clock, opp_id="y"))) is not None
 
     asyncio.run(scenario())

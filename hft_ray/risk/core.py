@@ -30,7 +30,7 @@ from hft_ray.detect.reference import floor_to_lots
 from hft_ray.execute.core import order_from_record
 from hft_ray.ledger import Ledger
 from hft_ray.markets import Markets, leg_limit_prices
-from hft_ray.store.base import DECISION, EXECUTION, ORDER, Record
+from hft_ray.store.base import DECISION, EXECUTION, INTENT, ORDER, Record
 from hft_ray.types import (
     ARB,
     REVERT_CLOSE,
@@ -143,7 +143,7 @@ class RiskCore:
         self.legs_failed = 0
         self.trades = 0
         self.unwinds = 0
-        self.dirty = False  # changed since the actor last persisted `state()`
+        self.dirty = False  # changed since the actor last persisted `state_record()`
 
     @property
     def state(self) -> TradingState:
@@ -172,7 +172,9 @@ class RiskCore:
             self.approved += 1
             approval = Approval(opp, size, self._clock.monotonic_ns())
             self._reserve(opp, size)
-        self.dirty = True
+            # Persisted with the next save; a rejection alone changes only a counter (the
+            # journal has every decision), so it does not cost a save of its own.
+            self.dirty = True
         record: Record = {
             "type": DECISION,
             "ts_ns": now_ns,
@@ -467,9 +469,6 @@ class RiskCore:
         self._venue_rejects.clear()
         self.dirty = True
 
-    def in_flight(self) -> int:
-        return len(self._in_flight)
-
     def snapshot(self) -> dict[str, Any]:
         return {
             "state": self.state.value,
@@ -517,48 +516,124 @@ class RiskCore:
         }
 
     def restore(self, state: Record | None, journal: list[Record]) -> None:
-        """Continue from a persisted `state_record` (None: a fresh start), then replay every
-        execution the journal holds that the state had not booked yet, through
-        `on_execution`, the path a live report takes."""
+        """Continue from a persisted `state_record` (None: a fresh start) and the journal:
+        trades whose intent was journaled but not their outcome are in flight (reserved, as
+        if just approved), and every execution the state had not booked yet is replayed
+        through `on_execution`, the path a live report takes.
+
+        Everything is read before anything is assigned: a state or journal this code cannot
+        read raises (KeyError, TypeError, ValueError) and leaves the core as it was."""
+        reports = executions_from_journal(journal)
+        # Every intent's trade, so that replaying its outcome books it by its kind; those
+        # with an outcome leave the in-flight set again as it is replayed.
+        pending = {r["opp_id"]: self._reserved_by(r) for r in journal if r.get("type") == INTENT}
         if state is not None:
-            self.breakers = {
-                n: Breaker(TradingState(f), d, int(t)) for n, (f, d, t) in state["breakers"].items()
-            }
-            self.ledger = Ledger.from_state(state["ledger"])
-            self._in_flight = {k: _InFlight(*v) for k, v in state["in_flight"].items()}
-            self._reported = set(state["reported"])
-            self._reverting = {
-                (int(s), a, b): (x, y, float(q)) for s, a, b, x, y, q in state["reverting"]
-            }
-            self._marks = dict(state["marks"])
-            self._peak_pnl = float(state["peak_pnl"])
-            self._day, self._day_start_pnl = int(state["day"]), float(state["day_start_pnl"])
-            self._leg_failure_streak = int(state["leg_failure_streak"])
-            self._venue_rejects.extend(state["venue_rejects"])
-            c = state["counters"]
-            self.approved, self.clipped = int(c["approved"]), int(c["clipped"])
-            # Rejections made while restoring add to those restored: nothing was approved.
-            self.rejected = Counter(c["rejected"]) + self.rejected
-            self.legs_failed, self.trades = int(c["legs_failed"]), int(c["trades"])
-            self.unwinds = int(c["unwinds"])
-        for report in executions_from_journal(journal):
+            restored = _RestoredState.read(state)
+            restored.assign(self)
+        for opp_id, trade in pending.items():
+            if opp_id not in self._reported:
+                self._in_flight.setdefault(opp_id, trade)
+        for report in reports:
             self.on_execution(report)
         self.restored = True
         self.dirty = True
 
+    def _reserved_by(self, intent: Record) -> _InFlight:
+        """What an intent's legs hold, as `_reserve` would have held it."""
+        legs = {leg["side"]: leg for leg in intent["legs"]}
+        buy, sell = legs["buy"], legs["sell"]
+        symbol = intent["symbol"]
+        fee = self._markets.spec(buy["venue"], symbol).taker_fee
+        return _InFlight(
+            symbol=self._universe.symbol_id(symbol),
+            buy_venue=buy["venue"],
+            sell_venue=sell["venue"],
+            quote_reserved=float(buy["amount"]) * float(buy["price"]) * (1.0 + fee),
+            base_reserved=float(buy["amount"]),
+            kind=intent.get("kind", ARB),
+        )
+
+
+@dataclass
+class _RestoredState:
+    """A persisted `state_record`, read and checked before any of it is assigned."""
+
+    breakers: dict[str, Breaker]
+    ledger: Ledger
+    in_flight: dict[str, _InFlight]
+    reported: set[str]
+    reverting: dict[tuple[int, str, str], tuple[str, str, float]]
+    marks: dict[str, float]
+    peak_pnl: float
+    day: int
+    day_start_pnl: float
+    leg_failure_streak: int
+    venue_rejects: list[bool]
+    counters: dict[str, Any]
+
+    @classmethod
+    def read(cls, state: Record) -> _RestoredState:
+        c = state["counters"]
+        return cls(
+            breakers={
+                n: Breaker(TradingState(f), d, int(t)) for n, (f, d, t) in state["breakers"].items()
+            },
+            ledger=Ledger.from_state(state["ledger"]),
+            in_flight={k: _InFlight(*v) for k, v in state["in_flight"].items()},
+            reported=set(state["reported"]),
+            reverting={(int(s), a, b): (x, y, float(q)) for s, a, b, x, y, q in state["reverting"]},
+            marks={str(k): float(v) for k, v in state["marks"].items()},
+            peak_pnl=float(state["peak_pnl"]),
+            day=int(state["day"]),
+            day_start_pnl=float(state["day_start_pnl"]),
+            leg_failure_streak=int(state["leg_failure_streak"]),
+            venue_rejects=[bool(x) for x in state["venue_rejects"]],
+            counters={
+                "approved": int(c["approved"]),
+                "clipped": int(c["clipped"]),
+                "rejected": Counter({str(k): int(v) for k, v in c["rejected"].items()}),
+                "legs_failed": int(c["legs_failed"]),
+                "trades": int(c["trades"]),
+                "unwinds": int(c["unwinds"]),
+            },
+        )
+
+    def assign(self, core: RiskCore) -> None:
+        core.breakers = self.breakers
+        core.ledger = self.ledger
+        core._in_flight = self.in_flight
+        core._reported = self.reported
+        core._reverting = self.reverting
+        core._marks = self.marks
+        core._peak_pnl = self.peak_pnl
+        core._day, core._day_start_pnl = self.day, self.day_start_pnl
+        core._leg_failure_streak = self.leg_failure_streak
+        core._venue_rejects.clear()
+        core._venue_rejects.extend(self.venue_rejects)
+        c = self.counters
+        core.approved, core.clipped = c["approved"], c["clipped"]
+        # Rejections made while restoring add to those restored: nothing was approved.
+        core.rejected = c["rejected"] + core.rejected
+        core.legs_failed, core.trades, core.unwinds = c["legs_failed"], c["trades"], c["unwinds"]
+
 
 def executions_from_journal(journal: list[Record]) -> list[ExecutionReport]:
     """The execution reports an executor sent, rebuilt from its order and execution records."""
-    orders: dict[str, list[OrderResult]] = {}
+    orders: dict[str, dict[str, OrderResult]] = {}
     for r in journal:
         if r.get("type") == ORDER:
-            orders.setdefault(r["opp_id"], []).append(order_from_record(r))
+            order = order_from_record(r)
+            if order.client_id[-1:] not in ("B", "S", "U"):
+                raise ValueError(f"journal order record with client id {order.client_id!r}")
+            # Keyed by client id: a record written twice (a retried write) counts once.
+            orders.setdefault(r["opp_id"], {})[order.client_id] = order
     reports = []
     for r in journal:
         if r.get("type") != EXECUTION:
             continue
         # Legs first (client ids end B, S), then a repair (U), as the executor reports them.
-        fills = sorted(orders.get(r["opp_id"], []), key=lambda o: "BSU".index(o.client_id[-1]))
+        found = orders.get(r["opp_id"], {}).values()
+        fills = sorted(found, key=lambda o: "BSU".index(o.client_id[-1]))
         reports.append(
             ExecutionReport(
                 r["opp_id"],

@@ -34,42 +34,51 @@ class RiskKeeper:
 
     async def watch_round(self) -> bool:
         """Check the store, restore once, flush the decisions, persist a changed state; return
-        whether risk may approve."""
+        whether risk may approve. Never raises: whatever goes wrong closes risk and is said."""
         core = self.core
         try:
             if not await self._store.ping():
                 raise StoreUnavailable("the store does not answer")
             if not core.restored:
-                state = await self._store.get_state(STATE_KEY)
-                core.restore(state, await self._store.read_journal())
-                for report in self._early_reports:
-                    core.on_execution(report)
-                self._early_reports.clear()
-                self._restored.set()
+                await self._restore()
             await self._store.flush()
             await self.persist()
+        except StoreUnavailable as err:
+            self._close(str(err), log=False)
+        except (KeyError, TypeError, ValueError) as err:
+            where = "restore" if not core.restored else "save"
+            self._close(f"cannot {where} the risk state: {err.__class__.__name__}: {err}")
+        except Exception as err:  # an unforeseen fault must close risk, not end the watch
+            self._close(f"risk's store watch failed: {err.__class__.__name__}: {err}")
+        else:
             core.store_ok = True
             self.error = ""
-        except StoreUnavailable as err:
-            core.store_ok = False
-            self.error = str(err)
-        except (KeyError, TypeError, ValueError) as err:
-            # A persisted state this code cannot read: stay closed and say why, once.
-            core.store_ok = False
-            error = f"cannot restore the risk state: {err.__class__.__name__}: {err}"
-            if error != self.error:
-                _log.error(error)
-            self.error = error
         return core.store_ok and core.restored
 
+    def _close(self, error: str, log: bool = True) -> None:
+        """Approve nothing until a round succeeds; log each new reason once."""
+        self.core.store_ok = False
+        if log and error != self.error:
+            _log.error(error)
+        self.error = error
+
+    async def _restore(self) -> None:
+        state = await self._store.get_state(STATE_KEY)
+        self.core.restore(state, await self._store.read_journal())
+        for report in self._early_reports:
+            self.core.on_execution(report)
+        self._early_reports.clear()
+        self._restored.set()
+
     async def persist(self) -> None:
-        """Write the core's state if it changed; raise `StoreUnavailable` if that fails."""
+        """Write the core's state if it changed; raise if that fails (the state stays marked
+        as changed, for the next try)."""
         if not self.core.dirty or not self.core.restored:
             return
         self.core.dirty = False
         try:
             await self._store.put_state(STATE_KEY, self.core.state_record())
-        except StoreUnavailable:
+        except BaseException:
             self.core.dirty = True
             raise
 
