@@ -380,10 +380,23 @@ def _cmd_control(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from hft_ray.control import journal_report
+    from hft_ray.report import format_positions
+    from hft_ray.store import StoreUnavailable
 
     if not args.run_dir.is_dir():
         raise ConfigError(f"report: {args.run_dir} is not a run directory")
-    rebuilt = journal_report(load_config(args.config), args.run_dir)
+    try:
+        rebuilt = journal_report(load_config(args.config), args.run_dir)
+    except StoreUnavailable as err:
+        print(f"hft-ray: store error: cannot read the journal: {err}", file=sys.stderr)
+        return EXIT_CLUSTER
+    except (KeyError, TypeError, ValueError) as err:
+        print(
+            f"hft-ray: journal error: {args.run_dir}: a record this version cannot read "
+            f"({err.__class__.__name__}: {err})",
+            file=sys.stderr,
+        )
+        return EXIT_RUN_FAILED
     if args.json:
         print(json.dumps(rebuilt, indent=2))
         return 0
@@ -395,9 +408,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         f"  realized PnL {rebuilt['realized_pnl_quote']:+.4f}  fees {rebuilt['fees_quote']:.4f}"
         f"  unfinished intents {len(rebuilt['unfinished_intents'])}"
     )
-    for venue, assets in sorted(rebuilt["positions"].items()):
-        moved = "  ".join(f"{a} {q:+.8g}" for a, q in sorted(assets.items()) if q)
-        print(f"  {venue}: {moved or 'flat'}")
+    for line in format_positions(rebuilt["positions"]):
+        print(line)
     if "positions_match_risk" in rebuilt:
         match = "yes" if rebuilt["positions_match_risk"] else "NO"
         print(f"  positions match the risk actor's: {match}")

@@ -16,7 +16,7 @@ from hft_ray import names
 from hft_ray.cluster import ClusterError, check_reachable
 from hft_ray.config import HftConfig
 from hft_ray.ledger import positions_equal
-from hft_ray.report import journal_summary
+from hft_ray.report import format_positions, journal_summary
 from hft_ray.risk.core import executions_from_journal
 from hft_ray.status import with_risk
 from hft_ray.store import open_store
@@ -54,9 +54,16 @@ def _risk_call(namespace: str, method: str, **kwargs: Any) -> dict[str, Any]:
         risk = ray.get_actor(names.RISK, namespace=namespace)
     except ValueError:
         raise ClusterError(f"no run is active in Ray namespace {namespace!r}") from None
-    result: dict[str, Any] = ray.get(
-        getattr(risk, method).remote(**kwargs), timeout=_CALL_TIMEOUT_S
-    )
+    try:
+        result: dict[str, Any] = ray.get(
+            getattr(risk, method).remote(**kwargs), timeout=_CALL_TIMEOUT_S
+        )
+    except ray.exceptions.RayError as err:
+        raise ClusterError(
+            f"the risk actor did not answer {method} within {_CALL_TIMEOUT_S:.0f}s "
+            f"({err.__class__.__name__}); it may be restoring, and the command may still "
+            "take effect: check with hft-ray status"
+        ) from None
     return result
 
 
@@ -103,9 +110,7 @@ def format_status(s: dict[str, Any]) -> str:
     ]
     for name, b in s["breakers"].items():
         lines.append(f"  breaker {name}: {b['forces']} ({b['detail']})")
-    for venue, assets in sorted(s["positions"].items()):
-        moved = "  ".join(f"{a} {q:+.8g}" for a, q in sorted(assets.items()) if q)
-        lines.append(f"  {venue}: {moved or 'flat'}")
+    lines += format_positions(s["positions"])
     return "\n".join(lines)
 
 

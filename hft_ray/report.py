@@ -110,6 +110,15 @@ def write_report(report: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
+def format_positions(positions: dict[str, dict[str, float]]) -> list[str]:
+    """One line per venue: each asset's balance change, or flat."""
+    lines = []
+    for venue, assets in sorted(positions.items()):
+        moved = "  ".join(f"{a} {q:+.8g}" for a, q in sorted(assets.items()) if q)
+        lines.append(f"  {venue}: {moved or 'flat'}")
+    return lines
+
+
 def human_summary(report: dict[str, Any]) -> str:
     """A few lines for the terminal."""
     quote = "/".join(report["quote_currencies"])

@@ -38,6 +38,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from hft_ray import names
 from hft_ray.clock import Clock, LiveClock
 from hft_ray.config import HftConfig
+from hft_ray.report import format_positions
 
 OK, DEGRADED, DOWN = "ok", "degraded", "down"
 TRADING_STATES = ("ACTIVE", "REDUCING", "HALTED")
@@ -583,9 +584,7 @@ def format_document(doc: dict[str, Any]) -> str:
     ]
     for name, b in doc["breakers"].items():
         lines.append(f"  breaker {name}: {b['forces']} ({b['detail']})")
-    for venue, assets in sorted(doc["positions"].items()):
-        moved = "  ".join(f"{a} {q:+.8g}" for a, q in sorted(assets.items()) if q)
-        lines.append(f"  {venue}: {moved or 'flat'}")
+    lines += format_positions(doc["positions"])
     return "\n".join(lines)
 
 

@@ -332,3 +332,57 @@ def test_a_rate_limited_leg_is_rejected_and_the_other_reversed(
     assert (sell.status, sell.reason) == ("rejected", "rate_limited")
     assert buy.status == "filled" and report.unwound and repair.venue == "binance"
     assert abs(net_base(h.journal())) <= h.config.market_spec("binance", "ETH/USDT").lot
+
+
+class DiesBeforeSending:
+    """A venue the executor's process died before reaching: nothing was placed."""
+
+    def __init__(self, inner: InProcessSimVenue) -> None:
+        self._inner = inner
+        self.name = inner.name
+
+    async def create_order(self, *args: Any) -> Any:
+        await asyncio.Event().wait()
+
+    async def fetch_order(self, *args: Any) -> Any:
+        return await self._inner.fetch_order(*args)
+
+
+def test_an_intent_whose_orders_never_left_reconciles_as_never_placed_not_unknown(
+    make_config: Callable[..., HftConfig], tmp_path: Path
+) -> None:
+    config = make_config(execution={"order_timeout_ms": 60_000})
+    h = Harness(config, tmp_path)
+    markets = simulated_markets(config)
+    silent = {v: DiesBeforeSending(venue) for v, venue in h.venues.items()}
+    first = ExecutorCore(config, h.universe, markets, silent, h.store, LiveClock())  # type: ignore[arg-type]
+
+    async def crash() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(first.execute(h.approval("binance", "okx", 0.5)), 0.5)
+
+    asyncio.run(crash())
+    restarted = ExecutorCore(config, h.universe, markets, h.venues, h.store, LiveClock())
+    (report,) = asyncio.run(restarted.reconcile(h.journal()))
+    assert [(f.status, f.reason) for f in report.fills] == [
+        ("rejected", "never_placed"),
+        ("rejected", "never_placed"),
+    ]
+    assert report.legs_unknown == 0 and not report.unwound  # nothing to repair, nothing halts
+    assert net_base(h.journal()) == 0.0
+
+
+def test_an_approval_is_traded_at_most_once_and_never_after_risk_wrote_it_off(
+    make_config: Callable[..., HftConfig], tmp_path: Path
+) -> None:
+    h = Harness(make_config(), tmp_path)
+    core = h.core
+    assert core.settle("lost") and not core.admit("lost")  # written off, then never traded
+    assert core.admit("t1") and not core.admit("t1")  # delivered twice: traded once
+    assert not core.settle("t1")  # started: its report comes
+    h.run(h.approval("binance", "okx", 0.5))
+    restarted = ExecutorCore(
+        h.config, h.universe, simulated_markets(h.config), h.venues, h.store, LiveClock()
+    )
+    asyncio.run(restarted.reconcile(h.journal()))
+    assert not restarted.settle("t1") and not restarted.admit("t1")  # journaled before

@@ -8,6 +8,7 @@ every trade its journal left unfinished with the venues, by client order id, and
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from hft_ray.types import Approval, ExecutionReport, Universe
 from hft_ray.venues.base import OrderVenue
 from hft_ray.venues.ccxt_orders import CcxtOrderVenue, order_venue_for
 from hft_ray.venues.sim import SimVenueClient
+
+_log = logging.getLogger(__name__)
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
@@ -96,16 +99,33 @@ class ExecutorActor:
             self._risk.on_execution.remote(report)
         return len(reports)
 
+    @idempotent
+    async def settle(self, opp_id: str) -> bool:
+        """Risk lost track of an approval sent here (the call failed in transit, or risk
+        restarted): return True if it never started here and now never will, so risk may
+        release it; False if it started (its report comes, after a restart by
+        reconciliation)."""
+        await self._reconcile_once()
+        return self._core.settle(opp_id)
+
     async def execute(self, approval: Approval) -> None:
+        opp_id = approval.opp.opp_id
         self._running += 1
         self._ensure_metrics()
         try:
             await self._reconcile_once()
+            if not self._core.admit(opp_id):
+                return  # released by risk, or delivered again: traded once at most
             try:
                 report = await self._core.execute(approval)
             except StoreUnavailable:
                 self._aborted += 1
-                report = ExecutionReport(approval.opp.opp_id, "", (), 0, False, 0)
+                report = ExecutionReport(opp_id, "", (), 0, False, 0)
+            except Exception:
+                # After the intent, legs may be live: settle the trade from the journal and
+                # the venues, as after a crash. Before it, nothing left.
+                _log.exception("execution of %s failed; reconciling it", opp_id)
+                report = await self._reconcile_one(opp_id)
             else:
                 self._executions += 1
                 self._tick_to_trade.add(report.tick_to_trade_ns)
@@ -117,6 +137,17 @@ class ExecutorActor:
             self._risk.on_execution.remote(report)
         finally:
             self._running -= 1
+
+    async def _reconcile_one(self, opp_id: str) -> ExecutionReport:
+        while True:
+            try:
+                journal = await self._store.read_journal()
+                break
+            except StoreUnavailable:
+                await asyncio.sleep(0.2)
+        mine = [r for r in journal if r.get("opp_id") == opp_id]
+        reports = await self._core.reconcile(mine)
+        return reports[0] if reports else ExecutionReport(opp_id, "", (), 0, False, 0)
 
     def _ensure_metrics(self) -> None:
         """Start pushing metrics; a restarted incarnation starts on its first call."""

@@ -36,7 +36,7 @@ from hft_ray.types import (
     Universe,
     client_order_id,
 )
-from hft_ray.venues.base import MarketSpec, OrderVenue
+from hft_ray.venues.base import ORDER_NOT_FOUND, MarketSpec, OrderVenue
 
 _LOOKUP_ATTEMPTS = 3
 
@@ -60,6 +60,10 @@ class ExecutorCore:
         name: str = "executor0",
     ) -> None:
         self._name = name  # marks this executor's intents, to reconcile them after a restart
+        # Opportunities started here, found journaled by an earlier incarnation, or refused
+        # after risk wrote them off: an approval is traded at most once, and never after.
+        self._started: set[str] = set()
+        self._refused: set[str] = set()
         self._markets = markets
         self._exec = config.execution
         self._universe = universe
@@ -162,10 +166,28 @@ class ExecutorCore:
             journal_failed=trail.journal_failed,
         )
 
+    def admit(self, opp_id: str) -> bool:
+        """Whether an approval may be traded now: not refused, not seen before."""
+        if opp_id in self._refused or opp_id in self._started:
+            return False
+        self._started.add(opp_id)
+        return True
+
+    def settle(self, opp_id: str) -> bool:
+        """Risk lost track of an approval sent here: True if it never started here and now
+        never will (risk may release it), False if it did (its outcome is or will be
+        reported)."""
+        if opp_id in self._started:
+            return False
+        self._refused.add(opp_id)
+        return True
+
     async def reconcile(self, journal: list[Record]) -> list[ExecutionReport]:
         """Finish every trade this executor journaled an intent for but no outcome: ask the
         venues what became of each order by its client id, journal what they say, repair
         unequal legs, and report. Run after a restart, before any new work."""
+        # Any intent journaled, by whichever executor: never to be traded again here.
+        self._started.update(r["opp_id"] for r in journal if r.get("type") == INTENT)
         done = {r["opp_id"] for r in journal if r.get("type") == EXECUTION}
         known = {r["client_id"]: r for r in journal if r.get("type") == ORDER}
         unwinds = {r["opp_id"]: r for r in journal if r.get("type") == UNWIND and "client_id" in r}
@@ -186,14 +208,22 @@ class ExecutorCore:
                 orders.append(
                     (unwind["venue"], unwind["client_id"], unwind["action"], unwind["amount"])
                 )
+            looked_up = await asyncio.gather(
+                *(
+                    self._look_up(self._venues[v], cid, symbol, side, amount, after_crash=True)
+                    for v, cid, side, amount in orders
+                    if cid not in known
+                )
+            )
+            found = iter(looked_up)
             results = []
-            for venue, cid, side, amount in orders:
+            for _, cid, _, _ in orders:
                 if cid in known:
                     results.append(order_from_record(known[cid]))
                     continue
-                found = await self._look_up(self._venues[venue], cid, symbol, side, amount)
-                await self._journal_order(trail, opp_id, found)
-                results.append(found)
+                result = next(found)
+                await self._journal_order(trail, opp_id, result)
+                results.append(result)
             repaired = results[2] if len(results) > 2 else None
             reports.append(
                 await self._finish(trail, opp_id, symbol, results[0], results[1], repaired, 0)
@@ -226,9 +256,19 @@ class ExecutorCore:
         return result
 
     async def _look_up(
-        self, client: OrderVenue, cid: str, symbol: str, side: Side, amount: float
+        self,
+        client: OrderVenue,
+        cid: str,
+        symbol: str,
+        side: Side,
+        amount: float,
+        after_crash: bool = False,
     ) -> OrderResult:
-        """After a lost acknowledgement: ask the venue what became of the order."""
+        """After a lost acknowledgement: ask the venue what became of the order.
+
+        `after_crash`: the order was journaled before a crash, long enough ago that the venue
+        would know it if it had ever arrived; a venue that answers it has no such order means
+        it was never placed, which is a leg that did not fill, not an unknown one."""
         for attempt in range(_LOOKUP_ATTEMPTS):
             try:
                 found = await asyncio.wait_for(client.fetch_order(cid, symbol), self._timeout_s)
@@ -236,6 +276,10 @@ class ExecutorCore:
                 found = None
             if found is not None and found.status != "unknown":
                 return found._replace(reason=found.reason or "ack_timeout_reconciled")
+            if after_crash and found is not None and found.reason == ORDER_NOT_FOUND:
+                return found._replace(
+                    side=side, amount=amount, status="rejected", reason="never_placed"
+                )
             await asyncio.sleep(self._timeout_s / 4 * (attempt + 1))
         return OrderResult(
             cid,

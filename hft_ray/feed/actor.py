@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from typing import Any
@@ -37,6 +38,9 @@ def open_book_source(config: HftConfig, venue: str) -> BookSource:
     if isinstance(cfg, CcxtVenueConfig):
         return CcxtBookStream(venue, cfg, config.symbols, config.feed.depth, LiveClock())
     return SimBookSource(ray.get_actor(names.venue(venue)), from_now=True)
+
+
+_log = logging.getLogger(__name__)
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1)
@@ -81,8 +85,12 @@ class FeedActor:
             self._metrics_task = loop.create_task(self._metrics.run(self._metrics_reading))
 
     def _on_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self._error = f"{type(task.exception()).__name__}: {task.exception()}"
+        err = None if task.cancelled() else task.exception()
+        if err is not None:
+            # The class travels (stats, status page, report); the message, which for a venue
+            # error may quote a URL or a body, stays in this actor's log.
+            _log.error("feed %s failed", self._venue, exc_info=err)
+            self._error = type(err).__name__
 
     async def _run(self) -> None:
         while True:

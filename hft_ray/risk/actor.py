@@ -8,7 +8,6 @@ after a crash; the new incarnation approves nothing until it has restored its st
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +69,7 @@ class RiskActor:
         """Start the store watch; a restarted incarnation starts it on its first call."""
         if self._store_watch is None:
             self._store_watch = asyncio.get_running_loop().create_task(self._watch_store())
+            self._spawn(self._settle_restored())
 
     def _peers(self, wanted: list[str]) -> list[Any]:
         return [ray.get_actor(n, namespace=self._namespace) for n in wanted]
@@ -101,18 +101,34 @@ class RiskActor:
             self._watch_execution(executor, opp.opp_id, executor.execute.remote(approval))
 
     def _watch_execution(self, executor: Any, opp_id: str, ref: Any) -> None:
-        """Learn when an executor dies holding an approval (it is not retried)."""
+        """Learn when an approval's call fails (it is not retried): ask the executor to
+        settle it, and release it if it never started there."""
 
         async def watch() -> None:
             try:
                 await ref
             except ray.exceptions.RayError:
                 self.executions_lost += 1
-                with contextlib.suppress(ray.exceptions.RayError):
-                    await executor.stats.remote()  # back, and done reconciling
-                await self._keeper.release_if_never_sent(opp_id)
+                await self._settle(opp_id, [executor])
 
-        task = asyncio.get_running_loop().create_task(watch())
+        self._spawn(watch())
+
+    async def _settle(self, opp_id: str, executors: list[Any]) -> None:
+        refs = [e.settle.remote(opp_id) for e in executors]
+        if all(await asyncio.gather(*refs)):
+            self._keeper.release(opp_id)
+
+    async def _settle_restored(self) -> None:
+        """After a restart: trades the last incarnation approved but no executor journaled
+        may never have reached one; each executor settles them."""
+        await self._keeper.until_restored()
+        pending = self._keeper.restored_in_flight
+        if pending:
+            executors = self._peers(self._executor_names)
+            await asyncio.gather(*(self._settle(opp_id, executors) for opp_id in pending))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._watches.add(task)
         task.add_done_callback(self._watches.discard)
 
@@ -124,13 +140,19 @@ class RiskActor:
     async def on_execution(self, report: ExecutionReport) -> None:
         self._ensure_watch()
         self._keeper.on_execution(report)
-        if any(r.filled > 0 for r in report.fills):
-            # Detectors cap sizes by inventory: tell them what the venues now hold.
-            positions = {v: dict(a) for v, a in self._core.ledger.positions.items()}
-            if not self._detectors:
+        if self._core.restored and any(r.filled > 0 for r in report.fills):
+            self._tell_detectors()
+
+    def _tell_detectors(self) -> None:
+        """Detectors cap sizes by inventory: tell them what the venues now hold."""
+        if not self._detectors:
+            try:
                 self._detectors = self._peers(self._detector_names)
-            for detector in self._detectors:
-                detector.set_positions.remote(positions)
+            except ValueError:
+                return  # not created yet (executors reconcile before them): the next fill
+        positions = {v: dict(a) for v, a in self._core.ledger.positions.items()}
+        for detector in self._detectors:
+            detector.set_positions.remote(positions)
 
     @idempotent
     async def halt(self, reason: str = "operator", reduce_only: bool = False) -> dict[str, Any]:

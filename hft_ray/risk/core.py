@@ -469,6 +469,9 @@ class RiskCore:
         self._venue_rejects.clear()
         self.dirty = True
 
+    def in_flight_ids(self) -> list[str]:
+        return list(self._in_flight)
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "state": self.state.value,

@@ -12,7 +12,7 @@ import asyncio
 import logging
 
 from hft_ray.risk.core import RiskCore
-from hft_ray.store.base import INTENT, Record, Store, StoreUnavailable
+from hft_ray.store.base import Record, Store, StoreUnavailable
 from hft_ray.types import Approval, ExecutionReport, Opportunity
 
 STATE_KEY = "risk"
@@ -27,6 +27,7 @@ class RiskKeeper:
         self._restored = asyncio.Event()
         self.journal_errors = 0
         self.error = ""  # why risk is closed, if the store is why
+        self.restored_in_flight: list[str] = []  # trades in flight when the state came back
 
     async def until_restored(self) -> None:
         """Wait for the restore: an operator's command given before it would be overwritten."""
@@ -68,6 +69,7 @@ class RiskKeeper:
         for report in self._early_reports:
             self.core.on_execution(report)
         self._early_reports.clear()
+        self.restored_in_flight = self.core.in_flight_ids()
         self._restored.set()
 
     async def persist(self) -> None:
@@ -101,20 +103,10 @@ class RiskKeeper:
         else:
             self._early_reports.append(report)
 
-    async def release_if_never_sent(self, opp_id: str) -> bool:
-        """After an executor died holding an approval: if it journaled no intent, no leg left,
-        so release the trade (an empty report); otherwise its restarted incarnation reports
-        it after reconciling with the venues. Return whether it was released."""
-        while True:
-            try:
-                journal = await self._store.read_journal()
-                break
-            except StoreUnavailable:
-                await asyncio.sleep(0.2)
-        if any(r.get("type") == INTENT and r["opp_id"] == opp_id for r in journal):
-            return False
+    def release(self, opp_id: str) -> None:
+        """Write off an approval its executor never started (and now never will): what it
+        reserved is free again."""
         self.on_execution(ExecutionReport(opp_id, "", (), 0, False, 0))
-        return True
 
     async def close(self) -> None:
         await self._store.close()

@@ -53,7 +53,10 @@ class LocalStore:
 
     async def flush(self) -> None:
         if self._fd is not None and self._fsync:
-            os.fsync(self._fd)
+            try:
+                os.fsync(self._fd)
+            except OSError as err:
+                raise StoreUnavailable(f"journal fsync failed: {err.strerror}") from None
 
     async def read_journal(self) -> list[Record]:
         records: list[tuple[int, str, int, Record]] = []

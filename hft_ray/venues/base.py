@@ -63,6 +63,10 @@ class BookSource(Protocol):
     async def close(self) -> None: ...
 
 
+#: The reason a venue gives for a client order id it has no order under.
+ORDER_NOT_FOUND = "order_not_found"
+
+
 class OrderVenue(Protocol):
     """How an executor talks to a venue: IOC limit orders with client order ids.
 

@@ -49,12 +49,11 @@ from ccxt.base.errors import (
 from hft_ray.clock import Clock, LiveClock
 from hft_ray.config import CcxtVenueConfig, ConfigError, HftConfig
 from hft_ray.types import OrderResult, OrderStatus, Side
+from hft_ray.venues.base import ORDER_NOT_FOUND
 from hft_ray.venues.ccxt_live import make_exchange
 
 _log = logging.getLogger(__name__)
 
-#: The reason of a lookup that found no such order (as `hft_ray.venues.sim` says it).
-ORDER_NOT_FOUND = "order_not_found"
 #: The reason of an IOC order whose remainder expired (as the simulated venue says it).
 IOC_REMAINDER_EXPIRED = "ioc_remainder_expired"
 #: The reason of an order a venue still reports open after it was asked to cancel it.

@@ -26,7 +26,7 @@ import ray
 
 from hft_ray.config import HftConfig, SimMarketConfig, SimVenueConfig
 from hft_ray.types import BookEvent, BookSnapshot, OrderResult, OrderStatus, Side
-from hft_ray.venues.base import MarketSpec, step_decimals
+from hft_ray.venues.base import ORDER_NOT_FOUND, MarketSpec, step_decimals
 
 _NOISE_PERSISTENCE = 0.9  # AR(1) coefficient of a venue's own noise, per tick
 _SIZE_GROWTH = 0.15  # resting size grows this much per level away from the touch
@@ -415,7 +415,7 @@ def _unknown(client_id: str, venue: str, symbol: str) -> OrderResult:
         0.0,
         0.0,
         0.0,
-        "order_not_found",
+        ORDER_NOT_FOUND,
         time.time_ns(),
     )
 
