@@ -35,7 +35,10 @@ class Ledger:
         price: float,
         fee_quote: float,
         client_id: str = "",
+        fee_base: float = 0.0,
     ) -> None:
+        """Book one order's fill. `fee_quote` values every fee in quote; `fee_base` is the part
+        the venue took in the base asset, which leaves the base balance instead of quote."""
         if filled <= 0 or (client_id and client_id in self._booked):
             return
         if client_id:
@@ -43,11 +46,13 @@ class Ledger:
         base, quote = symbol.split("/")
         signed = filled if side == "buy" else -filled
         pos = self.positions[venue]
-        pos[base] += signed
-        pos[quote] -= signed * price + fee_quote
+        pos[base] += signed - fee_base
+        pos[quote] -= signed * price + (fee_quote - fee_base * price)
         self.fees_quote += fee_quote
         self.fills += 1
-        self._book_net(symbol, signed, price)
+        # The base taken as fee was never held: the position nets what was received, at the
+        # price paid, and the fee is charged once, in fees_quote.
+        self._book_net(symbol, signed - fee_base, price)
 
     def _book_net(self, symbol: str, signed: float, price: float) -> None:
         qty, avg = self._net.get(symbol, (0.0, 0.0))
@@ -123,6 +128,7 @@ class Ledger:
                     r["price"],
                     r["fee_quote"],
                     r.get("client_id", ""),
+                    r.get("fee_base", 0.0),
                 )
         return ledger
 

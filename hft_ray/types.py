@@ -139,9 +139,12 @@ class OrderResult(NamedTuple):
     amount: float
     filled: float
     avg_price: float
-    fee_quote: float
+    fee_quote: float  # every fee of the order, valued in quote
     reason: str
     ts_ns: int
+    # The part of the fee the venue took in the base asset (Binance on a buy, unless paid in
+    # BNB): the base received is `filled - fee_base`, and no quote was paid for that part.
+    fee_base: float = 0.0
 
 
 class ExecutionReport(NamedTuple):

@@ -133,7 +133,8 @@ def test_an_ioc_buy_with_enough_liquidity_fills_at_the_ask_and_pays_the_taker_fe
             amount=0.001,
             filled=0.001,
             avg_price=ask,
-            fee_quote=0.001 * ask * TAKER,  # charged in BTC, converted at the fill price
+            fee_quote=0.001 * ask * TAKER,  # charged in BTC, valued at the fill price
+            fee_base=0.001 * TAKER,  # ... and it leaves the BTC received, not the USDT
             reason="",
         )
         assert server.orders["full1"].fee_asset == "BTC"  # the venue did charge base
@@ -429,7 +430,9 @@ def test_both_live_legs_fill_and_the_journal_tells_it(tmp_path: Path) -> None:
     assert fills["t1B"]["fee_quote"] == pytest.approx(SIZE * ask * TAKER)
     assert journal[-1]["residual_base"] == pytest.approx(0.0, abs=1e-12)
     ledger = Ledger.from_journal(journal)
-    assert ledger.position("binance", "BTC") == pytest.approx(SIZE)
+    # Binance kept its fee out of the BTC bought: the ledger holds what was received.
+    assert fills["t1B"]["fee_base"] == pytest.approx(SIZE * TAKER)
+    assert ledger.position("binance", "BTC") == pytest.approx(SIZE * (1 - TAKER))
     assert ledger.position("okx", "BTC") == pytest.approx(-SIZE)
     assert live.servers["binance"].orders["t1B"].filled == live.servers["okx"].orders["t1S"].filled
 

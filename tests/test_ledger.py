@@ -47,3 +47,14 @@ def test_rebuilt_from_journal_fills_only() -> None:
     assert ledger.fills == 1 and ledger.fees_quote == pytest.approx(0.3)
     assert positions_equal(ledger.snapshot()["positions"], {"okx": {"SOL": 2.0, "USDT": -300.3}})
     assert not positions_equal(ledger.snapshot()["positions"], {"okx": {"SOL": 2.1}})
+
+
+def test_a_fee_taken_in_base_leaves_the_base_balance_and_is_charged_once() -> None:
+    ledger = Ledger()
+    # Bought 1 BTC at 100, the venue kept 0.001 BTC as its fee (worth 0.1).
+    ledger.apply_fill("binance", "BTC/USDT", "buy", 1.0, 100.0, 0.1, "aB", fee_base=0.001)
+    assert ledger.position("binance", "BTC") == pytest.approx(0.999)
+    assert ledger.position("binance", "USDT") == pytest.approx(-100.0)
+    ledger.apply_fill("okx", "BTC/USDT", "sell", 0.999, 100.0, 0.0999, "aS")
+    assert ledger.net_position("BTC/USDT") == pytest.approx(0.0)
+    assert ledger.realized_pnl_quote == pytest.approx(-0.1999)  # both fees, nothing else

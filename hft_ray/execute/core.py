@@ -385,6 +385,7 @@ class ExecutorCore:
                 "filled": r.filled,
                 "avg_price": r.avg_price,
                 "fee_quote": r.fee_quote,
+                "fee_base": r.fee_base,
                 "reason": r.reason,
             },
         )
@@ -397,6 +398,7 @@ class ExecutorCore:
                     "filled": r.filled,
                     "price": r.avg_price,
                     "fee_quote": r.fee_quote,
+                    "fee_base": r.fee_base,
                 },
                 durable=True,
             )
@@ -428,4 +430,5 @@ def order_from_record(r: Record) -> OrderResult:
         r["fee_quote"],
         r["reason"],
         r["ts_exchange_ns"],
+        r.get("fee_base", 0.0),
     )

@@ -382,7 +382,14 @@ class RiskCore:
             self._book_reversion(trade, report)
         for r in report.fills:
             self.ledger.apply_fill(
-                r.venue, r.symbol, r.side, r.filled, r.avg_price, r.fee_quote, r.client_id
+                r.venue,
+                r.symbol,
+                r.side,
+                r.filled,
+                r.avg_price,
+                r.fee_quote,
+                r.client_id,
+                r.fee_base,
             )
             if r.filled > 0:
                 self._marks[r.symbol.split("/")[0]] = r.avg_price

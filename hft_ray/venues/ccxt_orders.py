@@ -194,6 +194,7 @@ class CcxtOrderVenue:
         else:
             status, reason = "unknown", "no_status"
         stamp = order.get("lastUpdateTimestamp") or order.get("timestamp")
+        fee_quote, fee_base = self._fees(order, symbol, filled, avg)
         return OrderResult(
             client_id,
             self.name,
@@ -203,23 +204,26 @@ class CcxtOrderVenue:
             size,
             filled,
             avg if filled > 0 else 0.0,
-            self._fee_quote(order, symbol, filled, avg),
+            fee_quote,
             reason,
             int(stamp) * 1_000_000 if stamp else self._clock.time_ns(),
+            fee_base,
         )
 
-    def _fee_quote(self, order: dict[str, Any], symbol: str, filled: float, avg: float) -> float:
-        """The order's fees in the quote currency."""
+    def _fees(
+        self, order: dict[str, Any], symbol: str, filled: float, avg: float
+    ) -> tuple[float, float]:
+        """The order's fees valued in quote, and the part of them taken in the base asset."""
         market = self.exchange.market(symbol)
         fees = order.get("fees") or ([order["fee"]] if order.get("fee") else [])
         told = [f for f in fees if f.get("cost") is not None]
         if not told or any(
             f.get("currency") not in (market["base"], market["quote"]) for f in told
         ):
-            return filled * avg * float(market.get("taker") or 0.0)
-        return sum(
-            float(f["cost"]) * (1.0 if f["currency"] == market["quote"] else avg) for f in told
-        )
+            return filled * avg * float(market.get("taker") or 0.0), 0.0
+        in_base = sum(float(f["cost"]) for f in told if f["currency"] == market["base"])
+        in_quote = sum(float(f["cost"]) for f in told if f["currency"] == market["quote"])
+        return in_quote + in_base * avg, in_base
 
     def _bare(
         self,
