@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import re
 import shlex
 from collections.abc import Iterator
@@ -636,3 +637,24 @@ def test_readme_names_every_manifest_in_its_apply_order() -> None:
     readme = (K8S / "README.md").read_text()
     for path in sorted(K8S.glob("*.yaml")):
         assert path.name in readme, f"k8s/README.md does not mention {path.name}"
+
+
+def group_resources(group: dict[str, Any]) -> dict[str, float]:
+    """A group's custom Ray resources: rayStartParams.resources is a JSON object quoted for
+    the shell (`'"{\\"name\\": 1}"'` in YAML)."""
+    text = group.get("rayStartParams", {}).get("resources")
+    if text is None:
+        return {}
+    decoded = json.loads(json.loads(text))  # the shell quoting, then the object
+    return {str(k): float(v) for k, v in decoded.items()}
+
+
+def test_every_feed_node_resource_is_offered_by_the_feeds_worker_group_only() -> None:
+    groups = dict(ray_groups(the("RayCluster")))
+    offered = {name: group_resources(g) for name, g in groups.items()}
+    for source, config in configmap_configs().items():
+        for venue, cfg in config.venues.items():
+            wanted = cfg.node_resource
+            assert wanted is not None, f"{source}: venue {venue} names no node_resource"
+            hosts = [name for name, res in offered.items() if res.get(wanted, 0) > 0]
+            assert hosts == ["feeds"], f"{source}: {venue}'s {wanted} is offered by {hosts}"
