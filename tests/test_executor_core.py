@@ -251,16 +251,18 @@ def test_a_repair_never_loses_more_than_its_budget(
         assert journal[-1]["residual_base"] == pytest.approx(0.5)
 
 
-class SendsThenDies:
-    """A venue reached just before the executor's process died: the order is placed, the
-    acknowledgement never comes back."""
+class DiesMidOrder:
+    """A venue the executor's process died on: after the order was placed (`sent`), or
+    before it left; either way the acknowledgement never comes back."""
 
-    def __init__(self, inner: InProcessSimVenue) -> None:
+    def __init__(self, inner: InProcessSimVenue, sent: bool) -> None:
         self._inner = inner
+        self._sent = sent
         self.name = inner.name
 
     async def create_order(self, *args: Any) -> Any:
-        await self._inner.create_order(*args)
+        if self._sent:
+            await self._inner.create_order(*args)
         await asyncio.Event().wait()
 
     async def fetch_order(self, *args: Any) -> Any:
@@ -272,7 +274,7 @@ def test_a_restarted_executor_reconciles_an_unfinished_trade_by_client_id(
 ) -> None:
     config = make_config(execution={"order_timeout_ms": 60_000})
     h = Harness(config, tmp_path)
-    dying = {v: SendsThenDies(venue) for v, venue in h.venues.items()}
+    dying = {v: DiesMidOrder(venue, sent=True) for v, venue in h.venues.items()}
 
     def executor(name: str, venues: Any) -> ExecutorCore:
         markets = simulated_markets(config)
@@ -334,27 +336,13 @@ def test_a_rate_limited_leg_is_rejected_and_the_other_reversed(
     assert abs(net_base(h.journal())) <= h.config.market_spec("binance", "ETH/USDT").lot
 
 
-class DiesBeforeSending:
-    """A venue the executor's process died before reaching: nothing was placed."""
-
-    def __init__(self, inner: InProcessSimVenue) -> None:
-        self._inner = inner
-        self.name = inner.name
-
-    async def create_order(self, *args: Any) -> Any:
-        await asyncio.Event().wait()
-
-    async def fetch_order(self, *args: Any) -> Any:
-        return await self._inner.fetch_order(*args)
-
-
 def test_an_intent_whose_orders_never_left_reconciles_as_never_placed_not_unknown(
     make_config: Callable[..., HftConfig], tmp_path: Path
 ) -> None:
     config = make_config(execution={"order_timeout_ms": 60_000})
     h = Harness(config, tmp_path)
     markets = simulated_markets(config)
-    silent = {v: DiesBeforeSending(venue) for v, venue in h.venues.items()}
+    silent = {v: DiesMidOrder(venue, sent=False) for v, venue in h.venues.items()}
     first = ExecutorCore(config, h.universe, markets, silent, h.store, LiveClock())  # type: ignore[arg-type]
 
     async def crash() -> None:
