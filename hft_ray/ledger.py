@@ -91,6 +91,13 @@ class Ledger:
             "net": {s: list(v) for s, v in self._net.items()},
         }
 
+    def forget(self, client_order_id_prefixes: Iterable[str]) -> None:
+        """Stop remembering the fills of these trades (client ids are the trade's id plus one
+        letter): they can no longer arrive twice."""
+        gone = set(client_order_id_prefixes)
+        if gone:
+            self._booked = {c for c in self._booked if c[:-1] not in gone}
+
     def state(self) -> dict[str, Any]:
         """Everything needed to continue after a restart (see `from_state`)."""
         return {

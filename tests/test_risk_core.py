@@ -423,6 +423,7 @@ def test_state_round_trips_and_the_journal_fills_the_gap(
             "legs_failed": 0,
             "legs_unknown": 0,
             "unwound": False,
+            "ts_ns": clock.time_ns(),
         }
     ]
     config = make_config(risk={"max_drawdown_quote": 1.0})
@@ -528,3 +529,55 @@ def test_a_restore_that_fails_leaves_the_core_as_it_was(
                 ],
             )
     assert core.snapshot() == before
+
+
+def test_the_saved_state_forgets_trades_older_than_the_replay_window(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    core, clock = core_with(make_config)
+    core.on_execution(trade("old", 90_000.0, 90_100.0))
+    journal = [  # what the executor journaled for it, at that time
+        {**r, "ts_ns": clock.time_ns()}
+        for r in (
+            {
+                "type": "order",
+                "opp_id": "old",
+                "client_id": f"old{leg}",
+                "venue": venue,
+                "symbol": "BTC/USDT",
+                "side": side,
+                "status": "filled",
+                "amount": 0.01,
+                "filled": 0.01,
+                "avg_price": px,
+                "fee_quote": 0.9,
+                "reason": "",
+                "ts_exchange_ns": 0,
+            }
+            for leg, venue, side, px in (
+                ("B", "binance", "buy", 90_000.0),
+                ("S", "okx", "sell", 90_100.0),
+            )
+        )
+    ]
+    journal.append(
+        {
+            "type": "execution",
+            "opp_id": "old",
+            "symbol": "BTC/USDT",
+            "legs_failed": 0,
+            "legs_unknown": 0,
+            "unwound": False,
+            "ts_ns": clock.time_ns(),
+        }
+    )
+    clock.advance(601 * 10**9)
+    core.on_execution(trade("new", 90_000.0, 90_100.0))
+    saved = core.state_record()
+    assert [k for k, _ in saved["reported"]] == ["new"]
+    assert saved["ledger"]["booked"] == ["newB", "newS"]
+    config = make_config()
+    restarted = RiskCore(config, universe_of(config), simulated_markets(config), clock)
+    restarted.restore(saved, journal)  # the old trade is before the window: not booked again
+    assert restarted.snapshot()["positions"] == core.snapshot()["positions"]
+    assert restarted.trades == 2

@@ -97,7 +97,7 @@ def test_a_state_that_cannot_be_read_keeps_risk_closed_and_says_why(
         await store.put_state("risk", {"breakers": {}})  # written by some other version
         keeper = keeper_for(config, clock, redis_server.url, run_id)
         assert not await keeper.watch_round()
-        assert keeper.error == "cannot restore the risk state: KeyError: 'counters'"
+        assert keeper.error == "cannot restore the risk state: KeyError: 'saved_at_ns'"
         assert (await keeper.decide(opp(clock))) is None
         await keeper.close()
         await store.close()

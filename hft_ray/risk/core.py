@@ -43,6 +43,8 @@ from hft_ray.types import (
 )
 
 _DAY_NS = 86_400 * 10**9
+#: How far back a restore replays the journal; reports arrive within seconds of their trade.
+_REPORTED_WINDOW_NS = 600 * 10**9
 
 
 class TradingState(StrEnum):
@@ -130,7 +132,10 @@ class RiskCore:
         self.ledger = Ledger()
         self._start_balances = {name: dict(v.balances) for name, v in config.venues.items()}
         self._in_flight: dict[str, _InFlight] = {}
-        self._reported: set[str] = set()
+        # Trades booked in the last `_REPORTED_WINDOW_NS`, by opportunity id, with when: a
+        # report seen again (an executor's after the journal replay) is booked once. Older
+        # ones are dropped at each save: a restore replays only that window of the journal.
+        self._reported: dict[str, int] = {}
         self._marks: dict[str, float] = {}  # base asset -> last price seen
         self._peak_pnl = 0.0
         self._day = clock.time_ns() // _DAY_NS
@@ -374,7 +379,7 @@ class RiskCore:
         ignored, so a restart never books a trade twice."""
         if report.opp_id in self._reported:
             return
-        self._reported.add(report.opp_id)
+        self._reported[report.opp_id] = self._clock.time_ns()
         self.dirty = True
         self._roll_day()
         trade = self._in_flight.pop(report.opp_id, None)
@@ -502,12 +507,20 @@ class RiskCore:
     # -- persistence --------------------------------------------------------------------------
 
     def state_record(self) -> Record:
-        """Everything the core knows, as plain data for the store."""
+        """Everything the core knows, as plain data for the store. Trades booked longer ago
+        than the replay window are forgotten first, so the record stays the size of the
+        window's trades, not the run's."""
+        now = self._clock.time_ns()
+        old = [k for k, at in self._reported.items() if now - at > _REPORTED_WINDOW_NS]
+        for opp_id in old:
+            del self._reported[opp_id]
+        self.ledger.forget(client_order_id_prefixes=old)
         return {
+            "saved_at_ns": now,
             "breakers": {n: [b.forces.value, b.detail, b.ts_ns] for n, b in self.breakers.items()},
             "ledger": self.ledger.state(),
             "in_flight": {k: dataclasses.astuple(f) for k, f in self._in_flight.items()},
-            "reported": sorted(self._reported),
+            "reported": [[k, at] for k, at in self._reported.items()],
             "reverting": [[*k, *v] for k, v in self._reverting.items()],
             "marks": self._marks,
             "peak_pnl": self._peak_pnl,
@@ -533,10 +546,16 @@ class RiskCore:
 
         Everything is read before anything is assigned: a state or journal this code cannot
         read raises (KeyError, TypeError, ValueError) and leaves the core as it was."""
-        reports = executions_from_journal(journal)
+        # Anything journaled before the state's replay window was booked before it was saved.
+        since = 0 if state is None else int(state["saved_at_ns"]) - _REPORTED_WINDOW_NS
+        reports = executions_from_journal(journal, since_ns=since)
         # Every intent's trade, so that replaying its outcome books it by its kind; those
         # with an outcome leave the in-flight set again as it is replayed.
-        pending = {r["opp_id"]: self._reserved_by(r) for r in journal if r.get("type") == INTENT}
+        pending = {
+            r["opp_id"]: self._reserved_by(r)
+            for r in journal
+            if r.get("type") == INTENT and r.get("ts_ns", 0) >= since
+        }
         if state is not None:
             restored = _RestoredState.read(state)
             restored.assign(self)
@@ -571,7 +590,7 @@ class _RestoredState:
     breakers: dict[str, Breaker]
     ledger: Ledger
     in_flight: dict[str, _InFlight]
-    reported: set[str]
+    reported: dict[str, int]
     reverting: dict[tuple[int, str, str], tuple[str, str, float]]
     marks: dict[str, float]
     peak_pnl: float
@@ -590,7 +609,7 @@ class _RestoredState:
             },
             ledger=Ledger.from_state(state["ledger"]),
             in_flight={k: _InFlight(*v) for k, v in state["in_flight"].items()},
-            reported=set(state["reported"]),
+            reported={str(k): int(at) for k, at in state["reported"]},
             reverting={(int(s), a, b): (x, y, float(q)) for s, a, b, x, y, q in state["reverting"]},
             marks={str(k): float(v) for k, v in state["marks"].items()},
             peak_pnl=float(state["peak_pnl"]),
@@ -627,8 +646,9 @@ class _RestoredState:
         core.legs_failed, core.trades, core.unwinds = c["legs_failed"], c["trades"], c["unwinds"]
 
 
-def executions_from_journal(journal: list[Record]) -> list[ExecutionReport]:
-    """The execution reports an executor sent, rebuilt from its order and execution records."""
+def executions_from_journal(journal: list[Record], since_ns: int = 0) -> list[ExecutionReport]:
+    """The execution reports an executor sent, rebuilt from its order and execution records
+    (those journaled at or after `since_ns`)."""
     orders: dict[str, dict[str, OrderResult]] = {}
     for r in journal:
         if r.get("type") == ORDER:
@@ -639,7 +659,7 @@ def executions_from_journal(journal: list[Record]) -> list[ExecutionReport]:
             orders.setdefault(r["opp_id"], {})[order.client_id] = order
     reports = []
     for r in journal:
-        if r.get("type") != EXECUTION:
+        if r.get("type") != EXECUTION or r.get("ts_ns", 0) < since_ns:
             continue
         # Legs first (client ids end B, S), then a repair (U), as the executor reports them.
         found = orders.get(r["opp_id"], {}).values()
