@@ -16,9 +16,9 @@ from hft_ray import names
 from hft_ray.cluster import ClusterError, check_reachable
 from hft_ray.config import HftConfig
 from hft_ray.ledger import positions_equal
-from hft_ray.report import format_positions, journal_summary
+from hft_ray.report import journal_summary
 from hft_ray.risk.core import executions_from_journal
-from hft_ray.status import with_risk
+from hft_ray.status import risk_lines, with_risk
 from hft_ray.store import open_store
 from hft_ray.store.base import INTENT
 
@@ -98,20 +98,16 @@ def read_status(address: str | None, namespace: str) -> tuple[dict[str, Any], bo
 
 
 def format_status(s: dict[str, Any]) -> str:
-    """The risk actor's view of a running run, for a terminal."""
-    lines = [
-        f"risk {s['state']}" + (f" ({s['state_reason']})" if s["state_reason"] else ""),
-        f"  approved {s['approved']}  clipped {s['clipped']}  rejected "
-        f"{sum(s['rejected'].values())} {s['rejected'] or ''}".rstrip(),
-        f"  trades {s['trades']}  legs failed {s['legs_failed']}  unwinds {s['unwinds']}  "
-        f"in flight {s['in_flight']}",
-        f"  realized PnL {s['realized_pnl_quote']:+.4f}  fees {s['fees_quote']:.4f}  "
-        f"gross exposure {s['gross_exposure_quote']:.2f}",
-    ]
-    for name, b in s["breakers"].items():
-        lines.append(f"  breaker {name}: {b['forces']} ({b['detail']})")
-    lines += format_positions(s["positions"])
-    return "\n".join(lines)
+    """The risk actor's view of a running run (no status actor), for a terminal."""
+    counted = ("approved", "clipped", "rejected", "trades", "legs_failed", "unwinds")
+    counts = {k: s[k] for k in (*counted, "in_flight", "fills")}
+    counts["rejected_total"] = sum(s["rejected"].values())
+    pnl = {
+        "realized": s["realized_pnl_quote"],
+        "fees": s["fees_quote"],
+        "gross_exposure": s["gross_exposure_quote"],
+    }
+    return "\n".join(risk_lines(s, counts, pnl))
 
 
 def journal_report(config: HftConfig, run_dir: Path) -> dict[str, Any]:

@@ -572,20 +572,28 @@ def format_document(doc: dict[str, Any]) -> str:
     if not doc["risk_answered"]:
         lines.append("risk: did not answer")
         return "\n".join(lines)
-    c, pnl = doc["counts"], doc["pnl"]
-    lines += [
-        f"risk {doc['state']}" + (f" ({doc['state_reason']})" if doc["state_reason"] else ""),
-        f"  opportunities {c['opportunities']}  approved {c['approved']}  clipped "
-        f"{c['clipped']}  rejected {c['rejected_total']} {c['rejected'] or ''}".rstrip(),
+    lines += risk_lines(doc, doc["counts"], doc["pnl"])
+    return "\n".join(lines)
+
+
+def risk_lines(risk: dict[str, Any], c: dict[str, Any], pnl: dict[str, Any]) -> list[str]:
+    """Risk's part of a status, for a terminal: `risk` has state, state_reason, breakers and
+    positions; `c` the counts (opportunities optional); `pnl` realized, fees, gross_exposure
+    (quote optional)."""
+    opportunities = f"opportunities {c['opportunities']}  " if "opportunities" in c else ""
+    reason = f" ({risk['state_reason']})" if risk["state_reason"] else ""
+    lines = [
+        f"risk {risk['state']}{reason}",
+        f"  {opportunities}approved {c['approved']}  clipped {c['clipped']}  rejected "
+        f"{c['rejected_total']} {c['rejected'] or ''}".rstrip(),
         f"  trades {c['trades']}  legs failed {c['legs_failed']}  unwinds {c['unwinds']}  "
         f"in flight {c['in_flight']}  fills {c['fills']}",
-        f"  realized PnL {pnl['realized']:+.4f} {pnl['quote']}  fees {pnl['fees']:.4f}  "
-        f"gross exposure {pnl['gross_exposure']:.2f}",
+        f"  realized PnL {pnl['realized']:+.4f} {pnl.get('quote', '')}".rstrip()
+        + f"  fees {pnl['fees']:.4f}  gross exposure {pnl['gross_exposure']:.2f}",
     ]
-    for name, b in doc["breakers"].items():
+    for name, b in risk["breakers"].items():
         lines.append(f"  breaker {name}: {b['forces']} ({b['detail']})")
-    lines += format_positions(doc["positions"])
-    return "\n".join(lines)
+    return lines + format_positions(risk["positions"])
 
 
 def _age_text(age_ms: float | None, source: str, interval_s: float) -> str:

@@ -30,8 +30,11 @@ def test_packaged_default_loads_without_a_path() -> None:
 
 
 def test_repository_configs_all_validate() -> None:
-    for path in sorted(Path("configs").glob("*.yaml")):
-        load_config(path)
+    paths = sorted(Path("configs").glob("*.yaml"))
+    assert paths, "no configs found: run from the repository root"
+    for path in paths:
+        config = load_config(path)  # raises ConfigError naming the key if it does not
+        assert len(config.venues) >= 2 and config.symbols, path
 
 
 def test_unknown_key_is_named_with_its_path() -> None:

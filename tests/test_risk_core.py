@@ -257,6 +257,39 @@ def failed(opp_id: str, status: str = "rejected") -> ExecutionReport:
     )
 
 
+def journaled(opp_id: str, buy_px: float, sell_px: float, ts_ns: int = 0) -> list[dict]:
+    """What an executor journals for a trade whose two legs filled 0.01 BTC each."""
+    orders = [
+        {
+            "type": "order",
+            "opp_id": opp_id,
+            "client_id": f"{opp_id}{leg}",
+            "venue": venue,
+            "symbol": "BTC/USDT",
+            "side": side,
+            "status": "filled",
+            "amount": 0.01,
+            "filled": 0.01,
+            "avg_price": px,
+            "fee_quote": 0.9,
+            "reason": "",
+            "ts_exchange_ns": 0,
+            "ts_ns": ts_ns,
+        }
+        for leg, venue, side, px in (("B", "binance", "buy", buy_px), ("S", "okx", "sell", sell_px))
+    ]
+    execution = {
+        "type": "execution",
+        "opp_id": opp_id,
+        "symbol": "BTC/USDT",
+        "legs_failed": 0,
+        "legs_unknown": 0,
+        "unwound": False,
+        "ts_ns": ts_ns,
+    }
+    return [*orders, execution]
+
+
 def test_a_book_older_than_the_limit_is_rejected(
     make_config: Callable[..., HftConfig],
 ) -> None:
@@ -395,37 +428,7 @@ def test_state_round_trips_and_the_journal_fills_the_gap(
     before = core.snapshot()
 
     # The executor journaled o1's outcome after the state was saved.
-    journal = [
-        {
-            "type": "order",
-            "opp_id": "o1",
-            "client_id": f"o1{leg}",
-            "venue": venue,
-            "symbol": "BTC/USDT",
-            "side": side,
-            "status": "filled",
-            "amount": 0.01,
-            "filled": 0.01,
-            "avg_price": px,
-            "fee_quote": 0.9,
-            "reason": "",
-            "ts_exchange_ns": 0,
-        }
-        for leg, venue, side, px in (
-            ("S", "okx", "sell", 90_200.0),
-            ("B", "binance", "buy", 90_000.0),
-        )
-    ] + [
-        {
-            "type": "execution",
-            "opp_id": "o1",
-            "symbol": "BTC/USDT",
-            "legs_failed": 0,
-            "legs_unknown": 0,
-            "unwound": False,
-            "ts_ns": clock.time_ns(),
-        }
-    ]
+    journal = journaled("o1", 90_000.0, 90_200.0, clock.time_ns())
     config = make_config(risk={"max_drawdown_quote": 1.0})
     restarted = RiskCore(config, universe_of(config), simulated_markets(config), clock)
     restarted.store_ok = True
@@ -462,33 +465,7 @@ def test_a_restore_holds_journaled_intents_in_flight_and_books_their_outcome_by_
         }
 
     journal = [intent("r1", "arb"), intent("r2", "revert_open")]
-    journal += [
-        {**o, "type": "order", "opp_id": "r2", "fee_quote": 0.9, "ts_exchange_ns": 0}
-        for o in (
-            {"client_id": "r2B", "venue": "binance", "symbol": "BTC/USDT", "side": "buy"},
-            {"client_id": "r2S", "venue": "okx", "symbol": "BTC/USDT", "side": "sell"},
-        )
-        for o in [
-            {
-                **o,
-                "status": "filled",
-                "amount": 0.01,
-                "filled": 0.01,
-                "avg_price": 90_000.0,
-                "reason": "",
-            }
-        ]
-    ]
-    journal.append(
-        {
-            "type": "execution",
-            "opp_id": "r2",
-            "symbol": "BTC/USDT",
-            "legs_failed": 0,
-            "legs_unknown": 0,
-            "unwound": False,
-        }
-    )
+    journal += journaled("r2", 90_000.0, 90_000.0)
     core = RiskCore(config, universe_of(config), simulated_markets(config), clock)
     core.store_ok = True
     core.restore(None, journal)
@@ -536,41 +513,7 @@ def test_the_saved_state_forgets_trades_older_than_the_replay_window(
 ) -> None:
     core, clock = core_with(make_config)
     core.on_execution(trade("old", 90_000.0, 90_100.0))
-    journal = [  # what the executor journaled for it, at that time
-        {**r, "ts_ns": clock.time_ns()}
-        for r in (
-            {
-                "type": "order",
-                "opp_id": "old",
-                "client_id": f"old{leg}",
-                "venue": venue,
-                "symbol": "BTC/USDT",
-                "side": side,
-                "status": "filled",
-                "amount": 0.01,
-                "filled": 0.01,
-                "avg_price": px,
-                "fee_quote": 0.9,
-                "reason": "",
-                "ts_exchange_ns": 0,
-            }
-            for leg, venue, side, px in (
-                ("B", "binance", "buy", 90_000.0),
-                ("S", "okx", "sell", 90_100.0),
-            )
-        )
-    ]
-    journal.append(
-        {
-            "type": "execution",
-            "opp_id": "old",
-            "symbol": "BTC/USDT",
-            "legs_failed": 0,
-            "legs_unknown": 0,
-            "unwound": False,
-            "ts_ns": clock.time_ns(),
-        }
-    )
+    journal = journaled("old", 90_000.0, 90_100.0, clock.time_ns())  # at that time
     clock.advance(601 * 10**9)
     core.on_execution(trade("new", 90_000.0, 90_100.0))
     saved = core.state_record()
