@@ -217,8 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench",
         help="measure speed against a baseline measured in the same run",
-        description="Measure the feed path (decode, apply, checksum, checks) per core, beside "
-        "a baseline measured in the same run, and write the figures as JSON.",
+        description="Measure every section (kernel, feed, ...) beside the baseline it is "
+        "compared with in the same run, with the machine (cores, CPU model, load average), "
+        "and write the figures as JSON. Timings are minimums of several runs on a pinned core "
+        "where a section says so.",
     )
     bench.add_argument(
         "--out",
@@ -227,35 +229,49 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="where to write the JSON (default bench/bench.json)",
     )
+    size = bench.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick", action="store_true", help="smaller sizes: under three minutes on 2 cores"
+    )
+    size.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the smallest sizes, only to prove every section runs (figures mean nothing)",
+    )
     bench.add_argument(
-        "--updates",
-        type=_positive_int,
-        default=20_000,
-        metavar="N",
-        help="book updates per measurement (default 20000)",
+        "--only",
+        type=_sections,
+        metavar="S1,S2",
+        help=f"run only these sections ({', '.join(_bench_sections())})",
     )
     return parser
 
 
+def _bench_sections() -> list[str]:
+    from hft_ray.bench import SECTIONS
+
+    return list(SECTIONS)
+
+
+def _sections(text: str) -> list[str]:
+    wanted = [s.strip() for s in text.split(",") if s.strip()]
+    known = _bench_sections()
+    bad = [s for s in wanted if s not in known]
+    if not wanted or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected sections among {', '.join(known)} (got {text!r})"
+        )
+    return wanted
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from hft_ray.bench import run_bench
+    from hft_ray.bench.report import summary_lines
 
-    report = run_bench(args.out, args.updates)
-    feed = report["feed"]
-    print(
-        f"feed path: {feed['ours']['us_per_update']} us/update "
-        f"({feed['ours']['updates_per_s_per_core']}/s per core); baseline "
-        f"{feed['baseline_same_run']['us_per_update']} us/update, "
-        f"x{feed['speedup_vs_baseline']}; our checksum alone {feed['checksum_alone_us']} us, "
-        f"cryptofeed documents {feed['cryptofeed_documented_checksum_us']} us for its own"
-    )
-    same, full = report["detect"]["same_books"], report["detect"]["full_scan"]
-    print(
-        f"detect: kernel {same['kernel_ms']} ms vs reference {same['reference_ms']} ms on the "
-        f"same books, x{same['speedup_vs_reference']} (target x{same['target_speedup']}); "
-        f"full scan 1000x5 {full['kernel_ms']} ms with {full['crossed_pairs_share']:.2%} "
-        f"crossed (target < {full['target_ms']} ms)"
-    )
+    scale = "quick" if args.quick else "smoke" if args.smoke else "full"
+    report = run_bench(args.out, scale, args.only)
+    for line in summary_lines(report):
+        print(line)
     print(f"bench: {args.out}")
     return 0
 

@@ -4,9 +4,10 @@ is asserted: this machine is shared)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from hft_ray.bench import _naive, _ours, okx_stream
+from hft_ray.bench.feed import _naive, _ours, okx_stream
 from hft_ray.cli import main
 
 
@@ -16,26 +17,36 @@ def test_bench_stream_is_valid_for_both_implementations() -> None:
     assert _naive(snapshot, updates)() == 0
 
 
-def test_bench_writes_figures_and_baseline(tmp_path: Path) -> None:
+def test_bench_writes_figures_and_baselines(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    assert main(["bench", "--out", str(out), "--updates", "200"]) == 0
+    assert main(["bench", "--smoke", "--out", str(out), "--only", "kernel,feed"]) == 0
     report = json.loads(out.read_text())
+    assert report["scale"] == "smoke"
+    assert report["machine"]["cpus"] >= 1 and len(report["machine"]["load_average"]) == 3
     feed = report["feed"]
     assert feed["updates"] == 200
     assert feed["ours"]["us_per_update"] > 0 and feed["baseline_same_run"]["us_per_update"] > 0
     assert feed["cryptofeed_documented_checksum_us"] == [10.0, 100.0]
     assert feed["checksum_alone_us"] > 0
-    assert report["host"]["pinned_core"] in range(report["host"]["cpus"])
-    same, full = report["detect"]["same_books"], report["detect"]["full_scan"]
-    assert same["opportunities"] == 300 * 4  # the bench's market: 300 crossed symbols x 4 pairs
+    kernel = report["kernel"]
+    assert kernel["pinned_core"] in report["machine"]["allowed_cores"]
+    same, full = kernel["same_books"], kernel["full_scan"]
+    assert same["opportunities"] == 15 * 4  # the smoke market: 15 crossed symbols x 4 pairs
     assert same["kernel_ms"] > 0 and same["reference_ms"] > 0 and same["target_speedup"] == 100
     assert full["crossed_pairs_share"] == 0.008 and full["target_ms"] == 1.0
 
 
 def test_bench_leaves_the_callers_affinity_alone(tmp_path: Path) -> None:
-    import os
-
     two = set(sorted(os.sched_getaffinity(0))[:2]) | {max(os.sched_getaffinity(0))}
     os.sched_setaffinity(0, two)
-    main(["bench", "--out", str(tmp_path / "b.json"), "--updates", "50"])
+    main(["bench", "--smoke", "--out", str(tmp_path / "b.json"), "--only", "kernel"])
     assert os.sched_getaffinity(0) == two
+
+
+def test_an_unknown_section_is_one_line(capsys) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--only", "kernal"])
+    assert exc.value.code == 2
+    assert "expected sections among kernel, feed" in capsys.readouterr().err
