@@ -31,7 +31,9 @@ def test_bench_writes_figures_and_baselines(tmp_path: Path) -> None:
     kernel = report["kernel"]
     assert kernel["pinned_core"] in report["machine"]["allowed_cores"]
     same, full = kernel["same_books"], kernel["full_scan"]
-    assert same["opportunities"] == 15 * 4  # the smoke market: 15 crossed symbols x 4 pairs
+    # The smoke market: 15 crossed symbols; each of the 4 ordinary venues' rows finds (buy
+    # there, sell on the high venue), and the high venue's own row finds the same 4 again.
+    assert same["opportunities"] == 15 * 8
     assert same["kernel_ms"] > 0 and same["reference_ms"] > 0 and same["target_speedup"] == 100
     assert full["crossed_pairs_share"] == 0.008 and full["target_ms"] == 1.0
 
@@ -49,4 +51,4 @@ def test_an_unknown_section_is_one_line(capsys) -> None:  # type: ignore[no-unty
     with pytest.raises(SystemExit) as exc:
         main(["bench", "--only", "kernal"])
     assert exc.value.code == 2
-    assert "expected sections among kernel, feed" in capsys.readouterr().err
+    assert "expected sections among kernel, feed, memory (got 'kernal')" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from hft_ray.config import HftConfig
 from hft_ray.detect.core import DetectorCore
 from hft_ray.feed.core import FeedCore
 from hft_ray.markets import simulated_markets
-from hft_ray.types import BookSnapshot, Universe
+from hft_ray.types import BookSnapshot, Universe, book_update_dtype
 
 
 def rows_for(
@@ -118,3 +118,86 @@ def test_a_book_the_venue_stamped_long_ago_is_stale_though_just_received(
     old = clock.time_ns() - 700_000_000  # a feed catching up from a backlog
     core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock, ts=old))
     assert core.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock)) == []
+
+
+def test_every_update_of_a_batch_is_scanned_in_order(setup) -> None:  # type: ignore[no-untyped-def]
+    config, universe, clock, core = setup
+    core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock))
+    # okx jumps for one update and is back by the next, both in one batch: the jump is found,
+    # priced from the update that made it.
+    jump = rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock)
+    back = rows_for(config, universe, "okx", 90_000.0, 90_000.5, clock)
+    found = core.on_batch(np.concatenate([jump, back]))
+    assert [(universe.venues[o.buy_venue], universe.venues[o.sell_venue]) for o in found] == [
+        ("binance", "okx")
+    ]
+    assert found[0].sell_worst == 90_400.0 and found[0].buy_worst == 90_000.5
+    assert core.ask_px[0, universe.venue_id("okx"), 0] == 90_000.5  # the last update stays
+    assert (core.updates, core.rows_scanned, core.opportunities) == (3, 3, 1)
+
+
+def test_repeated_crosses_in_one_batch_count_against_the_cooldown(setup) -> None:  # type: ignore[no-untyped-def]
+    config, universe, clock, core = setup
+    core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock))
+    jump = rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock)
+    assert len(core.on_batch(np.concatenate([jump, jump, jump]))) == 1
+    assert core.suppressed == 2 and len(core.tick_to_detect_ns) == 4  # one sample a row
+
+
+def test_rows_scanned_counts_only_tradable_rows(setup) -> None:  # type: ignore[no-untyped-def]
+    config, universe, clock, core = setup
+    crossed = rows_for(config, universe, "binance", 90_001.0, 90_000.5, clock)  # invalid
+    stale = rows_for(config, universe, "okx", 90_000.0, 90_000.5, clock, ts=1)
+    good = rows_for(config, universe, "okx", 90_000.0, 90_000.5, clock)
+    core.on_batch(np.concatenate([crossed, stale, good]))
+    assert (core.updates, core.rows_scanned) == (3, 1)
+
+
+def test_in_a_replay_recorded_time_advances_row_by_row(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    from hft_ray.config import ReplayConfig
+
+    config = make_config(feed={"max_book_age_ms": 500})
+    config = config.model_copy(update={"replay": ReplayConfig(files=["x.jsonl"], fast=True)})
+    universe = Universe(tuple(config.venues), tuple(config.symbols))
+    clock = TestClock()
+    core = DetectorCore(config, universe, simulated_markets(config), clock, "rp")
+    batch = np.concatenate(
+        [
+            rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock, ts=1_000_000_000),
+            rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock, ts=1_200_000_000),
+            rows_for(config, universe, "okx", 90_000.0, 90_000.5, clock, ts=1_700_000_000),
+        ]
+    )
+    # When the okx jump was recorded, binance's book was 200 ms old: tradable. By the batch's
+    # last row it is 700 ms old, which does not undo what was seen at 1.2 s.
+    found = core.on_batch(batch)
+    assert len(found) == 1 and found[0].sell_ts_ns == 1_200_000_000
+    assert found[0].buy_ts_ns == 1_000_000_000
+
+
+def test_rows_of_another_shape_or_universe_are_refused(setup) -> None:  # type: ignore[no-untyped-def]
+    config, universe, clock, core = setup
+    row = rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock)
+    with pytest.raises(ValueError, match="not BookUpdate rows of depth 20"):
+        core.on_batch(np.zeros(1, book_update_dtype(5)))
+    foreign = np.concatenate([row, row])
+    foreign[1]["symbol"] = len(universe.symbols)
+    with pytest.raises(ValueError, match=r"row 1 names symbol 3 on venue 0, outside .* 3 symbols"):
+        core.on_batch(foreign)
+
+
+def test_a_batch_longer_than_the_output_buffer_loses_nothing(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    config = make_config(detector={"cooldown_ms": 0}, feed={"max_book_age_ms": 500})
+    universe = Universe(tuple(config.venues), tuple(config.symbols))
+    clock = TestClock()
+    core = DetectorCore(config, universe, simulated_markets(config), clock, "big")
+    core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock))
+    jump = rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock)
+    back = rows_for(config, universe, "okx", 90_000.0, 90_000.5, clock)
+    found = core.on_batch(np.concatenate([jump, back] * 3_000))  # 6,000 rows, several chunks
+    assert len(found) == 3_000 and core.rows_scanned == 6_001
+    assert len({o.opp_id for o in found}) == 3_000

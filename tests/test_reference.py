@@ -1,4 +1,4 @@
-"""The cross-venue quote, by hand: each edge case has a defined answer."""
+"""The cross-venue quote and the row scan, by hand: each edge case has a defined answer."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ import math
 
 import pytest
 
-from hft_ray.detect.reference import PairLimits, cross_venue_quote, floor_to_lots, profitable_size
+from hft_ray.detect.reference import (
+    BookRow,
+    Now,
+    PairLimits,
+    cross_venue_quote,
+    floor_to_lots,
+    fresh,
+    profitable_size,
+    scan_rows,
+)
 
 INF = math.inf
 
@@ -98,3 +107,44 @@ def test_floor_to_lots_has_no_binary_noise() -> None:
     assert floor_to_lots(0.66270000001, 0.0001, 0.00001) == 0.6627
     assert floor_to_lots(1.99999, 0.1, 0.01) == 1.9
     assert profitable_size([], [], 0, 0, 0) == (0.0, 0.0, 0.0)
+
+
+def book(s: int, v: int, bid: float, ask: float, ts: int = 0, mono: int = 0) -> BookRow:
+    return BookRow(s, v, True, ts, mono, [(bid, 1.0)], [(ask, 1.0)])
+
+
+def test_age_is_the_older_of_receipt_and_venue_stamp_or_recorded_time() -> None:
+    live = Now(mono_ns=1_000, wall_ns=5_000, recorded=False, file_ns=0)
+    assert fresh(book(0, 0, 1, 2, ts=4_500, mono=500), 500, live, 0)  # both exactly 500 old
+    assert not fresh(book(0, 0, 1, 2, ts=4_499, mono=500), 500, live, 0)  # stamped too early
+    assert not fresh(book(0, 0, 1, 2, ts=4_500, mono=499), 500, live, 0)  # received too early
+    assert not fresh(book(0, 0, 1, 2, ts=5_000, mono=1_000)._replace(valid=False), 500, live, 0)
+    assert not fresh(None, 500, live, 0)
+    replay = live._replace(recorded=True)  # the host's clocks no longer matter
+    assert fresh(book(0, 0, 1, 2, ts=4_500), 500, replay, 5_000)
+    assert not fresh(book(0, 0, 1, 2, ts=4_499), 500, replay, 5_000)
+
+
+def test_each_row_is_quoted_against_every_other_venue_both_ways_as_it_arrives() -> None:
+    free = limits(fee_buy=0.0, fee_sell=0.0)
+    lim = {(0, a, b): free for a in range(3) for b in range(3)}
+    now = Now(mono_ns=0, wall_ns=0, recorded=False, file_ns=0)
+    books = {(0, 0): book(0, 0, 99.0, 100.0), (0, 2): book(0, 2, 101.0, 102.0)}
+    rows = [book(0, 1, 103.0, 98.0)._replace(valid=False), book(0, 1, 100.5, 100.6)]
+    found, scanned = scan_rows(rows, books, lim, 3, 0.0, 10, now)
+    # the invalid row is skipped; the valid one buys on 0 (ask 100) to sell on 1 (100.5) and
+    # buys on 1 (100.6) to sell on 2 (101): venue 0 against 2 is not this row's to quote.
+    assert scanned == 1
+    assert [(f.buy, f.sell) for f in found] == [(0, 1), (1, 2)]
+    assert found[0].quote.profit_quote == pytest.approx(0.5)
+    assert books[(0, 1)] == rows[1]
+
+
+def test_in_recorded_time_each_row_is_judged_when_it_was_recorded() -> None:
+    free = limits(fee_buy=0.0, fee_sell=0.0)
+    lim = {(0, a, b): free for a in range(2) for b in range(2)}
+    now = Now(mono_ns=0, wall_ns=0, recorded=True, file_ns=0)
+    rows = [book(0, 0, 99.0, 100.0, ts=1_000), book(0, 1, 101.0, 102.0, ts=1_400)]
+    rows.append(book(0, 1, 101.0, 102.0, ts=1_600))  # now 600 past venue 0's book: stale
+    found, scanned = scan_rows(rows, {}, lim, 2, 0.0, 500, now)
+    assert [f.sell_ts_ns for f in found] == [1_400] and scanned == 3

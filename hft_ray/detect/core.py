@@ -1,13 +1,17 @@
 """DetectorCore: the latest book of every (symbol, venue) of a shard, and what crosses.
 
-A batch of BookUpdate rows is written into the book tensors at once; then one `scan` kernel
-call quotes every updated (symbol, venue) against every other venue's latest tradable book of
-that symbol, both directions (within a batch only each book's latest state is evaluated). A
-book is tradable while its last update passed the feed's checks and is younger than
-`max_book_age_ms`: measured from local receipt and from the venue's own stamp, whichever is
-older; in a replay, in recorded time, from the newest recorded timestamp seen. A (symbol,
-buy, sell) pair just emitted is held back for `cooldown_ms`, so one dislocation seen over
-several ticks is not sent to risk once per tick.
+Every row of a batch counts, in order (the `scan_rows` kernel): row i's book replaces its
+(symbol, venue) book, and, if tradable, is quoted against every other venue's tradable book
+of that symbol as it stands after rows 0..i, both directions; a batch holding several updates
+of one book evaluates each of them, not only the last. A book is tradable while its last
+update passed the feed's checks and is younger than `max_book_age_ms`: measured from local
+receipt and from the venue's own stamp, whichever is older, against one reading of the host's
+clocks per batch; in a replay, in recorded time: "now" is the newest recorded stamp seen so
+far, advanced by each row before that row is judged, so a batch replays as its rows were
+recorded. A (symbol, buy, sell) pair just emitted is held back for `cooldown_ms` (host
+monotonic time), so one dislocation seen over several updates is not sent to risk once per
+update. Spread reversion (statarb) is a signal on mids and runs once per batch, over the
+batch's distinct (symbol, venue).
 
 Sizes are capped by the order notional limit and by inventory: the quote balance on the buy
 venue and the base balance on the sell venue, from the config's starting balances (no
@@ -25,10 +29,10 @@ from hft_ray.config import HftConfig
 from hft_ray.detect import indicators as ind
 from hft_ray.detect import kernels, statarb
 from hft_ray.markets import Markets
-from hft_ray.types import BOOK_VALID, REVERT_CLOSE, REVERT_OPEN, Opportunity, Universe
+from hft_ray.types import REVERT_CLOSE, REVERT_OPEN, Opportunity, Universe, book_update_dtype
 
 _QUOTE_BALANCE, _BASE_BALANCE = 9, 10  # columns of a pair's limits row
-_MAX_FOUND = 4_096  # opportunities one batch can yield before the scan stops early
+_MAX_FOUND = 4_096  # quote rows of one kernel call: a batch is scanned in chunks that fit
 
 
 class DetectorCore:
@@ -54,6 +58,20 @@ class DetectorCore:
         self.valid = np.zeros((n_sym, n_ven), np.bool_)
         self.ts_exchange = np.zeros((n_sym, n_ven), np.int64)
         self.recv_mono = np.zeros((n_sym, n_ven), np.int64)
+        self._books = kernels.Books(
+            self.bid_px,
+            self.bid_qty,
+            self.ask_px,
+            self.ask_qty,
+            self.n_bids,
+            self.n_asks,
+            self.valid,
+            self.ts_exchange,
+            self.recv_mono,
+        )
+        self._row_dtype = book_update_dtype(depth)
+        # The most quotes one row can yield: each other venue, both ways.
+        self._chunk_rows = _MAX_FOUND // max(1, 2 * (n_ven - 1))
         self._max_age_ns = int(config.feed.max_book_age_ms * 1e6)
         # A replay runs faster or slower than it was recorded: books age in recorded time.
         self._recorded_time = config.replay is not None
@@ -72,10 +90,11 @@ class DetectorCore:
             self._sa_open = np.zeros((n_sym, n_ven, n_ven), np.int64)
             self._sa_out = np.zeros((_MAX_FOUND, 5))
             self._sa_size: dict[tuple[int, int, int], float] = {}
-        self._last_tradable = np.zeros((n_sym, n_ven), np.bool_)
-        self._out_pairs = np.zeros((_MAX_FOUND, 3), np.int64)
+        self._tradable = np.zeros((n_sym, n_ven), np.bool_)
+        self._out_ids = np.zeros((_MAX_FOUND, kernels.ID_COLS), np.int64)
         self._out_quotes = np.zeros((_MAX_FOUND, kernels.QUOTE_COLS))
         self.updates = 0
+        self.rows_scanned = 0  # rows evaluated while their book was tradable
         self.opportunities = 0
         self.suppressed = 0
         self.tick_to_detect_ns: list[int] = []
@@ -102,27 +121,32 @@ class DetectorCore:
         return limits
 
     def warm_up(self) -> None:
-        """Compile (or load from numba's cache) every kernel now, not on the first batch."""
-        none = np.zeros((0, 2), np.int64)
-        kernels.scan(
-            none,
-            self.bid_px,
-            self.bid_qty,
-            self.ask_px,
-            self.ask_qty,
-            self.n_bids,
-            self.n_asks,
-            self.valid,
-            self._limits,
-            0.0,
-            self._out_pairs,
-            self._out_quotes,
-        )
+        """Compile (or load from numba's cache) every kernel now, not on the first batch: the
+        row scan for one-row and longer batches (their columns are different array types),
+        on scratch books, so the detector's own are untouched."""
+        scratch = kernels.Books(*(np.zeros((1, *b.shape[1:]), b.dtype) for b in self._books))
+        limits = np.zeros((1, *self._limits.shape[1:]))
+        rows = np.zeros(2, self._row_dtype)
+        for n in (1, 2):
+            kernels.scan_rows(
+                *kernels.row_columns(rows[:n]),
+                *scratch,
+                limits,
+                0.0,
+                0,
+                0,
+                0,
+                False,
+                0,
+                self._out_ids,
+                self._out_quotes,
+            )
         kernels.walk(self.ask_px[0, 0], self.ask_qty[0, 0], 0, 0.0)
         kernels.floor_to_lots(1.0, 0.1, 0.01)
         if self._statarb is not None:
+            self._tradable_now(0, 0)
             statarb.statarb_scan(
-                none,
+                np.zeros((0, 2), np.int64),
                 np.ones(self.valid.shape),
                 self.valid,
                 self._sa_bufs,
@@ -151,59 +175,74 @@ class DetectorCore:
                 self._limits[s, :, v, _BASE_BALANCE] = max(0.0, base_bal)
 
     def on_batch(self, rows: np.ndarray) -> list[Opportunity]:
-        """Take a batch of BookUpdate rows; return what they made tradable."""
+        """Take a batch of BookUpdate rows; return what they made tradable, in row order."""
         if len(rows) == 0:
             return []
-        s, v = rows["symbol"].astype(np.int64), rows["venue"].astype(np.int64)
-        self.bid_px[s, v], self.bid_qty[s, v] = rows["bid_px"], rows["bid_qty"]
-        self.ask_px[s, v], self.ask_qty[s, v] = rows["ask_px"], rows["ask_qty"]
-        self.n_bids[s, v], self.n_asks[s, v] = rows["n_bids"], rows["n_asks"]
-        self.valid[s, v] = (rows["flags"] & BOOK_VALID) != 0
-        self.ts_exchange[s, v] = rows["ts_exchange_ns"]
-        self.recv_mono[s, v] = rows["ts_recv_mono_ns"]
+        if rows.dtype != self._row_dtype:
+            raise ValueError(
+                f"on_batch: rows of dtype {rows.dtype} are not BookUpdate rows of depth "
+                f"{self.bid_px.shape[2]} (feed.depth)"
+            )
+        now, wall = self._clock.monotonic_ns(), self._clock.time_ns()
+        opportunities = []
+        for start in range(0, len(rows), self._chunk_rows):
+            opportunities += self._scan(rows[start : start + self._chunk_rows], start, now, wall)
         self.updates += len(rows)
-        now = self._clock.monotonic_ns()
-        updated = np.unique(np.stack([s, v], axis=1), axis=0)
-        found = kernels.scan(
-            updated,
-            self.bid_px,
-            self.bid_qty,
-            self.ask_px,
-            self.ask_qty,
-            self.n_bids,
-            self.n_asks,
-            self._tradable_now(now, rows),
-            self._limits,
-            self._min_profit_bps,
-            self._out_pairs,
-            self._out_quotes,
-        )
-        opportunities = self._emit(found, now)
         if self._statarb is not None:
-            opportunities += self._revert(updated, now)
+            opportunities += self._revert(rows, now, wall)
         done = self._clock.monotonic_ns()
         self.tick_to_detect_ns.extend((done - rows["ts_recv_mono_ns"]).tolist())
         return opportunities
 
-    def _tradable_now(self, now: int, rows: np.ndarray) -> np.ndarray:
-        self._last_tradable = self._tradable(now, rows)
-        return self._last_tradable
-
-    def _tradable(self, now: int, rows: np.ndarray) -> np.ndarray:
+    def _scan(self, rows: np.ndarray, start: int, now: int, wall: int) -> list[Opportunity]:
+        """Write and quote a chunk of rows small enough that every quote fits the output."""
+        found, scanned = kernels.scan_rows(
+            *kernels.row_columns(rows),
+            *self._books,
+            self._limits,
+            self._min_profit_bps,
+            self._max_age_ns,
+            now,
+            wall,
+            self._recorded_time,
+            self._file_now,
+            self._out_ids,
+            self._out_quotes,
+        )
+        if found == kernels.ROW_OUTSIDE:
+            row = rows[scanned]
+            raise ValueError(
+                f"on_batch: row {start + scanned} names symbol {row['symbol']} on venue "
+                f"{row['venue']}, outside this detector's {self.valid.shape[0]} symbols x "
+                f"{self.valid.shape[1]} venues"
+            )
         if self._recorded_time:
             self._file_now = max(self._file_now, int(rows["ts_exchange_ns"].max()))
-            age = self._file_now - self.ts_exchange
-        else:
-            # The older of: since we received it, and since the venue stamped it (a feed
-            # catching up hands over books that are old though just received).
-            age = np.maximum(now - self.recv_mono, self._clock.time_ns() - self.ts_exchange)
-        return self.valid & (age <= self._max_age_ns)
+        self.rows_scanned += scanned
+        return self._emit(found, now)
 
-    def _revert(self, updated: np.ndarray, now: int) -> list[Opportunity]:
+    def _tradable_now(self, now: int, wall: int) -> np.ndarray:
+        """Which books are tradable at the end of the batch, by the scan's own rule."""
+        kernels.tradable_mask(
+            self.valid,
+            self.ts_exchange,
+            self.recv_mono,
+            self._max_age_ns,
+            now,
+            wall,
+            self._recorded_time,
+            self._file_now,
+            self._tradable,
+        )
+        return self._tradable
+
+    def _revert(self, rows: np.ndarray, now: int, wall: int) -> list[Opportunity]:
         """Spread-reversion signals of this batch, sized and priced on the current books."""
         sa = self._statarb
         assert sa is not None
-        tradable = self._last_tradable & (self.n_bids > 0) & (self.n_asks > 0)
+        books = np.stack([rows["symbol"], rows["venue"]], axis=1).astype(np.int64)
+        updated = np.unique(books, axis=0)
+        tradable = self._tradable_now(now, wall) & (self.n_bids > 0) & (self.n_asks > 0)
         mid = np.where(tradable, (self.bid_px[:, :, 0] + self.ask_px[:, :, 0]) / 2, 1.0)
         n = statarb.statarb_scan(
             updated,
@@ -292,7 +331,7 @@ class DetectorCore:
     def _emit(self, found: int, now: int) -> list[Opportunity]:
         out = []
         for k in range(found):
-            s, buy, sell = (int(x) for x in self._out_pairs[k])
+            s, buy, sell, buy_ts, sell_ts, tick = (int(x) for x in self._out_ids[k])
             if now - int(self._last_emit[s, buy, sell]) < self._cooldown_ns:
                 self.suppressed += 1
                 continue
@@ -312,9 +351,9 @@ class DetectorCore:
                     sell_avg=float(q[kernels.SELL_AVG]),
                     profit_quote=float(q[kernels.PROFIT]),
                     edge_bps=float(q[kernels.EDGE_BPS]),
-                    buy_ts_ns=int(self.ts_exchange[s, buy]),
-                    sell_ts_ns=int(self.ts_exchange[s, sell]),
-                    tick_mono_ns=int(max(self.recv_mono[s, buy], self.recv_mono[s, sell])),
+                    buy_ts_ns=buy_ts,
+                    sell_ts_ns=sell_ts,
+                    tick_mono_ns=tick,
                     detect_mono_ns=now,
                 )
             )

@@ -1,21 +1,26 @@
 """The cross-venue opportunity as numba kernels over flat arrays.
 
 Each function mirrors its namesake in `reference.py` operation for operation, so that the
-property tests can demand equal results, not merely close ones. `scan` runs the pair quote for
-every updated (symbol, venue) of a batch against every other tradable venue, both directions,
-writing results into preallocated output arrays and returning how many it wrote.
+property tests can demand equal results, not merely close ones. `scan_rows` takes a batch of
+BookUpdate rows one at a time, in order: it writes the row's book into the book tensors and
+quotes it against every other venue's current tradable book of its symbol, both directions,
+so that every update is evaluated, not only the last one of each book in a batch. Results go
+into preallocated output arrays; the kernel returns counts.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
+from hft_ray.types import BOOK_VALID
+
 _EPS = 1e-12
 
-#: Columns of a quote row and of `scan`'s output.
+#: Columns of a quote row (`quote_pair`'s, `scan_rows`' float output).
 SIZE, BUY_WORST, SELL_WORST, BUY_AVG, SELL_AVG, PROFIT, EDGE_BPS = range(7)
 QUOTE_COLS = 7
 
@@ -115,43 +120,151 @@ def quote_pair(
     return True
 
 
+#: Columns of `scan_rows`' integer output: the pair and the books it was quoted from.
+SYMBOL, BUY, SELL, BUY_TS, SELL_TS, TICK_MONO = range(6)
+ID_COLS = 6
+
+#: Status codes `scan_rows` returns instead of a count (nothing is written then).
+OUT_TOO_SMALL = -1  # the output holds fewer than 2 * (V - 1) rows per input row
+ROW_OUTSIDE = -2  # a row's symbol or venue is outside the book tensors
+
+
+class RowColumns(NamedTuple):
+    """The columns of a BookUpdate array that `scan_rows` reads, in its argument order."""
+
+    symbol: np.ndarray
+    venue: np.ndarray
+    flags: np.ndarray
+    n_bids: np.ndarray
+    n_asks: np.ndarray
+    ts_exchange_ns: np.ndarray
+    ts_recv_mono_ns: np.ndarray
+    bid_px: np.ndarray
+    bid_qty: np.ndarray
+    ask_px: np.ndarray
+    ask_qty: np.ndarray
+
+
+class Books(NamedTuple):
+    """A detector's books, in `scan_rows`' argument order: (S, V, D) levels, (S, V) the rest."""
+
+    bid_px: np.ndarray
+    bid_qty: np.ndarray
+    ask_px: np.ndarray
+    ask_qty: np.ndarray
+    n_bids: np.ndarray
+    n_asks: np.ndarray
+    valid: np.ndarray
+    ts_exchange: np.ndarray
+    recv_mono: np.ndarray
+
+
+def row_columns(rows: np.ndarray) -> RowColumns:
+    """The columns of a BookUpdate array as read-only views (no copy).
+
+    Read-only always, because batches that came through Ray's object store are: numba
+    compiles one specialisation per array type, and a new one on a live batch stalls it for
+    seconds. (A one-row batch's columns are contiguous, another type: `warm_up` covers both.)
+    """
+    view = rows.view()
+    view.flags.writeable = False  # once, not per column: its columns inherit it
+    return RowColumns(*(view[name] for name in RowColumns._fields))
+
+
 @njit(cache=True)
-def scan(
-    updated: np.ndarray,
+def fresh(
+    valid: np.ndarray,
+    ts_exchange: np.ndarray,
+    recv_mono: np.ndarray,
+    s: int,
+    v: int,
+    max_age_ns: int,
+    now_mono: int,
+    now_wall: int,
+    recorded: bool,
+    file_now: int,
+) -> bool:  # pragma: no cover - compiled
+    """Whether the (s, v) book is tradable: `reference.fresh`, on the book tensors."""
+    if not valid[s, v]:
+        return False
+    if recorded:
+        return file_now - ts_exchange[s, v] <= max_age_ns
+    age = max(now_mono - recv_mono[s, v], now_wall - ts_exchange[s, v])
+    return age <= max_age_ns
+
+
+@njit(cache=True)
+def scan_rows(
+    r_symbol: np.ndarray,
+    r_venue: np.ndarray,
+    r_flags: np.ndarray,
+    r_n_bids: np.ndarray,
+    r_n_asks: np.ndarray,
+    r_ts_exchange: np.ndarray,
+    r_recv_mono: np.ndarray,
+    r_bid_px: np.ndarray,
+    r_bid_qty: np.ndarray,
+    r_ask_px: np.ndarray,
+    r_ask_qty: np.ndarray,
     bid_px: np.ndarray,
     bid_qty: np.ndarray,
     ask_px: np.ndarray,
     ask_qty: np.ndarray,
     n_bids: np.ndarray,
     n_asks: np.ndarray,
-    tradable: np.ndarray,
+    valid: np.ndarray,
+    ts_exchange: np.ndarray,
+    recv_mono: np.ndarray,
     limits: np.ndarray,
     min_profit_bps: float,
-    out_pairs: np.ndarray,
+    max_age_ns: int,
+    now_mono: int,
+    now_wall: int,
+    recorded: bool,
+    file_now: int,
+    out_ids: np.ndarray,
     out_quotes: np.ndarray,
-) -> int:  # pragma: no cover - compiled
-    """Quote every updated (symbol, venue) against every other tradable venue, both ways.
+) -> tuple[int, int]:  # pragma: no cover - compiled
+    """Write each row's book into the tensors and quote it, in row order; (found, scanned).
 
-    `updated` is (k, 2) of distinct (symbol, venue); books are (S, V, D) and (S, V); a pair
-    whose two books both updated is quoted once, from the lower venue. `limits` is
-    (S, V, V, 11) for (symbol, buy venue, sell venue). Writes (symbol, buy, sell) rows to
-    `out_pairs` and quote rows to `out_quotes`; returns the count. A pair whose top of book
-    does not cross net of both fees is skipped before any depth is walked.
+    Rows are `RowColumns`; books are `Books`, (S, V, D) and (S, V); `limits` is
+    (S, V, V, 11) for (symbol, buy venue, sell venue). For row i: its book replaces the
+    (symbol, venue) book; if it is tradable, it is quoted against every other venue's current
+    tradable book of the symbol, buy here / sell there, then the reverse, writing ID_COLS rows
+    to `out_ids` and quote rows to `out_quotes`. Tradable: valid and at most `max_age_ns` old,
+    age being the older of since receipt (`now_mono`) and since the venue's stamp
+    (`now_wall`), or, if `recorded`, the newest recorded stamp so far (starting from
+    `file_now`, advanced by each row before it is judged) minus the book's stamp. Returns
+    the count of quotes and of rows that were tradable, or a status code (`OUT_TOO_SMALL`,
+    `ROW_OUTSIDE`) and the offending row before touching anything.
     """
-    found = 0
-    n_venues = tradable.shape[1]
-    marked = np.zeros(tradable.shape, np.bool_)
-    for k in range(updated.shape[0]):
-        marked[updated[k, 0], updated[k, 1]] = True
-    for k in range(updated.shape[0]):
-        s, v = updated[k, 0], updated[k, 1]
-        if not tradable[s, v]:
+    n_rows = r_symbol.shape[0]
+    n_sym, n_ven = valid.shape
+    if out_ids.shape[0] < n_rows * 2 * (n_ven - 1) or out_quotes.shape[0] < out_ids.shape[0]:
+        return OUT_TOO_SMALL, 0
+    for i in range(n_rows):
+        if not (0 <= r_symbol[i] < n_sym and 0 <= r_venue[i] < n_ven):
+            return ROW_OUTSIDE, i
+    depth = bid_px.shape[2]
+    found = scanned = 0
+    for i in range(n_rows):
+        s, v = r_symbol[i], r_venue[i]
+        for k in range(depth):
+            bid_px[s, v, k] = r_bid_px[i, k]
+            bid_qty[s, v, k] = r_bid_qty[i, k]
+            ask_px[s, v, k] = r_ask_px[i, k]
+            ask_qty[s, v, k] = r_ask_qty[i, k]
+        n_bids[s, v], n_asks[s, v] = r_n_bids[i], r_n_asks[i]
+        valid[s, v] = (r_flags[i] & BOOK_VALID) != 0
+        ts_exchange[s, v], recv_mono[s, v] = r_ts_exchange[i], r_recv_mono[i]
+        file_now = max(file_now, r_ts_exchange[i])
+        when = (max_age_ns, now_mono, now_wall, recorded, file_now)
+        if not fresh(valid, ts_exchange, recv_mono, s, v, *when):
             continue
-        for w in range(n_venues):
-            if w == v or not tradable[s, w]:
+        scanned += 1
+        for w in range(n_ven):
+            if w == v or not fresh(valid, ts_exchange, recv_mono, s, w, *when):
                 continue
-            if marked[s, w] and w < v:
-                continue  # both books updated: the pair was quoted from (s, w) already
             for direction in range(2):
                 a, b = (v, w) if direction == 0 else (w, v)
                 if n_asks[s, a] == 0 or n_bids[s, b] == 0:
@@ -163,8 +276,6 @@ def scan(
                     < min_profit_bps * 1e-4 * ask - _EPS
                 ):
                     continue  # the first unit does not pay: quote_pair would find nothing
-                if found >= out_pairs.shape[0]:
-                    return found
                 if quote_pair(
                     ask_px[s, a],
                     ask_qty[s, a],
@@ -176,8 +287,33 @@ def scan(
                     min_profit_bps,
                     out_quotes[found],
                 ):
-                    out_pairs[found, 0] = s
-                    out_pairs[found, 1] = a
-                    out_pairs[found, 2] = b
+                    out_ids[found, SYMBOL] = s
+                    out_ids[found, BUY] = a
+                    out_ids[found, SELL] = b
+                    out_ids[found, BUY_TS] = ts_exchange[s, a]
+                    out_ids[found, SELL_TS] = ts_exchange[s, b]
+                    out_ids[found, TICK_MONO] = max(recv_mono[s, a], recv_mono[s, b])
                     found += 1
-    return found
+    return found, scanned
+
+
+@njit(cache=True)
+def tradable_mask(
+    valid: np.ndarray,
+    ts_exchange: np.ndarray,
+    recv_mono: np.ndarray,
+    max_age_ns: int,
+    now_mono: int,
+    now_wall: int,
+    recorded: bool,
+    file_now: int,
+    out: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """Write into `out` (S, V) which books are tradable, by `scan_rows`' rule; return how many."""
+    when = (max_age_ns, now_mono, now_wall, recorded, file_now)
+    count = 0
+    for s in range(valid.shape[0]):
+        for v in range(valid.shape[1]):
+            out[s, v] = fresh(valid, ts_exchange, recv_mono, s, v, *when)
+            count += out[s, v]
+    return count

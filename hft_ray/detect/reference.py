@@ -6,6 +6,9 @@ level, adding size while the marginal net edge of the next unit,
 then capped (order notional at the worst ask, A's quote balance including its fee, B's base
 balance), rounded down to both markets' lots, and dropped if below either market's minimum
 amount or notional. Prices and profit are then those of walking exactly that size.
+
+`scan_rows` defines which pairs are quoted: every row of a batch, in order, against the books
+current when it arrives.
 """
 
 from __future__ import annotations
@@ -142,30 +145,81 @@ def cross_venue_quote(
     )
 
 
-def scan(
-    updated: list[tuple[int, int]],
-    books: dict[tuple[int, int], tuple[list[tuple[float, float]], list[tuple[float, float]]]],
-    tradable: set[tuple[int, int]],
+class BookRow(NamedTuple):
+    """One BookUpdate row, the reference's way: levels as (price, qty) lists, best first."""
+
+    symbol: int
+    venue: int
+    valid: bool
+    ts_exchange_ns: int
+    recv_mono_ns: int
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+
+
+class Found(NamedTuple):
+    """A quote of one (symbol, buy venue, sell venue) and the books it was computed from."""
+
+    symbol: int
+    buy: int
+    sell: int
+    buy_ts_ns: int
+    sell_ts_ns: int
+    tick_mono_ns: int
+    quote: PairQuote
+
+
+class Now(NamedTuple):
+    """When books are judged: the host's clocks, or (`recorded`) the recording's own time,
+    which starts at `file_ns` and advances to the newest stamp of each row as it is read."""
+
+    mono_ns: int
+    wall_ns: int
+    recorded: bool
+    file_ns: int
+
+
+def fresh(book: BookRow | None, max_age_ns: int, now: Now, file_now: int) -> bool:
+    """Tradable: valid and young enough. Live, the age is the older of since receipt and since
+    the venue stamped it (a feed catching up hands over books old though just received)."""
+    if book is None or not book.valid:
+        return False
+    if now.recorded:
+        return file_now - book.ts_exchange_ns <= max_age_ns
+    age = max(now.mono_ns - book.recv_mono_ns, now.wall_ns - book.ts_exchange_ns)
+    return age <= max_age_ns
+
+
+def scan_rows(
+    rows: list[BookRow],
+    books: dict[tuple[int, int], BookRow],
     limits: dict[tuple[int, int, int], PairLimits],
     n_venues: int,
     min_profit_bps: float,
-) -> list[tuple[int, int, int, PairQuote]]:
-    """Every opportunity between each updated (symbol, venue) and the other tradable venues of
-    its symbol, both directions, each pair once, in the kernel's order: (symbol, buy, sell,
-    quote)."""
+    max_age_ns: int,
+    now: Now,
+) -> tuple[list[Found], int]:
+    """Every row in order: it becomes its (symbol, venue)'s book in `books`; if tradable, it
+    is quoted against every other venue's current tradable book of its symbol, buy on the row's
+    venue first, then sell on it. Returns the quotes in that order and how many rows were
+    tradable."""
     out = []
-    marked = set(updated)
-    for s, v in updated:
-        if (s, v) not in tradable:
+    scanned = 0
+    file_now = now.file_ns
+    for row in rows:
+        s, v = row.symbol, row.venue
+        books[(s, v)] = row
+        file_now = max(file_now, row.ts_exchange_ns)
+        if not fresh(row, max_age_ns, now, file_now):
             continue
+        scanned += 1
         for w in range(n_venues):
-            if w == v or (s, w) not in tradable:
+            if w == v or not fresh(books.get((s, w)), max_age_ns, now, file_now):
                 continue
-            if (s, w) in marked and w < v:
-                continue  # both books updated: the pair was quoted from (s, w) already
             for a, b in ((v, w), (w, v)):
-                asks, bids = books[(s, a)][1], books[(s, b)][0]
-                q = cross_venue_quote(asks, bids, limits[(s, a, b)], min_profit_bps)
+                buy, sell = books[(s, a)], books[(s, b)]
+                q = cross_venue_quote(buy.asks, sell.bids, limits[(s, a, b)], min_profit_bps)
                 if q is not None:
-                    out.append((s, a, b, q))
-    return out
+                    tick = max(buy.recv_mono_ns, sell.recv_mono_ns)
+                    out.append(Found(s, a, b, buy.ts_exchange_ns, sell.ts_exchange_ns, tick, q))
+    return out, scanned

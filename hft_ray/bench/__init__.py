@@ -1,0 +1,42 @@
+"""`hft-ray bench`: measured speed, every figure beside the baseline it is compared with in
+the same run, with the machine it ran on.
+
+Sections (each a module here): `kernel` (detection kernel against its pure-Python reference),
+`feed` (the feed path on exchange messages), `memory` (RSS and PSS of a whole run, beside a
+bare Ray). Each returns a JSON-able dict; `run_bench` writes them together. Sections are
+imported when they run: the command line lists them without loading numba or Ray.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hft_ray.bench.common import SCALES, machine
+
+#: Section name -> the function that measures it (module, function).
+SECTIONS: dict[str, tuple[str, str]] = {
+    "kernel": ("hft_ray.bench.kernel", "bench_kernel"),
+    "feed": ("hft_ray.bench.feed", "bench_feed"),
+    "memory": ("hft_ray.bench.memory", "bench_memory"),
+}
+
+
+def run_bench(out: Path, scale: str = "full", only: list[str] | None = None) -> dict[str, Any]:
+    """Run the sections (all, or `only`) at `scale` and write the JSON to `out`."""
+    size = SCALES[scale]
+    report: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "scale": scale,
+        "machine": machine(),
+    }
+    for name, (module, function) in SECTIONS.items():
+        if only is None or name in only:
+            report[name] = getattr(importlib.import_module(module), function)(size)
+    report["machine_after"] = machine()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    return report
