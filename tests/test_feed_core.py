@@ -1,14 +1,20 @@
-"""Feed batching: by rows, by age, per detector shard; broken books travel flagged invalid."""
+"""The feed core: rows checked and counted, broken books flagged not dropped, batches by rows,
+by age and per detector shard, growing rather than losing rows."""
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Callable
 
-from hft_ray.config import FeedConfig
+import numpy as np
+import pytest
+
+from hft_ray.config import FeedConfig, HftConfig
 from hft_ray.feed.core import FeedCore
-from hft_ray.types import BOOK_VALID, BookSnapshot, Universe
+from hft_ray.types import BOOK_VALID, BookInvalid, BookSnapshot, Universe, book_update_dtype
+from hft_ray.venues.sim import sim_exchange_from_config
 
 UNIVERSE = Universe(("binance", "okx"), ("BTC/USDT", "ETH/USDT", "SOL/USDT"))
+T0 = 1_700_000_000_000_000_000
 
 
 def book(
@@ -17,6 +23,10 @@ def book(
     bids = np.array([[bid - i, 1.0 + i] for i in range(n)])
     asks = np.array([[ask + i, 2.0 + i] for i in range(n)])
     return BookSnapshot(symbol, 7, 123, bids, asks)
+
+
+def valid(rows: np.ndarray) -> list[bool]:
+    return [bool(f & BOOK_VALID) for f in rows["flags"]]
 
 
 def test_rows_carry_the_book_and_pad_unused_levels() -> None:
@@ -35,6 +45,13 @@ def test_rows_carry_the_book_and_pad_unused_levels() -> None:
     assert list(row["ask_qty"][:3]) == [2.0, 3.0, 4.0]
 
 
+def test_a_deeper_book_is_cut_to_the_feed_depth() -> None:
+    core = FeedCore(UNIVERSE, "okx", FeedConfig(depth=2), 1)
+    (row,) = core.rows_from_events([book(n=5)], 0, 0)
+    assert (row["n_bids"], row["n_asks"]) == (2, 2)
+    assert list(row["bid_px"]) == [100.0, 99.0] and list(row["ask_px"]) == [100.1, 101.1]
+
+
 def test_batch_leaves_when_full_or_old() -> None:
     core = FeedCore(UNIVERSE, "okx", FeedConfig(batch_max_rows=3, batch_max_us=1_000), 1)
     ms = 1_000_000
@@ -50,11 +67,13 @@ def test_batch_leaves_when_full_or_old() -> None:
 
 def test_rows_go_to_the_shard_that_owns_the_symbol() -> None:
     core = FeedCore(UNIVERSE, "binance", FeedConfig(batch_max_rows=10), 3)
-    for symbol in UNIVERSE.symbols:
-        core.on_event(book(symbol), 0, 0)
+    core.add(core.rows_from_events([book(s) for s in UNIVERSE.symbols * 2], 0, 0))
+    taken = 0
     for shard in core.pending():
         rows = core.take(shard)
+        taken += len(rows)
         assert all(UNIVERSE.shard_of(int(r["symbol"]), 3) == shard for r in rows)
+    assert taken == 6
 
 
 def test_crossed_or_broken_books_are_flagged_not_dropped() -> None:
@@ -65,16 +84,90 @@ def test_crossed_or_broken_books_are_flagged_not_dropped() -> None:
     core.on_event(broken, 0, 0)
     core.on_event(book("DOGE/USDT"), 0, 0)
     rows = core.take(0)
-    assert [bool(r["flags"] & BOOK_VALID) for r in rows] == [False, False]
+    assert valid(rows) == [False, False]
     assert core.invalid == {"crossed": 1, "non_positive_or_nan_level": 1}
-    assert core.unknown_symbols == 1
+    assert core.unknown_symbols == 1 and core.updates == 2
 
 
-def test_a_burst_longer_than_a_batch_leaves_in_full_batches() -> None:
+def test_an_invalidation_travels_as_an_invalid_row_and_is_not_an_update() -> None:
+    core = FeedCore(UNIVERSE, "okx", FeedConfig(depth=3), 1)
+    rows = core.rows_from_events(
+        [book("ETH/USDT"), BookInvalid("ETH/USDT", "sequence_gap"), book("SOL/USDT")], 50, 60
+    )
+    assert valid(rows) == [True, False, True]
+    gap = rows[1]
+    assert (gap["symbol"], gap["seq"], gap["n_bids"], gap["n_asks"]) == (1, 0, 0, 0)
+    assert gap["ts_exchange_ns"] == 50 and gap["ts_recv_mono_ns"] == 60
+    assert np.isnan(gap["bid_px"]).all()
+    assert core.invalid == {"sequence_gap": 1} and core.updates == 2
+
+
+def test_a_burst_leaves_as_one_batch_however_large() -> None:
     core = FeedCore(UNIVERSE, "okx", FeedConfig(batch_max_rows=32), 1)
     burst = [book(UNIVERSE.symbols[i % 3], bid=100.0 + i * 0.01) for i in range(100)]
-    batches = core.ingest(burst, 0, 0)
-    assert [len(rows) for _, rows in batches] == [32, 32, 32]
-    assert len(core.take(0)) == 4
-    sent = np.concatenate([rows["bid_px"][:, 0] for _, rows in batches])
-    assert list(sent) == [100.0 + i * 0.01 for i in range(96)]
+    assert core.add(core.rows_from_events(burst[:20], 0, 0)) == []
+    assert core.add(core.rows_from_events(burst[20:], 0, 0)) == [0]
+    sent = core.take(0)
+    assert list(sent["bid_px"][:, 0]) == [100.0 + i * 0.01 for i in range(100)]
+    assert core.pending() == []
+    assert [len(rows) for _, rows in core.ingest(burst, 0, 0)] == [100]  # events in, batch out
+
+
+def sim_rows(config: HftConfig, venue: str, steps: int) -> list[np.ndarray]:
+    ex = sim_exchange_from_config(config, venue)
+    return [ex.step_rows(T0 + i) for i in range(steps)]
+
+
+def test_check_rows_stamps_flags_and_counts_a_venue_array(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    config = make_config()
+    universe = Universe(tuple(config.venues), tuple(config.symbols))
+    core = FeedCore(universe, "okx", config.feed, 1)
+    rows = sim_rows(config, "okx", 2)[1]
+    rows["ask_qty"][2, 5] = -1.0
+    assert core.check_rows(rows, 11, 22) is rows
+    assert valid(rows) == [True, True, False]
+    assert (rows["ts_recv_ns"] == 11).all() and (rows["ts_recv_mono_ns"] == 22).all()
+    assert core.updates == 3 and core.invalid == {"non_positive_or_nan_level": 1}
+
+
+def test_check_rows_decides_as_the_event_path_on_the_same_books(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    """One array of many steps, checked at once, gets the flags the same books get one event
+    at a time: the jump filter runs per symbol in row order either way."""
+    config = make_config(sim={"dislocations_per_min": 600}, feed={"max_jump_z": 4})
+    universe = Universe(tuple(config.venues), tuple(config.symbols))
+    a, b = (sim_exchange_from_config(config, "gateio") for _ in range(2))
+    rows = np.concatenate([a.step_rows(T0 + i) for i in range(400)])
+    events = [book for i in range(400) for book in b.step(T0 + i)]
+    batched = FeedCore(universe, "gateio", config.feed, 1)
+    one_by_one = FeedCore(universe, "gateio", config.feed, 1)
+    batched.check_rows(rows, 0, 0)
+    flags = [one_by_one.rows_from_events([e], 0, 0)["flags"][0] for e in events]
+    assert rows["flags"].tolist() == flags
+    assert batched.invalid == one_by_one.invalid and batched.invalid["price_jump"] > 5
+    assert batched.updates == one_by_one.updates == 1_200
+
+
+def test_rows_the_kernels_cannot_read_are_refused(make_config: Callable[..., HftConfig]) -> None:
+    config = make_config()
+    universe = Universe(tuple(config.venues), tuple(config.symbols))
+    core = FeedCore(universe, "okx", config.feed, 1)
+    good = sim_rows(config, "okx", 1)[0]
+    for method in (core.add, lambda rows: core.check_rows(rows, 0, 0)):
+        with pytest.raises(ValueError, match=r"book_update_dtype\(20\)"):
+            method(np.zeros(3, book_update_dtype(5)))
+    with pytest.raises(ValueError, match="venue ids"):
+        core.check_rows(sim_rows(config, "binance", 1)[0], 0, 0)
+    bad = good.copy()
+    bad["symbol"][0] = 3
+    with pytest.raises(ValueError, match=r"symbol ids outside 0\.\.2"):
+        core.check_rows(bad, 0, 0)
+    bad = good.copy()
+    bad["n_asks"][1] = 21
+    with pytest.raises(ValueError, match=r"n_asks outside 0\.\.20"):
+        core.check_rows(bad, 0, 0)
+    assert core.updates == 0
+    assert len(core.check_rows(np.zeros(0, book_update_dtype(20)), 0, 0)) == 0

@@ -1,8 +1,11 @@
-"""The simulated venue: seeded books, and an IOC matching engine that keeps balances honest."""
+"""The simulated venue: seeded books handed out as rows, an IOC matching engine that keeps
+balances honest, and the actor's bounded backlog that counts what a slow reader loses."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,7 +14,16 @@ from hypothesis import strategies as st
 
 from hft_ray.book import check_levels
 from hft_ray.config import HftConfig
-from hft_ray.venues.sim import SimExchange, sim_exchange_from_config
+from hft_ray.feed.core import FeedCore
+from hft_ray.types import Universe, book_update_dtype
+from hft_ray.venues.sim import (
+    Backlog,
+    SimExchange,
+    SimRowSource,
+    SimVenueActor,
+    TickGrid,
+    sim_exchange_from_config,
+)
 
 T0 = 1_700_000_000_000_000_000
 
@@ -206,3 +218,240 @@ def sim_config() -> HftConfig:
             },
         )
     )
+
+
+def test_rows_are_the_books_of_the_step_in_id_order(make_config: Callable[..., HftConfig]) -> None:
+    config = make_config(feed={"depth": 6})
+    rows_ex, books_ex = (sim_exchange_from_config(config, "okx") for _ in range(2))
+    for i in range(30):
+        rows, books = rows_ex.step_rows(T0 + i), books_ex.step(T0 + i)
+    assert rows.dtype == book_update_dtype(6) and len(rows) == 3
+    assert rows["symbol"].tolist() == [0, 1, 2] and (rows["venue"] == 1).all()
+    assert (rows["seq"] == 30).all() and (rows["ts_exchange_ns"] == T0 + 29).all()
+    assert not rows["flags"].any() and not rows["ts_recv_ns"].any()
+    assert not rows["ts_recv_mono_ns"].any()
+    for row, book in zip(rows, books, strict=True):
+        assert book.symbol == config.symbols[row["symbol"]] and len(book.bids) == 20
+        assert (row["n_bids"], row["n_asks"]) == (6, 6)
+        assert row["bid_px"].tolist() == book.bids[:6, 0].tolist()
+        assert row["bid_qty"].tolist() == book.bids[:6, 1].tolist()
+        assert row["ask_px"].tolist() == book.asks[:6, 0].tolist()
+        assert row["ask_qty"].tolist() == book.asks[:6, 1].tolist()
+    kept = rows.copy()
+    rows_ex.step_rows(T0 + 30)
+    assert rows.tobytes() == kept.tobytes()  # each step hands out a fresh array
+
+
+def test_a_shard_yields_exactly_the_books_of_the_whole_venue(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    config = make_config()
+    whole = sim_exchange_from_config(config, "gateio")
+    shard = sim_exchange_from_config(config, "gateio", only=["SOL/USDT", "BTC/USDT"])
+    assert shard.symbols == ["BTC/USDT", "SOL/USDT"]
+    for i in range(300):
+        everything, mine = whole.step_rows(T0 + i), shard.step_rows(T0 + i)
+    assert mine["symbol"].tolist() == [0, 2]
+    for field in ("n_bids", "n_asks", "bid_px", "bid_qty", "ask_px", "ask_qty", "seq"):
+        assert np.array_equal(mine[field], everything[field][[0, 2]]), field
+    cid = "x1"
+    assert shard.submit(cid, "ETH/USDT", "buy", 0.01, 3000.0, T0).reason == "unknown_symbol"
+    with pytest.raises(KeyError, match="ETH/USDT is not built by venue gateio"):
+        shard.book("ETH/USDT")
+
+
+def test_venues_publish_at_their_own_phase_of_the_tick(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    config = make_config(sim={"tick_ms": 30})
+    phases = [sim_exchange_from_config(config, v).phase_s for v in config.venues]
+    assert phases == pytest.approx([0.0, 0.01, 0.02])
+
+
+def test_bad_construction_is_refused_by_name(make_config: Callable[..., HftConfig]) -> None:
+    config = make_config()
+    with pytest.raises(ValueError, match="only: DOGE/USDT not among the venue's symbols"):
+        sim_exchange_from_config(config, "okx", only=["DOGE/USDT"])
+    ex = sim_exchange_from_config(config, "okx")
+    args: dict[str, Any] = {
+        "name": "okx",
+        "venue_index": 1,
+        "venue_count": 3,
+        "specs": {s: config.market_spec("okx", s) for s in config.symbols},
+        "venue": config.venues["okx"],
+        "market": config.sim,
+        "seed": 7,
+        "depth": 20,
+    }
+    assert SimExchange(**args).phase_s == ex.phase_s
+    with pytest.raises(ValueError, match=r"depth 21 must be from 1 to sim\.book_depth 20"):
+        SimExchange(**{**args, "depth": 21})
+    with pytest.raises(ValueError, match="venue_index 3 is not below venue_count 3"):
+        SimExchange(**{**args, "venue_index": 3})
+    market = config.sim.model_copy(update={"initial_prices": {"BTC/USDT": 1.0}})
+    with pytest.raises(ValueError, match="no price for ETH/USDT, SOL/USDT"):
+        SimExchange(**{**args, "market": market})
+
+
+def test_a_replayed_book_is_matched_to_the_venue_depth(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    from hft_ray.types import BookSnapshot
+
+    config = make_config(sim={"book_depth": 4}, feed={"depth": 4})
+    ex = sim_exchange_from_config(config, "binance")
+    bids = np.array([[100.0 - i, 1.0] for i in range(6)])
+    ex.install(BookSnapshot("ETH/USDT", 1, T0, bids, np.empty((0, 2))))
+    got_bids, got_asks = ex.book("ETH/USDT")
+    assert got_bids.tolist() == bids[:4].tolist() and got_asks.shape == (0, 2)
+    r = ex.submit("s1", "ETH/USDT", "sell", 5.5, 95.0, T0)  # 6 recorded levels reach 95
+    assert (r.status, r.filled) == ("partial", 4.0)  # the venue matches its 4
+    r = ex.submit("b1", "ETH/USDT", "buy", 0.5, 4000.0, T0)
+    assert (r.status, r.filled) == ("expired", 0.0)  # no asks to take
+
+
+def batch(n: int, start: int = 0) -> np.ndarray:
+    rows = np.zeros(n, book_update_dtype(1))
+    rows["seq"] = np.arange(start, start + n)
+    return rows
+
+
+def test_backlog_serves_every_row_since_a_cursor_and_counts_what_it_dropped() -> None:
+    async def scenario() -> None:
+        log: Backlog[np.ndarray] = Backlog(max_items=10)
+        for step in range(3):
+            log.push(batch(3, 3 * step))
+        seq, steps, lost = await log.since(0, 0.0)
+        assert (seq, lost) == (9, 0)
+        assert np.concatenate(steps)["seq"].tolist() == list(range(9))
+        log.push(batch(3, 9))  # 12 rows: the oldest step goes
+        seq, steps, lost = await log.since(0, 0.0)
+        assert (seq, lost) == (12, 3)
+        assert np.concatenate(steps)["seq"].tolist() == list(range(3, 12))
+        seq, steps, lost = await log.since(6, 0.0)  # a reader who kept up loses nothing
+        assert (seq, lost) == (12, 0) and np.concatenate(steps)["seq"].tolist() == [
+            6,
+            7,
+            8,
+            9,
+            10,
+            11,
+        ]
+        log.push(batch(25, 12))  # one step above the bound is still served whole
+        seq, steps, lost = await log.since(9, 0.0)
+        assert (seq, lost, len(steps), len(steps[0])) == (37, 3, 1, 25)
+        with pytest.raises(ValueError, match=r"cursor 38 is outside the published 0\.\.37"):
+            await log.since(38, 0.0)
+
+    asyncio.run(scenario())
+
+
+def test_backlog_waits_for_the_next_step_or_times_out() -> None:
+    async def scenario() -> None:
+        log: Backlog[np.ndarray] = Backlog(max_items=100)
+        assert await log.since(0, 0.01) == (0, [], 0)
+        waiter = asyncio.ensure_future(log.since(0, 5.0))
+        await asyncio.sleep(0)
+        log.push(batch(2))
+        seq, steps, lost = await waiter
+        assert (seq, lost, len(steps[0])) == (2, 0, 2)
+
+    asyncio.run(scenario())
+
+
+class FakeVenueActor:
+    """The two methods of a `SimVenueActor` a row source calls, over a real Backlog, with
+    `.remote` returning an awaitable as a Ray actor handle does, and arrays read-only."""
+
+    def __init__(self, log: Backlog[np.ndarray]) -> None:
+        self.log = log
+
+        class Method:
+            def __init__(self, fn: Callable[..., Any]) -> None:
+                self.remote = fn
+
+        self.poll = Method(self._poll)
+        self.last_seq = Method(self._last_seq)
+
+    async def _poll(self, after: int, timeout_s: float) -> tuple[int, np.ndarray, int]:
+        seq, steps, lost = await self.log.since(after, timeout_s)
+        rows = np.concatenate(steps) if steps else batch(0)
+        rows.flags.writeable = False  # as Ray hands out a large array from its object store
+        return seq, rows, lost
+
+    async def _last_seq(self) -> int:
+        return self.log.last_seq
+
+
+def test_row_source_takes_everything_since_its_last_call_and_counts_conflation() -> None:
+    async def scenario() -> None:
+        log: Backlog[np.ndarray] = Backlog(max_items=6)
+        log.push(batch(3, 0))
+        late = SimRowSource(FakeVenueActor(log), from_now=False)
+        fresh = SimRowSource(FakeVenueActor(log))
+        await late.start()
+        await fresh.start()
+        log.push(batch(3, 3))
+        assert (await fresh.next_rows(0.0))["seq"].tolist() == [3, 4, 5]
+        log.push(batch(3, 6))
+        log.push(batch(3, 9))  # the bound drops the oldest two steps
+        assert (await fresh.next_rows(0.0))["seq"].tolist() == list(range(6, 12))
+        assert fresh.conflated == 0  # it kept up
+        rows = await late.next_rows(0.0)
+        assert rows["seq"].tolist() == list(range(6, 12)) and rows.flags.writeable
+        assert late.conflated == 6
+        assert len(await late.next_rows(0.01)) == 0 and late.conflated == 6
+
+    asyncio.run(scenario())
+
+
+def test_tick_grid_never_drifts_skips_missed_ticks_and_never_repeats() -> None:
+    grid = TickGrid(tick_s=0.025, phase_s=0.010)
+    assert grid.wait_s(100.000) == pytest.approx(0.010)  # tick 4000 at 100.010
+    assert grid.wait_s(100.0101) == pytest.approx(0.0249)  # published late: the grid holds
+    assert grid.wait_s(100.0349) == pytest.approx(0.0251)  # woke early: not tick 4001 again
+    assert grid.wait_s(100.200) == pytest.approx(0.010)  # ran late: missed ticks are skipped
+    with pytest.raises(ValueError, match="tick_s must be positive"):
+        TickGrid(0.0, 0.0)
+
+
+@pytest.fixture(scope="module")
+def one_cpu_ray() -> Iterator[None]:
+    """A one-CPU local Ray for this module, or the session's if it is already up."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.ray
+def test_venue_actor_publishes_every_step_to_a_row_source(
+    one_cpu_ray: None, make_config: Callable[..., HftConfig]
+) -> None:
+    config = make_config(sim={"tick_ms": 10})
+    actor = SimVenueActor.remote(config, "okx")  # type: ignore[attr-defined]
+    feed = FeedCore(Universe(tuple(config.venues), tuple(config.symbols)), "okx", config.feed, 1)
+
+    async def scenario() -> list[np.ndarray]:
+        assert await actor.start.remote() == "okx"
+        source = SimRowSource(actor)
+        await source.start()
+        got = []
+        while sum(len(r) for r in got) < 60:
+            rows = await source.next_rows(1.0)
+            feed.check_rows(rows, 1, 2)  # in place: a source hands out writable rows
+            got.append(rows)
+        await actor.stop.remote()
+        assert source.conflated == 0
+        return got
+
+    rows = np.concatenate(asyncio.run(scenario()))
+    assert (rows["venue"] == 1).all() and rows.dtype == book_update_dtype(20)
+    steps = rows["seq"].reshape(-1, 3)
+    assert (steps == steps[:, :1]).all() and (rows["symbol"].reshape(-1, 3) == [0, 1, 2]).all()
+    assert (np.diff(steps[:, 0]) == 1).all()  # every step, none lost or repeated
+    assert feed.updates == len(rows) and (rows["ts_recv_mono_ns"] == 2).all()

@@ -1,7 +1,11 @@
-"""Normalise venue books into BookUpdate rows, check them, and cut them into batches.
+"""Check venue books as BookUpdate rows, count them, and cut them into batches.
 
-Rows for each detector shard accumulate in a preallocated buffer and leave as one numpy array
-when the shard holds `batch_max_rows` rows or its oldest row is `batch_max_us` old.
+Rows come from a simulated venue ready-made (`check_rows`) or from venue events
+(`rows_from_events`, which checks them too); the checks run in the numba kernels of
+`feed.checks` over the whole array, so a message of thousands of rows costs one call. Rows for
+each detector shard accumulate in a buffer that grows as needed (no row is ever dropped here)
+and leave as one numpy array when the shard holds `batch_max_rows` rows or its oldest row is
+`batch_max_us` old.
 """
 
 from __future__ import annotations
@@ -10,104 +14,203 @@ from collections import Counter
 
 import numpy as np
 
-from hft_ray.book import PRICE_JUMP, JumpFilter, check_levels
 from hft_ray.config import FeedConfig
+from hft_ray.feed.checks import (
+    JUMP_MIN_SAMPLES,
+    STATUS,
+    JumpState,
+    jump_status,
+    level_status,
+)
 from hft_ray.types import (
     BOOK_VALID,
     BookEvent,
     BookInvalid,
-    BookSnapshot,
     Universe,
     book_update_dtype,
 )
+
+_LEVELS = ("bid_px", "bid_qty", "ask_px", "ask_qty")
+_META = ("symbol", "seq", "ts_exchange_ns", "n_bids", "n_asks")
 
 
 class FeedCore:
     def __init__(
         self, universe: Universe, venue: str, config: FeedConfig, detector_count: int
     ) -> None:
-        self._universe = universe
         self._venue_id = universe.venue_id(venue)
+        self._symbol_ids = {s: i for i, s in enumerate(universe.symbols)}
         self._depth = config.depth
+        self._dtype = book_update_dtype(config.depth)
         self._max_rows = config.batch_max_rows
         self._max_age_ns = int(config.batch_max_us * 1_000)
-        self._shard = [universe.shard_of(s, detector_count) for s in range(len(universe.symbols))]
-        dtype = book_update_dtype(config.depth)
-        self._buffers = [np.zeros(self._max_rows, dtype) for _ in range(detector_count)]
+        self._shard = np.array(
+            [universe.shard_of(s, detector_count) for s in range(len(universe.symbols))],
+            dtype=np.int64,
+        )
+        # Rows are kept and moved as raw bytes: numpy copies a structured array field by field,
+        # several times slower than the memcpy of the same bytes.
+        self._raw = np.dtype((np.void, self._dtype.itemsize))
+        self._buffers = [np.zeros(self._max_rows, self._raw) for _ in range(detector_count)]
+        blank = np.zeros(1, self._dtype)  # a row before its book: no levels, NaN-padded
+        blank["venue"] = self._venue_id
+        for field in _LEVELS:
+            blank[field] = np.nan
+        self._blank = blank.view(self._raw)[0]
         self._fill = [0] * detector_count
         self._oldest_mono = [0] * detector_count
-        self._jumps = (
-            [JumpFilter(config.max_jump_z) for _ in universe.symbols] if config.max_jump_z else []
-        )
+        self._max_z = config.max_jump_z
+        self._jumps = JumpState(len(universe.symbols) if config.max_jump_z else 0)
         self.updates = 0
         self.invalid: Counter[str] = Counter()
         self.unknown_symbols = 0
 
+    # -- checks -------------------------------------------------------------------------------
+
+    def check_rows(self, rows: np.ndarray, recv_ns: int, recv_mono_ns: int) -> np.ndarray:
+        """Stamp receipt on every row, check it, and set its flags, in place; return `rows`.
+
+        A book that fails a check travels as a row without the valid flag, so the detector
+        stops trading that book at once rather than when it goes stale.
+        """
+        self._validate(rows)
+        self._check(rows, recv_ns, recv_mono_ns, invalidated=None)
+        return rows
+
+    def rows_from_events(
+        self, events: list[BookEvent], recv_ns: int, recv_mono_ns: int
+    ) -> np.ndarray:
+        """The events of a live or replayed venue as checked rows (as `check_rows` leaves them).
+
+        An unknown symbol is counted and skipped; an invalidation becomes a row without the
+        valid flag (no levels, `seq` 0), counted under its reason.
+        """
+        rows = np.empty(len(events), self._raw)
+        rows[:] = self._blank
+        rows = rows.view(self._dtype)
+        bid_px, bid_qty, ask_px, ask_qty = (rows[f] for f in _LEVELS)
+        # (symbol, seq, ts_exchange_ns, n_bids, n_asks) of each kept event, and if invalidated
+        meta: list[tuple[int, int, int, int, int]] = []
+        invalidated: list[bool] = []
+        depth = self._depth
+        for event in events:
+            symbol_id = self._symbol_ids.get(event.symbol)
+            if symbol_id is None:
+                self.unknown_symbols += 1
+            elif isinstance(event, BookInvalid):
+                self.invalid[event.reason] += 1
+                meta.append((symbol_id, 0, recv_ns, 0, 0))
+                invalidated.append(True)
+            else:
+                bids, asks = event.bids[:depth], event.asks[:depth]
+                n, nb, na = len(meta), len(bids), len(asks)
+                bid_px[n, :nb], bid_qty[n, :nb] = bids[:, 0], bids[:, 1]
+                ask_px[n, :na], ask_qty[n, :na] = asks[:, 0], asks[:, 1]
+                meta.append((symbol_id, event.seq, event.ts_exchange_ns, nb, na))
+                invalidated.append(False)
+        rows = rows[: len(meta)]
+        for field, values in zip(_META, zip(*meta, strict=True), strict=False):
+            rows[field] = values
+        self._check(rows, recv_ns, recv_mono_ns, np.array(invalidated, dtype=bool))
+        return rows
+
+    def _check(
+        self, rows: np.ndarray, recv_ns: int, recv_mono_ns: int, invalidated: np.ndarray | None
+    ) -> None:
+        rows["ts_recv_ns"] = recv_ns
+        rows["ts_recv_mono_ns"] = recv_mono_ns
+        status = np.zeros(len(rows), dtype=np.int64)
+        bid_px, ask_px = rows["bid_px"], rows["ask_px"]
+        level_status(
+            bid_px, rows["bid_qty"], ask_px, rows["ask_qty"], rows["n_bids"], rows["n_asks"], status
+        )
+        if invalidated is not None:
+            status[invalidated] = -1  # judged by the venue adapter: no level or jump check
+        if self._max_z:
+            j = self._jumps
+            jump_status(
+                rows["symbol"],
+                bid_px[:, 0],
+                ask_px[:, 0],
+                status,
+                self._max_z,
+                JUMP_MIN_SAMPLES,
+                j.returns,
+                j.count,
+                j.head,
+                j.last,
+                j.pending,
+            )
+        rows["flags"] = np.where(status == 0, BOOK_VALID, 0)
+        bad = status[status > 0]
+        if len(bad):
+            for code, count in enumerate(np.bincount(bad, minlength=len(STATUS)).tolist()):
+                if count:
+                    self.invalid[STATUS[code]] += count
+        self.updates += len(rows) - (0 if invalidated is None else int(invalidated.sum()))
+
+    def _validate(self, rows: np.ndarray) -> None:
+        """Refuse rows the kernels cannot read safely: another depth, venue or symbol set."""
+        self._check_dtype(rows)
+        if not len(rows):
+            return
+        if (rows["venue"] != self._venue_id).any():
+            other = sorted(set(rows["venue"].tolist()) - {self._venue_id})
+            raise ValueError(f"rows of venue ids {other}, this feed's is {self._venue_id}")
+        sym = rows["symbol"]
+        if sym.min() < 0 or sym.max() >= len(self._shard):
+            raise ValueError(f"rows carry symbol ids outside 0..{len(self._shard) - 1}")
+        for count in ("n_bids", "n_asks"):
+            n = rows[count]
+            if n.min() < 0 or n.max() > self._depth:
+                raise ValueError(f"rows carry {count} outside 0..{self._depth}")
+
+    def _check_dtype(self, rows: np.ndarray) -> None:
+        if rows.dtype != self._dtype:
+            raise ValueError(f"rows must be book_update_dtype({self._depth}), got {rows.dtype}")
+
+    # -- batches ------------------------------------------------------------------------------
+
+    def add(self, rows: np.ndarray) -> list[int]:
+        """Append checked rows to their shards' batches; return the shards whose batch is now
+        full, to be taken before more rows arrive."""
+        self._check_dtype(rows)
+        raw, mono = rows.view(self._raw), rows["ts_recv_mono_ns"]
+        if len(self._buffers) == 1:
+            self._append(0, raw, mono)
+        else:
+            shard_of = self._shard[rows["symbol"]]
+            for shard in np.unique(shard_of).tolist():
+                mine = shard_of == shard
+                self._append(shard, raw[mine], mono[mine])
+        return [s for s, n in enumerate(self._fill) if n >= self._max_rows]
+
+    def _append(self, shard: int, raw: np.ndarray, mono: np.ndarray) -> None:
+        n, fill, buffer = len(raw), self._fill[shard], self._buffers[shard]
+        if not n:
+            return
+        if fill + n > len(buffer):
+            grown = np.zeros(max(2 * len(buffer), fill + n), self._raw)
+            grown[:fill] = buffer[:fill]
+            self._buffers[shard] = buffer = grown
+        buffer[fill : fill + n] = raw
+        if fill == 0:
+            self._oldest_mono[shard] = int(mono[0])
+        self._fill[shard] = fill + n
+
     def on_event(self, event: BookEvent, recv_ns: int, recv_mono_ns: int) -> int | None:
         """Add one venue event; return the shard whose batch it filled, which must be taken
-        before the next event.
-
-        A book that fails a check, and an invalidation from the venue adapter, both travel as
-        a row without the valid flag, so the detector stops trading that book at once rather
-        than when it goes stale.
-        """
-        try:
-            symbol_id = self._universe.symbol_id(event.symbol)
-        except ValueError:
-            self.unknown_symbols += 1
-            return None
-        if isinstance(event, BookInvalid):
-            self.invalid[event.reason] += 1
-            return self._add(symbol_id, None, event.reason, recv_ns, recv_mono_ns)
-        reason = check_levels(event.bids, event.asks)
-        if not reason and self._jumps:
-            mid = (event.bids[0, 0] + event.asks[0, 0]) / 2
-            reason = "" if self._jumps[symbol_id].check(mid) else PRICE_JUMP
-        if reason:
-            self.invalid[reason] += 1
-        return self._add(symbol_id, event, reason, recv_ns, recv_mono_ns)
+        before the next event."""
+        full = self.add(self.rows_from_events([event], recv_ns, recv_mono_ns))
+        return full[0] if full else None
 
     def ingest(
         self, events: list[BookEvent], recv_ns: int, recv_mono_ns: int
     ) -> list[tuple[int, np.ndarray]]:
-        """Add a burst of events (a long-poll may return hundreds); return the batches that
-        filled up on the way, as (shard, rows), to be sent before anything else."""
-        full = []
-        for event in events:
-            shard = self.on_event(event, recv_ns, recv_mono_ns)
-            if shard is not None:
-                full.append((shard, self.take(shard)))
-        return full
-
-    def _add(
-        self,
-        symbol_id: int,
-        book: BookSnapshot | None,
-        reason: str,
-        recv_ns: int,
-        recv_mono_ns: int,
-    ) -> int | None:
-        shard = self._shard[symbol_id]
-        row = self._buffers[shard][self._fill[shard]]
-        row["venue"], row["symbol"] = self._venue_id, symbol_id
-        row["flags"] = 0 if reason else BOOK_VALID
-        row["ts_recv_ns"], row["ts_recv_mono_ns"] = recv_ns, recv_mono_ns
-        nb = na = 0
-        if book is not None:
-            nb, na = min(len(book.bids), self._depth), min(len(book.asks), self._depth)
-            row["seq"], row["ts_exchange_ns"] = book.seq, book.ts_exchange_ns
-            row["bid_px"][:nb], row["bid_qty"][:nb] = book.bids[:nb, 0], book.bids[:nb, 1]
-            row["ask_px"][:na], row["ask_qty"][:na] = book.asks[:na, 0], book.asks[:na, 1]
-        else:
-            row["seq"], row["ts_exchange_ns"] = 0, recv_ns
-        row["n_bids"], row["n_asks"] = nb, na
-        row["bid_px"][nb:], row["bid_qty"][nb:] = np.nan, np.nan
-        row["ask_px"][na:], row["ask_qty"][na:] = np.nan, np.nan
-        if self._fill[shard] == 0:
-            self._oldest_mono[shard] = recv_mono_ns
-        self._fill[shard] += 1
-        self.updates += book is not None
-        return shard if self._fill[shard] >= self._max_rows else None
+        """Add a burst of events; return the batches that filled up, as (shard, rows), to be
+        sent before anything else."""
+        full = self.add(self.rows_from_events(events, recv_ns, recv_mono_ns))
+        return [(shard, self.take(shard)) for shard in full]
 
     def due(self, now_mono_ns: int) -> list[int]:
         """Shards whose batch is full or old enough to leave."""
@@ -126,7 +229,7 @@ class FeedCore:
         """The shard's batch as an owned array; the buffer is reused."""
         n = self._fill[shard]
         self._fill[shard] = 0
-        return self._buffers[shard][:n].copy()
+        return self._buffers[shard][:n].copy().view(self._dtype)
 
     def next_deadline_ns(self, now_mono_ns: int) -> int | None:
         """Nanoseconds until the oldest pending batch is due, or None if none is pending."""

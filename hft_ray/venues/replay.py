@@ -25,7 +25,9 @@ import ray
 
 from hft_ray.config import HftConfig
 from hft_ray.types import BookSnapshot, OrderResult, Side
-from hft_ray.venues.sim import BookRing, InProcessSimVenue, SimExchange, sim_exchange_from_config
+from hft_ray.venues.sim import Backlog, InProcessSimVenue, SimExchange, sim_exchange_from_config
+
+_RING_BOOKS = 256  # lines a venue keeps for its feed
 
 
 class ReplayFormatError(ValueError):
@@ -150,7 +152,9 @@ class ReplayMarket:
     ) -> None:
         self._exchanges = exchanges
         self.orders = {v: InProcessSimVenue(ex, late_ack_s) for v, ex in exchanges.items()}
-        self._rings = {v: BookRing() for v in exchanges}
+        self._rings: dict[str, Backlog[list[BookSnapshot]]] = {
+            v: Backlog(_RING_BOOKS) for v in exchanges
+        }
         self._taken = dict.fromkeys(exchanges, 0)
         self._progress = asyncio.Event()
         self._paths = paths
@@ -200,8 +204,8 @@ class ReplayMarket:
     ) -> tuple[int, list[BookSnapshot]]:
         self._taken[venue] = max(self._taken[venue], after)
         self._progress.set()
-        seq, books = await self._rings[venue].since(after, timeout_s)
-        return seq, books
+        seq, steps, _ = await self._rings[venue].since(after, timeout_s)
+        return seq, [book for step in steps for book in step]
 
 
 @ray.remote(num_cpus=0, max_restarts=0)

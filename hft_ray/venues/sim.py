@@ -2,13 +2,18 @@
 
 Every symbol follows one common log-price random walk. Each venue sees it late (`lag_ms`), adds
 its own mean-reverting noise, and now and then a venue-specific jump that decays with a
-half-life: short-lived dislocations large enough to beat both taker fees. All randomness comes
-from generators seeded by (seed, symbol, purpose, venue), drawn the same way every tick, so a
-venue's book sequence depends only on the seed and the tick count; the fate of an order
-(rejected, timed out, its latency) depends only on the seed and its client order id.
+half-life: short-lived dislocations large enough to beat both taker fees. A step draws its
+random numbers for every symbol of the run at once, in the run's symbol order, from generators
+seeded by (seed, purpose) for the common walk and events and by (seed, purpose, venue) for a
+venue's noise and sizes; so a venue's book sequence depends only on the seed and the tick count,
+and a venue that builds only a shard of the symbols (`only`) yields exactly those symbols' books.
+The fate of an order (rejected, timed out, its latency) depends only on the seed and its client
+order id.
 
-`SimExchange` is the plain venue: books, balances, an IOC matching engine. `SimVenueActor`
-runs one on a timer and answers feeds (long-poll) and executors (orders) like a remote venue.
+`SimExchange` is the plain venue: books, balances, an IOC matching engine; a step builds every
+book with a few numpy operations over (symbol, side, level) arrays and hands them out as
+BookUpdate rows. `SimVenueActor` runs one on a timer and answers feeds (long-poll of rows) and
+executors (orders) like a remote venue.
 """
 
 from __future__ import annotations
@@ -18,36 +23,45 @@ import math
 import random
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Collection, Sized
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import ray
 
 from hft_ray.config import HftConfig, SimMarketConfig, SimVenueConfig
-from hft_ray.types import BookEvent, BookSnapshot, OrderResult, OrderStatus, Side
+from hft_ray.types import BookEvent, BookSnapshot, OrderResult, OrderStatus, Side, book_update_dtype
 from hft_ray.venues.base import ORDER_NOT_FOUND, MarketSpec, step_decimals
 
 _NOISE_PERSISTENCE = 0.9  # AR(1) coefficient of a venue's own noise, per tick
 _SIZE_GROWTH = 0.15  # resting size grows this much per level away from the touch
 _SIZE_DISPERSION = 0.4  # log-normal sigma of resting sizes
+_MAX_SYMBOLS = np.iinfo(np.int16).max  # a row's symbol id is an int16
+#: Rows a `SimVenueActor` keeps for feeds that fall behind (about 65 steps of 1,000 symbols).
+BACKLOG_ROWS = 65_536
 
 
-@dataclass
-class _SymbolState:
-    spec: MarketSpec
-    walk_rng: np.random.Generator  # the common walk: identical in every venue
-    event_rng: np.random.Generator  # the common dislocation events: identical in every venue
-    noise_rng: np.random.Generator  # this venue's own noise and sizes
-    log_prices: deque[float]  # recent common log prices, newest last, lag + 1 long
-    noise_bps: float = 0.0
-    offset_bps: float = 0.0
-    bids: np.ndarray | None = None  # (depth, 2) price, qty, best first
-    asks: np.ndarray | None = None
+def _raw(rows: np.ndarray) -> np.ndarray:
+    """Rows as raw bytes: numpy copies a structured array field by field, several times
+    slower than the memcpy of the same bytes."""
+    return rows.view(np.dtype((np.void, rows.dtype.itemsize)))
+
+
+def _decimal_steps(steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each step as a whole number of units of its last decimal place, and that unit's inverse,
+    shaped (n, 1, 1) for (symbol, side, level) arrays: `k * units / scale` is then `k` steps
+    rounded as `round(k * step, decimals)` rounds them, to the nearest float of the decimal."""
+    scale = np.array([10.0 ** step_decimals(float(s)) for s in steps])[:, None, None]
+    return np.rint(steps[:, None, None] * scale), scale
 
 
 class SimExchange:
-    """One simulated venue: its books, balances and matching engine. No I/O, no clock."""
+    """One simulated venue: its books, balances and matching engine. No I/O, no clock.
+
+    `specs` are keyed by symbol in the run's symbol order: a symbol's id is its position.
+    `depth` is the levels per side a row carries (matching uses all `market.book_depth`);
+    `only` names the symbols this instance builds books and matches orders for (default all).
+    """
 
     def __init__(
         self,
@@ -58,89 +72,192 @@ class SimExchange:
         venue: SimVenueConfig,
         market: SimMarketConfig,
         seed: int,
+        depth: int,
+        only: Collection[str] | None = None,
     ) -> None:
+        if not 0 <= venue_index < venue_count:
+            raise ValueError(f"venue_index {venue_index} is not below venue_count {venue_count}")
+        if not 1 <= depth <= market.book_depth:
+            raise ValueError(f"depth {depth} must be from 1 to sim.book_depth {market.book_depth}")
+        symbols = list(specs)
+        if len(symbols) > _MAX_SYMBOLS:
+            raise ValueError(f"{len(symbols)} symbols: a row holds at most {_MAX_SYMBOLS}")
+        missing = [s for s in symbols if s not in market.initial_prices]
+        if missing:
+            raise ValueError(f"sim.initial_prices: no price for {', '.join(missing)}")
+        chosen = set(symbols if only is None else only)
+        unknown = sorted(chosen.difference(symbols))
+        if unknown:
+            raise ValueError(f"only: {', '.join(unknown)} not among the venue's symbols")
         self.name = name
+        self.depth = depth
+        self.seq = 0
         self._index = venue_index
         self._venue_count = venue_count
         self._cfg = venue
         self._market = market
         self._seed = seed
+        tick_s = market.tick_ms / 1000.0
+        self.phase_s = venue_index / venue_count * tick_s
         self.balances: dict[str, float] = dict(venue.balances)
         for spec in specs.values():
             self.balances.setdefault(spec.base, 0.0)
             self.balances.setdefault(spec.quote, 0.0)
-        tick_s = market.tick_ms / 1000.0
         self._sigma_tick = market.volatility_bps * 1e-4 * math.sqrt(tick_s)
         self._event_p = market.dislocations_per_min / 60.0 * tick_s
         self._decay = 0.5 ** (market.tick_ms / market.dislocation_half_life_ms)
+
+        ids = [i for i, s in enumerate(symbols) if s in chosen]
+        self._specs = {symbols[i]: specs[symbols[i]] for i in ids}
+        self._slot = {s: k for k, s in enumerate(self._specs)}
+        self._ids = np.array(ids, dtype=np.int16)
+        # Draws cover every symbol of the run; a shard keeps its own columns.
+        self._sel: slice | np.ndarray = slice(None) if len(ids) == len(symbols) else self._ids
+        n_all, n, levels = len(symbols), len(ids), market.book_depth
+        self._walk_rng = np.random.default_rng([seed, 0])
+        self._event_rng = np.random.default_rng([seed, 1])
+        self._noise_rng = np.random.default_rng([seed, 2, venue_index])
+        self._walk_z = np.empty(n_all)
+        self._event_u = np.empty((n_all, 4))
+        self._noise_z = np.empty(n_all)
+        self._size_z = np.empty((n_all, 2, levels))
+
+        built = list(self._specs.values())
+        self._tick = np.array([s.tick for s in built])
+        self._tick_units, self._tick_scale = _decimal_steps(self._tick)
+        lot = np.array([s.lot for s in built])
+        self._per_lot = (1.0 / lot)[:, None, None]
+        self._lot_units, self._lot_scale = _decimal_steps(lot)
+        level = np.arange(levels, dtype=np.float64)
+        self._signed_level = np.stack([-level, level])[None]  # bids go down, asks up
+        self._growth = 1.0 + _SIZE_GROWTH * level
+        self._ticks = np.empty((n, 2, levels))  # work arrays of a step
+        self._work = np.empty((n, 2, levels))
+
         lag_ticks = round(venue.lag_ms / market.tick_ms)
-        self._symbols: dict[str, _SymbolState] = {}
-        for sym_index, (symbol, spec) in enumerate(sorted(specs.items())):
-            log_p0 = math.log(market.initial_prices[symbol])
-            self._symbols[symbol] = _SymbolState(
-                spec=spec,
-                walk_rng=np.random.default_rng([seed, sym_index, 0]),
-                event_rng=np.random.default_rng([seed, sym_index, 1]),
-                noise_rng=np.random.default_rng([seed, sym_index, 2, venue_index]),
-                log_prices=deque([log_p0] * (lag_ticks + 1), maxlen=lag_ticks + 1),
-            )
-        self.seq = 0
+        log_p0 = np.log([market.initial_prices[s] for s in self._specs])
+        self._walk = np.tile(log_p0, (lag_ticks + 1, 1))  # ring of the last lag + 1 log prices
+        self._newest = 0
+        self._noise_bps = np.zeros(n)
+        self._offset_bps = np.zeros(n)
+        # Every book: [slot, side (0 bids, 1 asks), level, (price, qty)], best first, NaN past n.
+        self._levels = np.full((n, 2, levels, 2), np.nan)
+        self._n = np.zeros((n, 2), dtype=np.int64)
         self._orders: dict[str, OrderResult] = {}
+
+    @property
+    def symbols(self) -> list[str]:
+        """The symbols this instance builds, in id order."""
+        return list(self._specs)
 
     # -- market -------------------------------------------------------------------------------
 
+    def step_rows(self, ts_ns: int) -> np.ndarray:
+        """Advance one tick; every built symbol's new book as a `book_update_dtype(depth)` row,
+        in id order, not yet stamped or checked by a feed (`flags` and receipt times 0)."""
+        self._advance()
+        depth = self.depth
+        rows = np.zeros(len(self._ids), book_update_dtype(depth))
+        rows["venue"] = self._index
+        rows["symbol"] = self._ids
+        rows["seq"] = self.seq
+        rows["ts_exchange_ns"] = ts_ns
+        rows["n_bids"] = np.minimum(self._n[:, 0], depth)
+        rows["n_asks"] = np.minimum(self._n[:, 1], depth)
+        top = self._levels[:, :, :depth]
+        rows["bid_px"], rows["bid_qty"] = top[:, 0, :, 0], top[:, 0, :, 1]
+        rows["ask_px"], rows["ask_qty"] = top[:, 1, :, 0], top[:, 1, :, 1]
+        return rows
+
     def step(self, ts_ns: int) -> list[BookSnapshot]:
-        """Advance one tick and return every symbol's new top-N book."""
+        """Advance one tick; every built symbol's new book (all `book_depth` levels)."""
+        self._advance()
+        books = []
+        for symbol in self._specs:
+            bids, asks = self.book(symbol)
+            books.append(BookSnapshot(symbol, self.seq, ts_ns, bids.copy(), asks.copy()))
+        return books
+
+    def _advance(self) -> None:
         self.seq += 1
-        return [self._step_symbol(symbol, st, ts_ns) for symbol, st in self._symbols.items()]
+        sel = self._sel
+        walk_z = self._walk_rng.standard_normal(out=self._walk_z)[sel]
+        event_u = self._event_rng.random(out=self._event_u)[sel]
+        noise_z = self._noise_rng.standard_normal(out=self._noise_z)[sel]
+        size_z = self._noise_rng.standard_normal(out=self._size_z)[sel]
 
-    def _step_symbol(self, symbol: str, st: _SymbolState, ts_ns: int) -> BookSnapshot:
-        st.log_prices.append(st.log_prices[-1] + self._sigma_tick * st.walk_rng.standard_normal())
-        u, target, size, sign = st.event_rng.random(4)
-        st.offset_bps *= self._decay
-        if u < self._event_p and int(target * self._venue_count) == self._index:
+        lag = len(self._walk)
+        prev, self._newest = self._newest, (self._newest + 1) % lag
+        self._walk[self._newest] = self._walk[prev] + self._sigma_tick * walk_z
+        seen = self._walk[(self._newest + 1) % lag]  # lag ticks old
+
+        self._offset_bps *= self._decay
+        hit = (event_u[:, 0] < self._event_p) & (
+            np.floor(event_u[:, 1] * self._venue_count) == self._index
+        )
+        if hit.any():
             lo, hi = self._market.dislocation_bps
-            st.offset_bps += (lo + (hi - lo) * size) * (1.0 if sign < 0.5 else -1.0)
+            jump = (lo + (hi - lo) * event_u[:, 2]) * np.where(event_u[:, 3] < 0.5, 1.0, -1.0)
+            self._offset_bps += np.where(hit, jump, 0.0)
         phi = _NOISE_PERSISTENCE
-        st.noise_bps = phi * st.noise_bps + math.sqrt(1 - phi * phi) * self._cfg.noise_bps * float(
-            st.noise_rng.standard_normal()
-        )
-        mid = math.exp(st.log_prices[0]) * (1.0 + (st.noise_bps + st.offset_bps) * 1e-4)
-        st.bids, st.asks = self._make_book(st, mid)
-        return BookSnapshot(symbol, self.seq, ts_ns, st.bids.copy(), st.asks.copy())
+        self._noise_bps *= phi
+        self._noise_bps += math.sqrt(1 - phi * phi) * self._cfg.noise_bps * noise_z
+        mid = np.exp(seen) * (1.0 + (self._noise_bps + self._offset_bps) * 1e-4)
+        self._make_books(mid, size_z)
 
-    def _make_book(self, st: _SymbolState, mid: float) -> tuple[np.ndarray, np.ndarray]:
-        spec, depth = st.spec, self._market.book_depth
+    def _make_books(self, mid: np.ndarray, size_z: np.ndarray) -> None:
+        """Every built book around its `mid`, on its market's tick and lot: prices in whole
+        ticks until the last division, so each is the exact decimal multiple of its tick.
+        In place over preallocated arrays: a step's temporaries would cost page faults."""
+        tick = self._tick
         half = mid * self._cfg.spread_bps * 0.5e-4
-        best_bid = spec.floor_price(mid - half)
-        best_ask = max(spec.ceil_price(mid + half), spec.floor_price(best_bid + spec.tick * 1.5))
-        step = max(spec.tick, spec.floor_price(mid * self._cfg.level_spacing_bps * 1e-4))
-        offsets = np.arange(depth) * step
-        decimals = step_decimals(spec.tick)
-        bid_px = np.round(best_bid - offsets, decimals)
-        ask_px = np.round(best_ask + offsets, decimals)
-        scale = self._market.level_notional / mid * (1.0 + _SIZE_GROWTH * np.arange(depth))
-        sizes = scale * st.noise_rng.lognormal(0.0, _SIZE_DISPERSION, size=(2, depth))
-        sizes = np.maximum(np.floor(sizes / spec.lot) * spec.lot, spec.lot)
-        keep = bid_px > 0
-        return (
-            np.column_stack([bid_px[keep], sizes[0][keep]]),
-            np.column_stack([ask_px, sizes[1]]),
-        )
+        best = np.empty((len(mid), 2, 1))
+        best[:, 0, 0] = np.floor((mid - half) / tick + 1e-9)
+        best[:, 1, 0] = np.maximum(np.ceil((mid + half) / tick - 1e-9), best[:, 0, 0] + 1.0)
+        step = np.maximum(1.0, np.floor(mid * self._cfg.level_spacing_bps * 1e-4 / tick + 1e-9))
+        ticks, work, levels = self._ticks, self._work, self._levels
+        np.multiply(step[:, None, None], self._signed_level, out=ticks)
+        ticks += best
+        np.multiply(ticks, self._tick_units, out=work)
+        np.divide(work, self._tick_scale, out=levels[..., 0])
+        np.multiply(size_z, _SIZE_DISPERSION, out=work)
+        np.exp(work, out=work)
+        work *= self._growth
+        work *= (self._market.level_notional / mid)[:, None, None]
+        work *= self._per_lot
+        np.floor(work, out=work)
+        np.maximum(work, 1.0, out=work)
+        work *= self._lot_units
+        np.divide(work, self._lot_scale, out=levels[..., 1])
+        self._n[:] = ticks.shape[2]
+        if (ticks[:, 0, -1] <= 0.0).any():  # a price this low runs out of bids
+            keep = ticks > 0.0
+            self._n[:] = keep.sum(axis=2)
+            levels[~keep] = np.nan
 
     def install(self, book: BookSnapshot) -> None:
-        """Make `book` the venue's current book of its symbol (a replayed market)."""
-        st = self._symbols[book.symbol]
-        st.bids, st.asks = book.bids.copy(), book.asks.copy()
+        """Make `book` the venue's current book of its symbol (a replayed market); matching sees
+        at most `book_depth` levels of it."""
+        k = self._slot_of(book.symbol)
+        for side, levels in enumerate((book.bids, book.asks)):
+            n = min(len(levels), self._levels.shape[2])
+            self._levels[k, side, :n] = levels[:n]
+            self._levels[k, side, n:] = np.nan
+            self._n[k, side] = n
         self.seq += 1
 
     def book(self, symbol: str) -> tuple[np.ndarray, np.ndarray]:
-        """The current (bids, asks) of `symbol`, best first; empty before the first step."""
-        st = self._symbols[symbol]
-        if st.bids is None or st.asks is None:
-            empty = np.empty((0, 2))
-            return empty, empty
-        return st.bids, st.asks
+        """The current (bids, asks) of `symbol`, best first, as views the matching engine
+        consumes; empty before the first step."""
+        k = self._slot_of(symbol)
+        nb, na = self._n[k]
+        return self._levels[k, 0, :nb], self._levels[k, 1, :na]
+
+    def _slot_of(self, symbol: str) -> int:
+        try:
+            return self._slot[symbol]
+        except KeyError:
+            raise KeyError(f"{symbol} is not built by venue {self.name}") from None
 
     # -- orders -------------------------------------------------------------------------------
 
@@ -189,10 +306,9 @@ class SimExchange:
         return self._orders.get(client_id)
 
     def _validate(self, symbol: str, side: Side, amount: float, price: float) -> str:
-        st = self._symbols.get(symbol)
-        if st is None:
+        spec = self._specs.get(symbol)
+        if spec is None:
             return "unknown_symbol"
-        spec = st.spec
         if not (amount > 0 and math.isfinite(amount)) or not spec.is_lot_multiple(amount):
             return "invalid_amount"
         if not (price > 0 and math.isfinite(price)) or not spec.is_tick_multiple(price):
@@ -210,22 +326,21 @@ class SimExchange:
     def _match(
         self, client_id: str, symbol: str, side: Side, amount: float, price: float, ts_ns: int
     ) -> OrderResult:
-        st = self._symbols[symbol]
-        spec = st.spec
-        levels = st.asks if side == "buy" else st.bids
+        spec = self._specs[symbol]
+        bids, asks = self.book(symbol)
+        levels = asks if side == "buy" else bids
         filled = cost = 0.0
-        if levels is not None:
-            for i in range(len(levels)):
-                px, qty = levels[i]
-                crosses = px <= price if side == "buy" else px >= price
-                if not crosses or filled >= amount:
-                    break
-                take = spec.floor_amount(min(qty, amount - filled))
-                if take <= 0:
-                    break
-                levels[i, 1] = qty - take  # resting size is consumed until the next tick
-                filled += take
-                cost += take * px
+        for i in range(len(levels)):
+            px, qty = levels[i]
+            crosses = px <= price if side == "buy" else px >= price
+            if not crosses or filled >= amount:
+                break
+            take = spec.floor_amount(min(qty, amount - filled))
+            if take <= 0:
+                break
+            levels[i, 1] = qty - take  # resting size is consumed until the next tick
+            filled += take
+            cost += take * px
         filled = spec.floor_amount(filled) if filled < amount else amount
         fee = cost * spec.taker_fee
         if side == "buy":
@@ -259,8 +374,10 @@ class SimExchange:
         )
 
 
-def sim_exchange_from_config(config: HftConfig, venue: str) -> SimExchange:
-    """The `SimExchange` a config describes for `venue`."""
+def sim_exchange_from_config(
+    config: HftConfig, venue: str, only: Collection[str] | None = None
+) -> SimExchange:
+    """The `SimExchange` a config describes for `venue`, its rows `feed.depth` deep."""
     names = list(config.venues)
     cfg = config.venues[venue]
     if not isinstance(cfg, SimVenueConfig):
@@ -274,6 +391,8 @@ def sim_exchange_from_config(config: HftConfig, venue: str) -> SimExchange:
         venue=cfg,
         market=config.sim,
         seed=config.run.seed,
+        depth=config.feed.depth,
+        only=only,
     )
 
 
@@ -320,67 +439,134 @@ class InProcessSimVenue:
         return await self.fetch_order(client_id, symbol)
 
 
-class BookRing:
-    """The last steps of a venue's books, for feeds that long-poll: a slow feed that falls
-    more than `size` steps behind gets only what the ring still holds (each book is a full
-    top-N snapshot, so only intermediate states are lost)."""
+Batch = TypeVar("Batch", bound=Sized)
 
-    def __init__(self, size: int = 256) -> None:
-        self._steps: deque[tuple[int, list[BookSnapshot]]] = deque(maxlen=size)
+
+class Backlog(Generic[Batch]):
+    """What a venue published lately, for readers that long-poll by cursor.
+
+    The cursor counts items (rows, books) published so far. At most `max_items` are kept (and
+    always the newest batch): a reader who fell further behind gets what is left and is told
+    how many items it will never see. Each item is a full top-N book, so dropping the oldest
+    conflates to the latest book per (symbol, venue).
+    """
+
+    def __init__(self, max_items: int) -> None:
+        if max_items < 1:
+            raise ValueError(f"max_items must be at least 1, got {max_items}")
+        self._max = max_items
+        self._batches: deque[tuple[int, Batch]] = deque()  # (cursor after it, batch)
+        self._kept = 0
         self._seq = 0
+        self._dropped_to = 0  # every item up to this cursor is gone
         self._new = asyncio.Event()
 
     @property
     def last_seq(self) -> int:
         return self._seq
 
-    def push(self, books: list[BookSnapshot]) -> int:
-        self._seq += 1
-        self._steps.append((self._seq, books))
+    def push(self, batch: Batch) -> int:
+        self._seq += len(batch)
+        self._batches.append((self._seq, batch))
+        self._kept += len(batch)
+        while self._kept > self._max and len(self._batches) > 1:
+            self._dropped_to, old = self._batches.popleft()
+            self._kept -= len(old)
         self._new.set()
         self._new = asyncio.Event()
         return self._seq
 
-    async def since(self, after_seq: int, timeout_s: float) -> tuple[int, list[BookSnapshot]]:
-        """Books of every step after `after_seq`, waiting up to `timeout_s` for one."""
-        if self._seq <= after_seq:
+    async def since(self, after_seq: int, timeout_s: float) -> tuple[int, list[Batch], int]:
+        """(cursor, every batch after `after_seq`, items lost to the bound), waiting up to
+        `timeout_s` for one."""
+        if not 0 <= after_seq <= self._seq:
+            raise ValueError(f"cursor {after_seq} is outside the published 0..{self._seq}")
+        if self._seq == after_seq:
             try:
                 await asyncio.wait_for(self._new.wait(), timeout_s)
             except TimeoutError:
-                return after_seq, []
-        return self._seq, [b for seq, step in self._steps if seq > after_seq for b in step]
+                return after_seq, [], 0
+        batches = []
+        for end, batch in reversed(self._batches):  # newest first: a current reader reads few
+            if end <= after_seq:
+                break
+            batches.append(batch)
+        batches.reverse()
+        return self._seq, batches, max(0, self._dropped_to - after_seq)
+
+
+class TickGrid:
+    """A venue's publication times: `k * tick_s + phase_s` on the host's monotonic clock, so
+    ticks never drift, venues with different phases never tick in step, and a loop that ran
+    late skips the ticks it missed instead of publishing them in a burst."""
+
+    def __init__(self, tick_s: float, phase_s: float) -> None:
+        if tick_s <= 0:
+            raise ValueError(f"tick_s must be positive, got {tick_s}")
+        self._tick_s = tick_s
+        self._phase_s = phase_s
+        self._last: int | None = None
+
+    def wait_s(self, now_s: float) -> float:
+        """Seconds from `now_s` to the next tick, never the same tick twice."""
+        k = math.floor((now_s - self._phase_s) / self._tick_s) + 1
+        if self._last is not None:
+            k = max(k, self._last + 1)
+        self._last = k
+        return max(0.0, k * self._tick_s + self._phase_s - now_s)
 
 
 class SimBookSource:
-    """The books of a venue actor, by long-poll: every step since the last one seen.
+    """The books of one venue of a `ReplayMarketActor`, by long-poll: every line since the
+    last one seen (a replay must deliver every line, so it starts from the first)."""
 
-    `route` is passed first to the actor's methods: () for a `SimVenueActor`, (venue,) for
-    a `ReplayMarketActor`, which serves every venue.
-    """
-
-    def __init__(self, handle: Any, *route: str, from_now: bool = False) -> None:
+    def __init__(self, handle: Any, venue: str) -> None:
         self._handle = handle
-        self._route = route
-        self._from_now = from_now
+        self._venue = venue
         self._after = 0
 
     async def start(self) -> None:
-        """With `from_now`, skip what the venue published before the feed started: a live
-        venue's old books are of no use, while a replay must deliver every line."""
-        if self._from_now:
-            self._after = await self._handle.last_seq.remote(*self._route)
+        return None
 
     async def next(self, timeout_s: float) -> list[BookEvent]:
-        self._after, books = await self._handle.poll.remote(*self._route, self._after, timeout_s)
+        self._after, books = await self._handle.poll.remote(self._venue, self._after, timeout_s)
         return list(books)
 
     async def close(self) -> None:
         return None
 
 
+class SimRowSource:
+    """The rows of a `SimVenueActor`, by long-poll: every row since the last call, in one
+    array; rows the venue dropped before this reader took them are counted in `conflated`."""
+
+    def __init__(self, handle: Any, *, from_now: bool = True) -> None:
+        self._handle = handle
+        self._from_now = from_now
+        self._after = 0
+        self.conflated = 0
+
+    async def start(self) -> None:
+        """With `from_now`, skip what the venue published before the feed started: old books
+        are of no use to a live feed."""
+        if self._from_now:
+            self._after = await self._handle.last_seq.remote()
+
+    async def next_rows(self, timeout_s: float) -> np.ndarray:
+        """Every row since the last call, waiting up to `timeout_s` for one."""
+        self._after, rows, lost = await self._handle.poll.remote(self._after, timeout_s)
+        self.conflated += lost
+        # Ray hands large arrays out read-only from its object store; the feed checks in place.
+        return rows if rows.flags.writeable else _raw(rows).copy().view(rows.dtype)
+
+    async def close(self) -> None:
+        return None
+
+
 class SimVenueClient:
-    """The order interface of a venue actor, for executors in other processes (`route` as in
-    `SimBookSource`)."""
+    """The order interface of a venue actor, for executors in other processes. `route` is
+    passed first to the actor's methods: () for a `SimVenueActor`, (venue,) for a
+    `ReplayMarketActor`, which serves every venue."""
 
     def __init__(self, name: str, handle: Any, *route: str) -> None:
         self.name = name
@@ -422,14 +608,16 @@ def _unknown(client_id: str, venue: str, symbol: str) -> OrderResult:
 
 @ray.remote(num_cpus=0, max_restarts=0)
 class SimVenueActor:
-    """A `SimExchange` on a timer, answering like a remote venue: books by long-poll, orders
-    after a simulated acknowledgement latency."""
+    """A `SimExchange` on a timer, answering like a remote venue: each step's rows published
+    at the venue's phase of the tick and served by long-poll, orders after a simulated
+    acknowledgement latency."""
 
     def __init__(self, config: HftConfig, venue: str) -> None:
         self._exchange = sim_exchange_from_config(config, venue)
         self._orders = InProcessSimVenue(self._exchange, config.sim.order_timeout_ack_ms / 1000.0)
-        self._tick_s = config.sim.tick_ms / 1000.0
-        self._ring = BookRing()
+        self._grid = TickGrid(config.sim.tick_ms / 1000.0, self._exchange.phase_s)
+        self._backlog: Backlog[np.ndarray] = Backlog(BACKLOG_ROWS)
+        self._empty = np.zeros(0, book_update_dtype(self._exchange.depth))
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> str:
@@ -443,17 +631,20 @@ class SimVenueActor:
             self._ticker = None
 
     async def _tick_forever(self) -> None:
-        next_at = time.monotonic()
         while True:
-            self._ring.push(self._exchange.step(time.time_ns()))
-            next_at += self._tick_s
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            await asyncio.sleep(self._grid.wait_s(time.monotonic()))
+            self._backlog.push(self._exchange.step_rows(time.time_ns()))
 
-    async def poll(self, after_seq: int, timeout_s: float) -> tuple[int, list[BookSnapshot]]:
-        return await self._ring.since(after_seq, timeout_s)
+    async def poll(self, after_seq: int, timeout_s: float) -> tuple[int, np.ndarray, int]:
+        """(cursor, every row after row `after_seq` in one array, rows lost to the backlog's
+        bound), waiting up to `timeout_s` for the first."""
+        seq, steps, lost = await self._backlog.since(after_seq, timeout_s)
+        if len(steps) < 2:
+            return seq, steps[0] if steps else self._empty, lost
+        return seq, np.concatenate([_raw(s) for s in steps]).view(self._empty.dtype), lost
 
     async def last_seq(self) -> int:
-        return self._ring.last_seq
+        return self._backlog.last_seq
 
     async def create_order(
         self, client_id: str, symbol: str, side: Side, amount: float, price: float
