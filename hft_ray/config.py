@@ -57,6 +57,19 @@ class ClusterConfig(_Frozen):
         None, description="Ray address to join; null starts a local Ray instance."
     )
     namespace: str = Field("hft_ray", min_length=1, description="Ray namespace of the run.")
+    topology: Literal["auto", "fused", "distributed"] = Field(
+        "auto",
+        description="fused: one trading-node actor per node runs its venues' feeds, its "
+        "symbols' detector, a risk gate spending the risk actor's leases, and the executor, "
+        "in one event loop (no Ray hop between book and order); distributed: feeds, detectors, "
+        "risk and executors as separate actors. auto: distributed when the cluster has a "
+        "CPU for every distributed actor, else fused.",
+    )
+    trading_nodes: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="Fused topology: trading-node actors, symbols sharded among them by hash; "
+        "auto: one per Ray node with CPUs to spare (at most one per symbol).",
+    )
     placement_strategy: Literal["PACK", "STRICT_PACK", "SPREAD", "STRICT_SPREAD"] = "PACK"
     cpus_per_bundle: PositiveFloat | Literal["auto"] = Field(
         "auto",
@@ -292,6 +305,25 @@ class RiskConfig(_Frozen):
         0.5, description="Share of venue-rejected orders over the window that turns REDUCING."
     )
     reject_rate_window: int = Field(50, ge=5, description="Orders in the rejection-rate window.")
+    lease_ttl_ms: PositiveFloat = Field(
+        500.0,
+        description="Fused topology: how long a trading node's lease lets its gate approve "
+        "without hearing from the risk actor again, ms; past it the gate closes by itself.",
+    )
+    lease_sync_ms: PositiveFloat = Field(
+        50.0,
+        description="Fused topology: how often a node sends risk its decisions and fills and "
+        "renews its lease, ms (well below lease_ttl_ms, so a slow answer does not close it).",
+    )
+
+    @model_validator(mode="after")
+    def _sync_within_ttl(self) -> RiskConfig:
+        if self.lease_sync_ms * 2 > self.lease_ttl_ms:
+            raise ValueError(
+                f"lease_sync_ms {self.lease_sync_ms:g} must be at most half of lease_ttl_ms "
+                f"{self.lease_ttl_ms:g}: a lease must outlive a late renewal"
+            )
+        return self
 
 
 class ExecutionConfig(_Frozen):

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from hft_ray.types import Trace
+
 _CAPACITY = 100_000
 
 
@@ -49,3 +51,52 @@ def summarize_us(samples_ns: list[int]) -> dict[str, float | int]:
         "p99": round(float(p99), 1),
         "max": round(float(arr.max()), 1),
     }
+
+
+#: Each stage of a trade, named by the hand-over that ends it (`Trace` fields in order).
+STAGES = (
+    ("batch_sent", "batch_wait"),
+    ("detector_in", "hop_feed_detector"),
+    ("detected", "scan"),
+    ("risk_in", "hop_detector_risk"),
+    ("approved", "decide"),
+    ("executor_in", "hop_risk_executor"),
+    ("intent", "journal_intent"),
+    ("sent", "send"),
+    ("acked", "venue_ack"),
+)
+
+
+def stage_samples(trace: Trace) -> dict[str, int]:
+    """Nanoseconds spent in each stage of one trade, and the totals `tick_to_trade` (book
+    received to both legs sent) and `tick_to_ack`. A hand-over the topology does not have
+    (stamp 0) is no stage of its own: its time counts in the next stage."""
+    out: dict[str, int] = {}
+    last = trace.recv
+    for field_name, stage in STAGES:
+        stamp = getattr(trace, field_name)
+        if stamp:
+            out[stage] = stamp - last
+            last = stamp
+    if trace.sent:
+        out["tick_to_trade"] = trace.sent - trace.recv
+    if trace.acked:
+        out["tick_to_ack"] = trace.acked - trace.recv
+        out["approve_to_ack"] = trace.acked - trace.approved
+    return out
+
+
+class StageSamples:
+    """Samples of every stage of the trades one actor finished (`stage_samples`)."""
+
+    def __init__(self) -> None:
+        self._stages: dict[str, LatencySamples] = {}
+
+    def add(self, trace: Trace) -> dict[str, int]:
+        stages = stage_samples(trace)
+        for name, ns in stages.items():
+            self._stages.setdefault(name, LatencySamples()).add(ns)
+        return stages
+
+    def values(self) -> dict[str, list[int]]:
+        return {name: s.values() for name, s in self._stages.items()}

@@ -27,9 +27,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from hft_ray.book import CHECKSUM, SEQUENCE_GAP
-from hft_ray.risk.core import TradingState
-from hft_ray.types import ExecutionReport
+from hft_ray.risk.state import TradingState
+from hft_ray.types import CHECKSUM, SEQUENCE_GAP, ExecutionReport
 
 _log = logging.getLogger(__name__)
 
@@ -110,6 +109,12 @@ SEQUENCE_GAPS = _counter(
 CHECKSUM_FAILURES = _counter(
     "hft_ray_book_checksum_failures_total", "Books invalidated by a checksum mismatch.", "venue"
 )
+BOOKS_CONFLATED = _counter(
+    "hft_ray_book_conflated_total",
+    "Books the venue published that the feed never saw: it fell behind, and took only the "
+    "latest book of each symbol.",
+    "venue",
+)
 FEED_RESYNCS = _counter(
     "hft_ray_feed_resyncs_total", "Stream resubscriptions for a fresh snapshot.", "venue"
 )
@@ -182,6 +187,14 @@ TICK_TO_TRADE = _histogram(
     "From the feed receiving the book that made the opportunity to both legs sent.",
     LATENCY_BOUNDARIES_S,
 )
+TRADE_STAGE = _histogram(
+    "hft_ray_trade_stage_seconds",
+    "Time a trade spent in each stage between the book and the acknowledgements (batch_wait, "
+    "hop_feed_detector, scan, hop_detector_risk, decide, hop_risk_executor, journal_intent, "
+    "send, venue_ack; a topology without a hop has no such stage).",
+    LATENCY_BOUNDARIES_S,
+    "stage",
+)
 
 #: Every metric above, in definition order.
 ALL: tuple[MetricSpec, ...] = tuple(
@@ -226,9 +239,11 @@ def feed_reading(
     backpressure_waits: int,
     resyncs: int,
     book_age_s: float | None,
+    conflated: int = 0,
 ) -> Reading:
     r = Reading()
     r.count(BOOK_UPDATES, updates, venue=venue)
+    r.count(BOOKS_CONFLATED, conflated, venue=venue)
     for reason, n in invalid.items():
         r.count(BOOK_INVALIDATIONS, n, venue=venue, reason=reason)
     r.count(SEQUENCE_GAPS, invalid.get(SEQUENCE_GAP, 0), venue=venue)
@@ -367,6 +382,18 @@ class MetricsFlusher:
         """Buffer latencies in nanoseconds for a histogram in seconds."""
         if self.enabled:
             self._samples.setdefault(_key(spec, tags), []).extend(v / 1e9 for v in values_ns)
+
+    def sample_stages(self, stages_ns: Mapping[str, int]) -> None:
+        """Buffer one trade's stages (`latency.stage_samples`)."""
+        if not self.enabled:
+            return
+        for stage, ns in stages_ns.items():
+            if stage == "tick_to_trade":
+                self.sample_ns(TICK_TO_TRADE, (ns,))
+            elif stage == "approve_to_ack":
+                self.sample_ns(APPROVE_TO_ACK, (ns,))
+            elif stage != "tick_to_ack":
+                self.sample_ns(TRADE_STAGE, (ns,), stage=stage)
 
     def due(self) -> bool:
         return self.enabled and self._clock() - self._last_push >= self.interval_s

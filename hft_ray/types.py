@@ -25,6 +25,16 @@ REVERT_CLOSE = "revert_close"
 #: Flags of a BookUpdate row.
 BOOK_VALID = 1
 
+#: Why a book is not tradable (the feed counts each; a live venue adapter adds its own).
+EMPTY_SIDE = "empty_side"
+BAD_LEVEL = "non_positive_or_nan_level"
+CROSSED = "crossed"
+UNSORTED = "unsorted_levels"
+SEQUENCE_GAP = "sequence_gap"
+CHECKSUM = "checksum_mismatch"
+PRICE_JUMP = "price_jump"
+NO_SNAPSHOT = "no_snapshot"
+
 
 @lru_cache(maxsize=16)
 def book_update_dtype(depth: int) -> np.dtype:
@@ -118,6 +128,10 @@ class Opportunity(NamedTuple):
     tick_mono_ns: int
     detect_mono_ns: int
     kind: str = ARB
+    # Hand-overs before detection in the distributed topology (0 where there was no hop): the
+    # feed sent the batch holding the triggering book, the detector took it.
+    batch_sent_mono_ns: int = 0
+    detector_in_mono_ns: int = 0
 
 
 class Approval(NamedTuple):
@@ -126,6 +140,24 @@ class Approval(NamedTuple):
     opp: Opportunity
     size: float
     approve_mono_ns: int
+    risk_in_mono_ns: int = 0  # when risk took the opportunity (0: in the same process)
+
+
+class Trace(NamedTuple):
+    """Monotonic nanoseconds at every hand-over of one trade, from the book to both acks, on
+    one host; 0 where the topology has no such hop (a fused node has none before the venue).
+    `latency.stage_samples` turns it into the per-stage breakdown of the report."""
+
+    recv: int  # the feed received the newer of the two books
+    batch_sent: int  # the feed sent the batch that held it
+    detector_in: int  # the detector took that batch
+    detected: int  # the detector emitted the opportunity
+    risk_in: int  # risk (or the node's gate) took it
+    approved: int
+    executor_in: int  # the executor took the approval
+    intent: int  # the intent was durable in the journal
+    sent: int  # the later of the two legs left this process for its venue
+    acked: int  # the later of the two acknowledgements came back
 
 
 class OrderResult(NamedTuple):
@@ -145,6 +177,9 @@ class OrderResult(NamedTuple):
     # The part of the fee the venue took in the base asset (Binance on a buy, unless paid in
     # BNB): the base received is `filled - fee_base`, and no quote was paid for that part.
     fee_base: float = 0.0
+    # When the order really left this process (the request handed to the connection; for a
+    # simulated venue, the call), monotonic ns; 0 if the venue adapter could not tell.
+    sent_mono_ns: int = 0
 
 
 class ExecutionReport(NamedTuple):
@@ -158,6 +193,7 @@ class ExecutionReport(NamedTuple):
     tick_to_trade_ns: int
     legs_unknown: int = 0  # legs whose outcome the venue never told us
     journal_failed: bool = False  # a record after the intent could not be journaled
+    trace: Trace | None = None  # None: not traded live (reconciled, refused, written off)
 
 
 def client_order_id(opp_id: str, leg: str) -> str:

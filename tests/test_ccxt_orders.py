@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -272,13 +273,15 @@ def test_an_order_the_venue_leaves_open_is_cancelled_and_its_final_state_returne
         ((p1, q1),) = best(server, "ask")
         amount = round(q1 + 1.0, 8)
         server.fail_next_order("rest")  # the venue keeps the unfilled remainder open
+        before = time.monotonic_ns()
         r = await client.create_order("rest1", SYMBOL, "buy", amount, p1)
+        assert before < r.sent_mono_ns < time.monotonic_ns()  # when the request left
         assert_result(r, status="partial", filled=q1, avg_price=p1, reason="ioc_remainder_expired")
         held = server.orders["rest1"]
         assert held.canceled and not held.open  # cancelled on the venue, not just reported
         # cancelling what is already final just reports it
         again = await client.cancel_order("rest1", SYMBOL)
-        assert again._replace(ts_ns=0) == r._replace(ts_ns=0)
+        assert again._replace(ts_ns=0) == r._replace(ts_ns=0, sent_mono_ns=0)
 
     run(venue, body)
 

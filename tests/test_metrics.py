@@ -289,7 +289,7 @@ def test_names_follow_prometheus_conventions() -> None:
             assert spec.name.endswith(("_seconds", "_rows")), spec.name
             assert list(spec.boundaries) == sorted(spec.boundaries) and spec.boundaries[0] > 0
         # Small label sets only: nothing per order, per opportunity or per symbol.
-        assert set(spec.tag_keys) <= {"venue", "reason", "status", "state", "breaker"}
+        assert set(spec.tag_keys) <= {"venue", "reason", "status", "state", "breaker", "stage"}
 
 
 @pytest.mark.ray

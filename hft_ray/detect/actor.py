@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 import numpy as np
@@ -45,13 +46,27 @@ class DetectorActor:
     def ready(self) -> dict[str, object]:
         return self.placement
 
-    def on_batch(self, rows: np.ndarray) -> int:
+    def ping(self) -> bool:
+        return True
+
+    def warm(self) -> None:
+        """Reach risk once, so the first opportunity does not pay for the connection."""
+        ray.get(self._risk.ping.remote())
+
+    def on_batch(self, rows: np.ndarray, sent_mono_ns: int = 0) -> int:
+        """Scan a feed's batch (sent at `sent_mono_ns`) and hand what it found to risk,
+        without waiting for risk."""
+        taken = time.monotonic_ns()
         found = self._core.on_batch(rows)
         self._latency.extend(self._core.tick_to_detect_ns)
         self._metrics.sample_ns(metrics.TICK_TO_DETECT, self._core.tick_to_detect_ns)
         self._core.tick_to_detect_ns.clear()
         if found:
-            self._risk.submit.remote(found)
+            stamped = [
+                o._replace(batch_sent_mono_ns=sent_mono_ns, detector_in_mono_ns=taken)
+                for o in found
+            ]
+            self._risk.submit.remote(stamped)
         self._metrics.maybe_push(self._metrics_reading)
         return len(found)
 
@@ -72,6 +87,7 @@ class DetectorActor:
         self._metrics.maybe_push(self._metrics_reading)
         return {
             "updates": self._core.updates,
+            "rows_scanned": self._core.rows_scanned,
             "opportunities": self._core.opportunities,
             "suppressed": self._core.suppressed,
         }

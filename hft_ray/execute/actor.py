@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
@@ -18,15 +18,17 @@ from hft_ray import metrics, names
 from hft_ray.clock import LiveClock
 from hft_ray.config import HftConfig
 from hft_ray.execute.core import ExecutorCore
-from hft_ray.latency import LatencySamples
+from hft_ray.latency import StageSamples
 from hft_ray.markets import Markets
 from hft_ray.pinning import pin_actor
 from hft_ray.remote import idempotent
 from hft_ray.store import StoreUnavailable, open_store
 from hft_ray.types import Approval, ExecutionReport, Universe
 from hft_ray.venues.base import OrderVenue
-from hft_ray.venues.ccxt_orders import CcxtOrderVenue, order_venue_for
 from hft_ray.venues.sim import SimVenueClient
+
+if TYPE_CHECKING:
+    from hft_ray.venues.ccxt_orders import CcxtOrderVenue
 
 _log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ class ExecutorActor:
             elif venue.kind == "sim":
                 venues[name] = SimVenueClient(name, ray.get_actor(names.venue(name)))
             else:
+                from hft_ray.venues.ccxt_orders import order_venue_for  # only for a live venue
+
                 live = order_venue_for(config, name)
                 self._live.append(live)
                 venues[name] = live
@@ -63,13 +67,16 @@ class ExecutorActor:
         self._risk = ray.get_actor(names.RISK)
         self._reconciled: asyncio.Task[int] | None = None
         self._running = 0
-        self._tick_to_trade = LatencySamples()
-        self._approve_to_ack = LatencySamples()
+        self._stages = StageSamples()
         self._aborted = 0
         self._executions = 0
         self._counts = metrics.ExecutionCounts()
         self._metrics = metrics.MetricsFlusher(config.metrics.enabled)
         self._metrics_task: asyncio.Task[None] | None = None
+
+    @idempotent
+    async def ping(self) -> bool:
+        return True
 
     @idempotent
     async def ready(self) -> dict[str, object]:
@@ -109,6 +116,7 @@ class ExecutorActor:
         return self._core.settle(opp_id)
 
     async def execute(self, approval: Approval) -> None:
+        received = self._clock.monotonic_ns()
         opp_id = approval.opp.opp_id
         self._running += 1
         self._ensure_metrics()
@@ -117,7 +125,7 @@ class ExecutorActor:
             if not self._core.admit(opp_id):
                 return  # released by risk, or delivered again: traded once at most
             try:
-                report = await self._core.execute(approval)
+                report = await self._core.execute(approval, received)
             except StoreUnavailable:
                 self._aborted += 1
                 report = ExecutionReport(opp_id, "", (), 0, False, 0)
@@ -128,12 +136,9 @@ class ExecutorActor:
                 report = await self._reconcile_one(opp_id)
             else:
                 self._executions += 1
-                self._tick_to_trade.add(report.tick_to_trade_ns)
-                approve_to_ack_ns = self._clock.monotonic_ns() - approval.approve_mono_ns
-                self._approve_to_ack.add(approve_to_ack_ns)
                 self._counts.add(report)
-                self._metrics.sample_ns(metrics.TICK_TO_TRADE, (report.tick_to_trade_ns,))
-                self._metrics.sample_ns(metrics.APPROVE_TO_ACK, (approve_to_ack_ns,))
+                if report.trace is not None:
+                    self._metrics.sample_stages(self._stages.add(report.trace))
             self._risk.on_execution.remote(report)
         finally:
             self._running -= 1
@@ -167,10 +172,7 @@ class ExecutorActor:
 
     @idempotent
     async def latency_samples(self) -> dict[str, list[int]]:
-        return {
-            "tick_to_trade": self._tick_to_trade.values(),
-            "approve_to_ack": self._approve_to_ack.values(),
-        }
+        return self._stages.values()
 
     @idempotent
     async def close(self) -> None:

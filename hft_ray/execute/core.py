@@ -33,6 +33,7 @@ from hft_ray.types import (
     ExecutionReport,
     OrderResult,
     Side,
+    Trace,
     Universe,
     client_order_id,
 )
@@ -73,7 +74,10 @@ class ExecutorCore:
         self._timeout_s = config.execution.order_timeout_ms / 1000.0
         self._unwind_timeout_s = config.execution.unwind_timeout_ms / 1000.0
 
-    async def execute(self, approval: Approval) -> ExecutionReport:
+    async def execute(self, approval: Approval, received_mono_ns: int = 0) -> ExecutionReport:
+        """Journal the intent, place both legs at once, repair what broke, report.
+        `received_mono_ns`: when the approval reached this executor from another process (0
+        when it was approved in this one)."""
         opp = approval.opp
         symbol = self._universe.symbols[opp.symbol]
         buy = self._universe.venues[opp.buy_venue]
@@ -108,11 +112,26 @@ class ExecutorCore:
         )
         # From here on orders are live: a journal failure must not lose what the venues did.
         trail = _Trail()
-        tick_to_trade_ns = self._clock.monotonic_ns() - opp.tick_mono_ns
+        intent_at = self._clock.monotonic_ns()
         buy_r, sell_r = await asyncio.gather(
             *(self._place(trail, v, c, symbol, s, size, p, opp.opp_id) for v, c, s, p in legs)  # type: ignore[arg-type]
         )
-        return await self._finish(trail, opp.opp_id, symbol, buy_r, sell_r, None, tick_to_trade_ns)
+        trace = Trace(
+            recv=opp.tick_mono_ns,
+            batch_sent=opp.batch_sent_mono_ns,
+            detector_in=opp.detector_in_mono_ns,
+            detected=opp.detect_mono_ns,
+            risk_in=approval.risk_in_mono_ns,
+            approved=approval.approve_mono_ns,
+            executor_in=received_mono_ns,
+            intent=intent_at,
+            sent=max(buy_r.sent_mono_ns, sell_r.sent_mono_ns),
+            acked=self._clock.monotonic_ns(),
+        )
+        report = await self._finish(
+            trail, opp.opp_id, symbol, buy_r, sell_r, None, trace.sent - trace.recv
+        )
+        return report._replace(trace=trace)
 
     async def _finish(
         self,
@@ -243,6 +262,8 @@ class ExecutorCore:
         timeout_s: float | None = None,
     ) -> OrderResult:
         client = self._venues[venue]
+        # When the venue adapter cannot say when its request left, the call is the send.
+        called = self._clock.monotonic_ns()
         try:
             result = await asyncio.wait_for(
                 client.create_order(cid, symbol, side, amount, price), timeout_s or self._timeout_s
@@ -252,6 +273,8 @@ class ExecutorCore:
         else:
             if result.status == "unknown":  # the venue never said: the order may be live
                 result = await self._look_up(client, cid, symbol, side, amount)
+        if not result.sent_mono_ns:
+            result = result._replace(sent_mono_ns=called)
         await self._journal_order(trail, opp_id, result)
         return result
 

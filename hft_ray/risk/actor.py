@@ -22,6 +22,8 @@ from hft_ray.pinning import pin_actor
 from hft_ray.remote import idempotent
 from hft_ray.risk.core import RiskCore
 from hft_ray.risk.keeper import RiskKeeper
+from hft_ray.risk.lease import Lease, NodeSync
+from hft_ray.risk.state import SEVERITY, TradingState
 from hft_ray.store import open_store
 from hft_ray.types import ExecutionReport, Opportunity, Universe
 
@@ -40,10 +42,11 @@ class RiskActor:
         run_id: str,
         run_dir: str,
         cores: list[int],
+        nodes: tuple[str, ...] = (),
     ) -> None:
         self.placement = pin_actor(cores, config.cluster.pin_cores)
         self._clock = LiveClock()
-        core = RiskCore(config, universe, markets, self._clock)
+        core = RiskCore(config, universe, markets, self._clock, nodes=nodes)
         self._keeper = RiskKeeper(core, open_store(config.store, run_id, Path(run_dir), "risk"))
         self._core = core
         # Peers are found by name on first use: they are created after risk, and a restarted
@@ -51,8 +54,10 @@ class RiskActor:
         self._namespace = config.cluster.namespace
         self._executor_names = [names.executor(i) for i in range(config.execution.pool_size)]
         self._detector_names = [names.detector(i) for i in range(config.detector.pool_size)]
+        self._node_names = list(nodes)
         self._executors: list[Any] = []
         self._detectors: list[Any] = []
+        self._nodes: list[Any] = []
         self._next = 0
         self._detect_to_approve = LatencySamples()
         self._metrics = metrics.MetricsFlusher(config.metrics.enabled)
@@ -84,7 +89,15 @@ class RiskActor:
     def _metrics_reading(self) -> metrics.Reading:
         return metrics.risk_reading(self._core.snapshot())
 
+    @idempotent
+    async def warm(self) -> None:
+        """Find and reach every executor once, so the first approval does not pay for it."""
+        self._ensure_watch()
+        self._executors = self._peers(self._executor_names)
+        await asyncio.gather(*(e.ping.remote() for e in self._executors))
+
     async def submit(self, opps: list[Opportunity]) -> None:
+        taken = self._clock.monotonic_ns()
         self._ensure_watch()
         if not self._executors:
             self._executors = self._peers(self._executor_names)
@@ -92,6 +105,7 @@ class RiskActor:
             approval = await self._keeper.decide(opp)
             if approval is None:
                 continue
+            approval = approval._replace(risk_in_mono_ns=taken)
             self._detect_to_approve.add(approval.approve_mono_ns - opp.detect_mono_ns)
             self._metrics.sample_ns(
                 metrics.DETECT_TO_APPROVE, (approval.approve_mono_ns - opp.detect_mono_ns,)
@@ -137,9 +151,32 @@ class RiskActor:
         return True
 
     @idempotent
+    async def sync(self, msg: NodeSync) -> Lease:
+        """A trading node's decisions and fills since its last sync, and its next lease."""
+        self._ensure_watch()
+        before = self._core.state
+        lease = await self._keeper.sync(msg)
+        self._revoke_if_worse(before)
+        return lease
+
+    def _revoke_if_worse(self, before: TradingState) -> None:
+        """A breaker or an operator made trading stricter: close every node's lease now,
+        not when it expires (a node's next lease carries the new state)."""
+        after = self._core.state
+        if SEVERITY[after] <= SEVERITY[before] or not self._node_names:
+            return
+        if not self._nodes:
+            self._nodes = self._peers(self._node_names)
+        reason = f"state_{after.value.lower()}"
+        for node in self._nodes:
+            node.revoke.remote(reason)
+
+    @idempotent
     async def on_execution(self, report: ExecutionReport) -> None:
         self._ensure_watch()
+        before = self._core.state
         self._keeper.on_execution(report)
+        self._revoke_if_worse(before)
         if self._core.restored and any(r.filled > 0 for r in report.fills):
             self._tell_detectors()
 
@@ -159,10 +196,12 @@ class RiskActor:
         """Stop trading (or admit only exposure-reducing orders) by hand; persisted at once."""
         self._ensure_watch()
         await self._keeper.until_restored()
+        before = self._core.state
         if reduce_only:
             self._core.reduce_only(reason)
         else:
             self._core.halt(reason)
+        self._revoke_if_worse(before)
         await self._keeper.persist()
         return self._core.snapshot()
 

@@ -1,13 +1,11 @@
-"""RiskCore: every opportunity is approved, clipped or rejected here, with a reason.
+"""RiskCore: the one authority over limits, positions and breakers.
 
-Checks, in order: the store answers and the state is restored; trading state; how old the
-opportunity and its newest book are; minimum edge; trades in flight on the symbol; then the
-size is clipped to the order notional limit, the position limit per asset and venue, the
-inventory each venue holds net of what in-flight trades have reserved, and the gross exposure
-limit (in REDUCING, to what shrinks exposure); last, the order rate per venue and overall (token
-buckets). A clip that leaves less than a tradable size is a rejection naming the limit that
-bound. Positions come from the fills that executors report, through the same `Ledger` that
-rebuilds them from the journal.
+It approves, clips or rejects opportunities itself (the distributed topology: detectors send
+them here) with the checks of `risk/checks.py`, and it grants trading nodes the leases their
+gates decide within (the fused topology, `risk/lease.py`). Either way it counts everything
+that may still move a position or spend inventory as used: positions, trades in flight, and
+whatever each node's lease still lets it spend. Positions come from the fills that executors
+and nodes report, through the same `Ledger` that rebuilds them from the journal.
 
 Breakers switch the trading state on their own and stay tripped until resumed by hand:
 daily loss, an unknown leg and a lost journal write, consecutive leg failures -> HALTED;
@@ -20,109 +18,79 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter, deque
-from dataclasses import dataclass
-from enum import StrEnum
+from dataclasses import dataclass, field
 from typing import Any
 
 from hft_ray.clock import Clock
 from hft_ray.config import HftConfig
-from hft_ray.detect.reference import floor_to_lots
 from hft_ray.execute.core import order_from_record
 from hft_ray.ledger import Ledger
-from hft_ray.markets import Markets, leg_limit_prices
-from hft_ray.store.base import DECISION, EXECUTION, INTENT, ORDER, Record
-from hft_ray.types import (
-    ARB,
-    REVERT_CLOSE,
-    REVERT_OPEN,
-    Approval,
-    ExecutionReport,
-    Opportunity,
-    OrderResult,
-    Universe,
+from hft_ray.markets import Markets
+from hft_ray.risk.checks import Decision, decide
+from hft_ray.risk.lease import Budget, Lease, NodeSync, RateShare, decision_record
+from hft_ray.risk.state import (
+    Breaker,
+    OrderRate,
+    Reservation,
+    Reverting,
+    TradingState,
+    book_reversion,
+    matched_size,
+    most_severe,
+    open_reversion,
 )
+from hft_ray.store.base import EXECUTION, INTENT, ORDER, Record
+from hft_ray.types import ARB, Approval, ExecutionReport, Opportunity, OrderResult, Universe
+
+__all__ = ["Breaker", "RiskCore", "TradingState", "executions_from_journal"]
+
 
 _DAY_NS = 86_400 * 10**9
 #: How far back a restore replays the journal; reports arrive within seconds of their trade.
 _REPORTED_WINDOW_NS = 600 * 10**9
 
 
-class TradingState(StrEnum):
-    ACTIVE = "ACTIVE"
-    REDUCING = "REDUCING"
-    HALTED = "HALTED"
-
-
-_SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
-
-
-class TokenBucket:
-    """`rate` tokens per second, at most `burst` saved up."""
-
-    def __init__(self, rate: float, burst: int, clock: Clock) -> None:
-        self._rate = rate
-        self._burst = float(burst)
-        self._clock = clock
-        self._tokens = float(burst)
-        self._at = clock.monotonic_ns()
-
-    def has(self, n: int) -> bool:
-        now = self._clock.monotonic_ns()
-        self._tokens = min(self._burst, self._tokens + (now - self._at) * 1e-9 * self._rate)
-        self._at = now
-        return self._tokens + 1e-9 >= n
-
-    def take(self, n: int) -> bool:
-        if not self.has(n):
-            return False
-        self._tokens -= n
-        return True
-
-
 @dataclass
-class _InFlight:
-    symbol: int
-    buy_venue: str
-    sell_venue: str
-    quote_reserved: float
-    base_reserved: float
-    kind: str = ARB
+class _NodeAccount:
+    """What risk knows of one trading node's lease."""
 
-
-@dataclass
-class Breaker:
-    """A tripped breaker: the state it forces and why; cleared only by `resume`."""
-
-    forces: TradingState
-    detail: str
-    ts_ns: int
+    held: Budget = field(default_factory=Budget)  # what its gate may still spend, at most
+    live_until_ns: int = 0  # monotonic: nothing held can be spent after this
+    synced: bool = False  # has reported to this incarnation of risk
+    incarnation: str = ""  # the node process now reporting
+    retired: set[str] = field(default_factory=set)  # earlier processes of the node
+    unknown_until_ns: int = 0  # after a restore: until then, unsynced, it may hold anything
+    # Cumulative decision counts per node incarnation (a restarted node counts from zero).
+    counts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class RiskCore:
     def __init__(
-        self, config: HftConfig, universe: Universe, markets: Markets, clock: Clock
+        self,
+        config: HftConfig,
+        universe: Universe,
+        markets: Markets,
+        clock: Clock,
+        nodes: tuple[str, ...] = (),
     ) -> None:
         self._markets = markets
         self._limits = config.risk
         self._statarb_notional = config.detector.statarb.max_notional
-        # Open reversion positions: (symbol, lower venue, higher venue) -> (bought on, sold
-        # on, size), booked from fills.
-        self._reverting: dict[tuple[int, str, str], tuple[str, str, float]] = {}
+        # Open reversion positions, booked from fills.
+        self._reverting: Reverting = {}
         self._slippage_bps = config.execution.slippage_bps
         self._universe = universe
         self._clock = clock
         self._max_age_ns = int(config.risk.max_opportunity_age_ms * 1e6)
         book_age_ms = config.risk.max_book_age_ms or config.feed.max_book_age_ms
         self._max_book_age_ns = int(book_age_ms * 1e6)
-        self._bucket = TokenBucket(self._limits.max_orders_per_s, self._limits.order_burst, clock)
-        per_venue = self._limits.max_venue_orders_per_s
-        self._venue_buckets = (
-            {
-                v: TokenBucket(per_venue, self._limits.venue_order_burst, clock)
-                for v in config.venues
-            }
-            if per_venue is not None
-            else {}
+        self._rate = OrderRate(
+            list(config.venues),
+            clock,
+            self._limits.max_orders_per_s,
+            self._limits.order_burst,
+            self._limits.max_venue_orders_per_s,
+            self._limits.venue_order_burst,
         )
         self.breakers: dict[str, Breaker] = {}
         # Fail closed: nothing is approved until the actor has seen the store answer and has
@@ -131,7 +99,7 @@ class RiskCore:
         self.restored = False
         self.ledger = Ledger()
         self._start_balances = {name: dict(v.balances) for name, v in config.venues.items()}
-        self._in_flight: dict[str, _InFlight] = {}
+        self._in_flight: dict[str, Reservation] = {}
         # Trades booked in the last `_REPORTED_WINDOW_NS`, by opportunity id, with when: a
         # report seen again (an executor's after the journal replay) is booked once. Older
         # ones are dropped at each save: a restore replays only that window of the journal.
@@ -142,6 +110,8 @@ class RiskCore:
         self._day_start_pnl = 0.0
         self._leg_failure_streak = 0
         self._venue_rejects: deque[bool] = deque(maxlen=self._limits.reject_rate_window)
+        self._nodes = {n: _NodeAccount() for n in nodes}
+        self._lease_ttl_ns = int(config.risk.lease_ttl_ms * 1e6)
         self.approved = 0
         self.clipped = 0
         self.rejected: Counter[str] = Counter()
@@ -153,8 +123,7 @@ class RiskCore:
     @property
     def state(self) -> TradingState:
         """The most severe state any tripped breaker forces."""
-        forced = [b.forces for b in self.breakers.values()]
-        return max(forced, key=_SEVERITY.__getitem__, default=TradingState.ACTIVE)
+        return most_severe([b.forces for b in self.breakers.values()])
 
     @property
     def state_reason(self) -> str:
@@ -165,126 +134,75 @@ class RiskCore:
 
     def evaluate(self, opp: Opportunity) -> tuple[Approval | None, Record]:
         """Decide on one opportunity; the decision record is returned for the journal."""
-        size, reason = self._decide(opp)
-        now_ns = self._clock.time_ns()
-        approval = None
-        if reason and size <= 0:
-            self.rejected[reason] += 1
-            verdict = "rejected"
-        else:
-            verdict = "clipped" if size < opp.size else "approved"
-            self.clipped += verdict == "clipped"
-            self.approved += 1
-            approval = Approval(opp, size, self._clock.monotonic_ns())
-            self._reserve(opp, size)
-            # Persisted with the next save; a rejection alone changes only a counter (the
-            # journal has every decision), so it does not cost a save of its own.
-            self.dirty = True
-        record: Record = {
-            "type": DECISION,
-            "ts_ns": now_ns,
-            "opp_id": opp.opp_id,
-            "kind": opp.kind,
-            "symbol": self._universe.symbols[opp.symbol],
-            "buy_venue": self._universe.venues[opp.buy_venue],
-            "sell_venue": self._universe.venues[opp.sell_venue],
-            "size_requested": opp.size,
-            "size_approved": size if approval else 0.0,
-            "edge_bps": opp.edge_bps,
-            "verdict": verdict,
-            "reason": reason,
-            "state": self.state.value,
-        }
-        return approval, record
+        decision = decide(
+            opp,
+            self,
+            limits=self._limits,
+            universe=self._universe,
+            markets=self._markets,
+            now_mono_ns=self._clock.monotonic_ns(),
+            max_age_ns=self._max_age_ns,
+            max_book_age_ns=self._max_book_age_ns,
+            slippage_bps=self._slippage_bps,
+            statarb_notional=self._statarb_notional,
+        )
+        record = decision_record(opp, self._universe, decision, self.state, self._clock.time_ns())
+        if decision.size <= 0:
+            self.rejected[decision.reason] += 1
+            return None, record
+        self.clipped += decision.size < opp.size
+        self.approved += 1
+        self._reserve(opp, decision)
+        # Persisted with the next save; a rejection alone changes only a counter (the
+        # journal has every decision), so it does not cost a save of its own.
+        self.dirty = True
+        return Approval(opp, decision.size, self._clock.monotonic_ns()), record
 
-    def _decide(self, opp: Opportunity) -> tuple[float, str]:
+    # -- Room: the whole book, every node's lease counted as used ---------------------------------
+
+    def closed(self) -> str:
+        return self._closed_for(None)
+
+    def _closed_for(self, node: str | None) -> str:
+        """Why nothing may be approved (by risk itself, or by `node`'s gate)."""
         if not self.store_ok:
-            return 0.0, "store_unavailable"
+            return "store_unavailable"
         if not self.restored:
-            return 0.0, "restoring"
-        state = self.state
-        closing = opp.kind == REVERT_CLOSE
-        if state == TradingState.HALTED or (
-            state == TradingState.REDUCING and opp.kind == REVERT_OPEN
-        ):
-            return 0.0, f"state_{state.value.lower()}"
-        now = self._clock.monotonic_ns()
-        if now - opp.detect_mono_ns > self._max_age_ns:
-            return 0.0, "stale_opportunity"
-        if now - opp.tick_mono_ns > self._max_book_age_ns:
-            return 0.0, "stale_book"
-        # A crossed book must pay after fees; a reversion trade is a bet on the spread instead.
-        if opp.kind == ARB and opp.edge_bps < self._limits.min_edge_bps:
-            return 0.0, "edge_below_min"
-        open_size = self._open_reversion(opp) if closing else math.inf
-        if open_size <= 0:
-            return 0.0, "no_open_position"
-        busy = sum(1 for f in self._in_flight.values() if f.symbol == opp.symbol)
-        if busy >= self._limits.max_in_flight_per_symbol:
-            return 0.0, "in_flight"
-        symbol = self._universe.symbols[opp.symbol]
+            return "restoring"
+        return "restoring_leases" if self._unknown_nodes(node) else ""
+
+    def trading_state(self) -> TradingState:
+        return self.state
+
+    def busy(self, symbol: int) -> int:
+        return sum(1 for f in self._in_flight.values() if f.symbol == symbol)
+
+    def open_reversion(self, opp: Opportunity) -> float:
         buy = self._universe.venues[opp.buy_venue]
         sell = self._universe.venues[opp.sell_venue]
-        buy_spec = self._markets.spec(buy, symbol)
-        sell_spec = self._markets.spec(sell, symbol)
-        base, quote = symbol.split("/")
-        self._marks[base] = opp.buy_avg
-        buy_px, sell_px = leg_limit_prices(
-            buy_spec, sell_spec, opp.buy_worst, opp.sell_worst, self._slippage_bps
-        )
-        notional = self._limits.max_order_notional
-        if opp.kind != ARB:
-            notional = min(notional, self._statarb_notional)
-        caps = {
-            # Each leg's notional at its limit price; the sell leg's is the larger on a crossing.
-            "max_order_notional": notional / max(buy_px, sell_px),
-            "open_position": open_size,
-            "insufficient_inventory": min(
-                self._available(buy, quote) / (buy_px * (1.0 + buy_spec.taker_fee)),
-                self._available(sell, base),
-            ),
-        }
-        max_pos = self._limits.max_position.get(base)
-        if max_pos is not None:
-            caps["max_position"] = min(
-                max_pos - self._exposure(buy, base, +1.0),
-                max_pos - self._exposure(sell, base, -1.0),
-            )
-        if state == TradingState.REDUCING and not closing:
-            # Only towards flat: buy where short, sell where long, never past zero.
-            caps["state_reducing"] = max(
-                0.0, min(-self._exposure(buy, base, +1.0), -self._exposure(sell, base, -1.0))
-            )
-        elif self._limits.max_gross_exposure_quote is not None and not closing:
-            caps["max_gross_exposure"] = self._gross_cap(
-                buy, sell, base, opp.size, self._limits.max_gross_exposure_quote
-            )
-        binding, cap = min(caps.items(), key=lambda kv: kv[1])
-        size = min(opp.size, cap)
-        size = floor_to_lots(size, buy_spec.lot, sell_spec.lot)
-        too_small = (
-            size <= 0
-            or size < max(buy_spec.min_amount, sell_spec.min_amount)
-            or size * opp.buy_avg < buy_spec.min_notional
-            or size * opp.sell_avg < sell_spec.min_notional
-        )
-        if too_small:
-            return 0.0, binding if cap < opp.size else "below_min_size"
-        venue_buckets = [self._venue_buckets[v] for v in (buy, sell) if v in self._venue_buckets]
-        if not all(b.has(1) for b in venue_buckets):
-            return 0.0, "venue_rate_limited"
-        if not self._bucket.take(2):
-            return 0.0, "rate_limited"
-        for b in venue_buckets:
-            b.take(1)
-        return size, binding if size < opp.size else ""
+        return open_reversion(self._reverting, opp.symbol, buy, sell)
 
-    def _gross_cap(self, buy: str, sell: str, base: str, size: float, ceiling: float) -> float:
-        """The largest size up to `size` that keeps gross exposure at most `ceiling` (quote),
+    def available(self, venue: str, asset: str) -> float:
+        return max(0.0, self._free_inventory(venue, asset, None))
+
+    def position_room(self, venue: str, base: str, direction: float) -> float | None:
+        max_pos = self._limits.max_position.get(base)
+        if max_pos is None:
+            return None
+        return max_pos - self._exposure(venue, base, direction)
+
+    def flat_room(self, venue: str, base: str, direction: float) -> float:
+        return -self._exposure(venue, base, direction)
+
+    def gross_cap(self, buy: str, sell: str, base: str, size: float) -> float | None:
+        """The largest size up to `size` that keeps gross exposure at most the ceiling (quote),
         or, when it is already above, that does not raise it. Buying on `buy` and selling on
         `sell` moves both venues' positions; the change is convex in the size, so the sizes
         allowed form an interval from zero, found by bisection."""
-        gross = self.gross_exposure()
+        ceiling = self._limits.max_gross_exposure_quote
+        if ceiling is None:
+            return None
+        gross = self.gross_exposure() + self._leased_gross(None)
         mark = self._marks.get(base, 0.0)
         p_buy = self._exposure(buy, base, +1.0)
         p_sell = -self._exposure(sell, base, -1.0)
@@ -301,29 +219,24 @@ class RiskCore:
             lo, hi = (mid, hi) if change(mid) <= headroom + 1e-9 else (lo, mid)
         return lo
 
+    def mark(self, base: str, price: float) -> None:
+        self._marks[base] = price
+
+    def take_orders(self, buy: str, sell: str) -> str:
+        return self._rate.take(buy, sell)
+
     def gross_exposure(self) -> float:
         """Sum over venues and base assets of |position| x last price, in quote."""
         bases = {s.split("/")[0] for s in self._universe.symbols}
         return sum(
-            abs(self._exposure(v, a, +1.0)) * self._marks.get(a, 0.0)
+            abs(self._exposure(v, a, +1.0, leased=False)) * self._marks.get(a, 0.0)
             for v in self._universe.venues
             for a in bases
         )
 
-    def _pair(self, symbol: int, x: str, y: str) -> tuple[int, str, str]:
-        return (symbol, min(x, y), max(x, y))
-
-    def _open_reversion(self, opp: Opportunity) -> float:
-        """How much of a reversion position this close may undo: it must buy where the open
-        sold and sell where it bought."""
-        buy = self._universe.venues[opp.buy_venue]
-        sell = self._universe.venues[opp.sell_venue]
-        held = self._reverting.get(self._pair(opp.symbol, buy, sell))
-        if held is None or held[1] != buy or held[0] != sell:
-            return 0.0
-        return held[2]
-
-    def _available(self, venue: str, asset: str) -> float:
+    def _free_inventory(self, venue: str, asset: str, except_node: str | None) -> float:
+        """The venue's balance of the asset, less what trades in flight reserved and what
+        every node's lease (but `except_node`'s) may spend."""
         start = self._start_balances[venue].get(asset, 0.0)
         reserved = sum(
             f.quote_reserved if f.buy_venue == venue else 0.0
@@ -334,41 +247,236 @@ class RiskCore:
             for f in self._in_flight.values()
             if self._base_of(f) == asset
         )
-        return max(0.0, start + self.ledger.position(venue, asset) - reserved)
+        leased = sum(a.held.spend.get((venue, asset), 0.0) for a in self._live_leases(except_node))
+        return start + self.ledger.position(venue, asset) - reserved - leased
 
-    def _exposure(self, venue: str, asset: str, direction: float) -> float:
-        """The asset's position on the venue, in `direction`, counting in-flight trades."""
+    def _exposure(
+        self,
+        venue: str,
+        asset: str,
+        direction: float,
+        *,
+        leased: bool = True,
+        except_node: str | None = None,
+    ) -> float:
+        """The asset's position on the venue, in `direction`, counting in-flight trades and
+        (if `leased`) the room every node's lease (but `except_node`'s) may still move it."""
         pending = sum(
             f.base_reserved
             for f in self._in_flight.values()
             if self._base_of(f) == asset
             and (f.buy_venue == venue if direction > 0 else f.sell_venue == venue)
         )
+        if leased:
+            key = (venue, asset)
+            pending += sum(
+                (a.held.long if direction > 0 else a.held.short).get(key, 0.0)
+                for a in self._live_leases(except_node)
+            )
         return direction * self.ledger.position(venue, asset) + pending
 
-    def _base_of(self, f: _InFlight) -> str:
+    def _leased_gross(self, except_node: str | None) -> float:
+        """Gross exposure every node's lease (but `except_node`'s) may still add, and what
+        the gates counted for their trades in flight (quote)."""
+        held = sum(a.held.gross or 0.0 for a in self._live_leases(except_node))
+        return held + sum(f.gross_reserved for f in self._in_flight.values() if f.owner)
+
+    def _worst_gross(self, except_node: str) -> float:
+        """The gross exposure positions would reach if every trade in flight filled in full,
+        each leg adding to |position|, and every other node spent its lease (quote)."""
+        bases = {s.split("/")[0] for s in self._universe.symbols}
+        held = sum(
+            abs(self.ledger.position(v, a)) * self._marks.get(a, 0.0)
+            for v in self._universe.venues
+            for a in bases
+        )
+        own = sum(
+            2.0 * f.base_reserved * self._marks.get(self._base_of(f), 0.0)
+            for f in self._in_flight.values()
+            if not f.owner
+        )
+        return held + own + self._leased_gross(except_node)
+
+    def _live_leases(self, except_node: str | None) -> list[_NodeAccount]:
+        now = self._clock.monotonic_ns()
+        return [a for n, a in self._nodes.items() if n != except_node and a.live_until_ns > now]
+
+    def _unknown_nodes(self, except_node: str | None = None) -> list[str]:
+        """Nodes that may hold a lease this incarnation of risk has not heard of (it granted
+        it before a restart): until they report, or it surely expired, nothing is granted."""
+        now = self._clock.monotonic_ns()
+        return [
+            n
+            for n, a in self._nodes.items()
+            if n != except_node and not a.synced and now < a.unknown_until_ns
+        ]
+
+    def _base_of(self, f: Reservation) -> str:
         return self._universe.symbols[f.symbol].split("/")[0]
 
-    def _quote_of(self, f: _InFlight) -> str:
+    def _quote_of(self, f: Reservation) -> str:
         return self._universe.symbols[f.symbol].split("/")[1]
 
-    def _reserve(self, opp: Opportunity, size: float) -> None:
+    def _reserve(self, opp: Opportunity, decision: Decision) -> None:
         """Hold what the legs may spend: quote at the buy leg's limit price plus its fee."""
         buy = self._universe.venues[opp.buy_venue]
         sell = self._universe.venues[opp.sell_venue]
         symbol = self._universe.symbols[opp.symbol]
-        buy_spec, sell_spec = self._markets.spec(buy, symbol), self._markets.spec(sell, symbol)
-        buy_px, _ = leg_limit_prices(
-            buy_spec, sell_spec, opp.buy_worst, opp.sell_worst, self._slippage_bps
-        )
-        self._in_flight[opp.opp_id] = _InFlight(
+        fee = self._markets.spec(buy, symbol).taker_fee
+        self._in_flight[opp.opp_id] = Reservation(
             symbol=opp.symbol,
             buy_venue=buy,
             sell_venue=sell,
-            quote_reserved=size * buy_px * (1.0 + buy_spec.taker_fee),
-            base_reserved=size,
+            quote_reserved=decision.size * decision.buy_px * (1.0 + fee),
+            base_reserved=decision.size,
             kind=opp.kind,
         )
+
+    # -- leases -------------------------------------------------------------------------------
+
+    def needs_journal(self, msg: NodeSync) -> bool:
+        """Whether `sync` must read the journal first: a node process this risk has not heard
+        from takes over trades of an earlier one, whose reports may have died with it."""
+        acct = self._nodes.get(msg.node)
+        current = acct.incarnation if acct is not None else ""
+        return msg.incarnation != current and any(
+            f.owner == msg.node for f in self._in_flight.values()
+        )
+
+    def sync(self, msg: NodeSync, journal: list[Record] | None = None) -> Lease:
+        """Book what a node reports, take its trades in flight and its remaining room as
+        held, and grant it a new lease (see `risk/lease.py` for why this never lets the sum
+        over nodes pass a limit). `journal` is required when `needs_journal(msg)`."""
+        if not self.restored:
+            # Reports stay unacknowledged (booked 0): the node sends them again.
+            return self.closed_lease(msg, "restoring")
+        acct = self._nodes.setdefault(msg.node, _NodeAccount())
+        if msg.incarnation in acct.retired:
+            # A call of a node process that has since been replaced, delivered late: what it
+            # says is older than what its successor said.
+            return self.closed_lease(msg, "superseded")
+        if msg.incarnation != acct.incarnation:
+            if self.needs_journal(msg):
+                if journal is None:
+                    raise ValueError(f"{msg.node}: a new node process needs the journal read")
+                self._book_from_journal(msg.node, journal)
+            if acct.incarnation:
+                acct.retired.add(acct.incarnation)
+            acct.incarnation = msg.incarnation
+        acct.counts[msg.incarnation] = dict(msg.counts)
+        for _, report in msg.reports:
+            self.on_execution(report)
+        for opp_id in [k for k, f in self._in_flight.items() if f.owner == msg.node]:
+            del self._in_flight[opp_id]
+        for opp_id, trade in msg.in_flight.items():
+            if opp_id not in self._reported:
+                self._in_flight[opp_id] = trade
+        acct.synced = True
+        acct.held = msg.remaining.copy()
+        now = self._clock.monotonic_ns()
+        # What the node holds now can be spent until its current lease ends, which is before
+        # the lease granted now ends.
+        acct.live_until_ns = now + self._lease_ttl_ns
+        self.dirty = True
+        closed = self._closed_for(msg.node)
+        target = self._room_for(msg.node) if not closed else acct.held.zeroed()
+        if self.state is TradingState.HALTED:
+            target = target.zeroed()
+        topup = acct.held.up_to(target)
+        acct.held = acct.held.plus(topup)
+        return Lease(
+            node=msg.node,
+            seq=msg.seq,
+            closed=closed,
+            state=self.state.value,
+            ttl_ns=self._lease_ttl_ns,
+            booked=msg.reports_made,
+            topup=topup,
+            target=target,
+            rate=self._rate_share(),
+            reverting=dict(self._reverting),
+        )
+
+    def _book_from_journal(self, node: str, journal: list[Record]) -> None:
+        """Book every journaled outcome of `node`'s trades in flight: an earlier process of
+        the node journaled them, then died before its report reached risk. (Those with no
+        outcome its successor reconciles and reports; those with no intent never started.)"""
+        mine = {k for k, f in self._in_flight.items() if f.owner == node}
+        for report in executions_from_journal([r for r in journal if r.get("opp_id") in mine]):
+            self.on_execution(report)
+
+    def closed_lease(self, msg: NodeSync, why: str) -> Lease:
+        """An answer that grants nothing and acknowledges nothing."""
+        return Lease(
+            node=msg.node,
+            seq=msg.seq,
+            closed=why,
+            state=self.state.value,
+            ttl_ns=self._lease_ttl_ns,
+            booked=0,
+            topup=Budget(),
+            target=msg.remaining.zeroed(),
+            rate=self._rate_share(),
+            reverting={},
+        )
+
+    def _room_for(self, node: str) -> Budget:
+        """The most `node` may hold: its share of the room left under every limit, counting
+        everything else (positions, trades in flight, the other nodes' leases) as used."""
+        share = 1.0 / max(1, len(self._nodes))
+        reducing = self.state is TradingState.REDUCING
+        bases = sorted({s.split("/")[0] for s in self._universe.symbols})
+        target = Budget()
+        for venue in self._universe.venues:
+            for asset in self._universe.assets():
+                free = self._free_inventory(venue, asset, node)
+                pool = free + sum(
+                    a.held.spend.get((venue, asset), 0.0) for a in self._live_leases(node)
+                )
+                target.spend[(venue, asset)] = max(0.0, min(free, pool * share))
+            for base in bases:
+                max_pos = self._limits.max_position.get(base)
+                for direction, room in ((+1.0, target.long), (-1.0, target.short)):
+                    exposure = self._exposure(venue, base, direction, except_node=node)
+                    others = sum(
+                        (a.held.long if direction > 0 else a.held.short).get((venue, base), 0.0)
+                        for a in self._live_leases(node)
+                    )
+                    limit = math.inf if max_pos is None else max_pos - exposure
+                    if reducing:
+                        limit = min(limit, -exposure)
+                    if math.isinf(limit):
+                        continue
+                    free = max(0.0, limit)
+                    room[(venue, base)] = min(free, (free + others) * share)
+        ceiling = self._limits.max_gross_exposure_quote
+        if ceiling is not None and not reducing:
+            others = sum(a.held.gross or 0.0 for a in self._live_leases(node))
+            free = max(0.0, ceiling - self._worst_gross(node))
+            target.gross = min(free, (free + others) * share)
+        return target
+
+    def _rate_share(self) -> RateShare:
+        share = 1.0 / max(1, len(self._nodes))
+        lim = self._limits
+        venue = lim.max_venue_orders_per_s
+        return RateShare(
+            lim.max_orders_per_s * share,
+            lim.order_burst * share,
+            None if venue is None else venue * share,
+            lim.venue_order_burst * share,
+        )
+
+    def node_counts(self) -> dict[str, Any]:
+        """Decisions the nodes' gates made, summed over nodes and their incarnations."""
+        approved = clipped = 0
+        rejected: Counter[str] = Counter()
+        for acct in self._nodes.values():
+            for c in acct.counts.values():
+                approved += int(c.get("approved", 0))
+                clipped += int(c.get("clipped", 0))
+                rejected.update({str(k): int(v) for k, v in dict(c.get("rejected", {})).items()})
+        return {"approved": approved, "clipped": clipped, "rejected": rejected}
 
     # -- outcomes -----------------------------------------------------------------------------
 
@@ -384,7 +492,7 @@ class RiskCore:
         self._roll_day()
         trade = self._in_flight.pop(report.opp_id, None)
         if trade is not None and trade.kind != ARB:
-            self._book_reversion(trade, report)
+            book_reversion(self._reverting, trade, matched_size(report))
         for r in report.fills:
             self.ledger.apply_fill(
                 r.venue,
@@ -441,19 +549,6 @@ class RiskCore:
             if abs(net) > limit:
                 self.trip("max_net_position", TradingState.REDUCING, f"{asset} {net:+.8g}")
 
-    def _book_reversion(self, trade: _InFlight, report: ExecutionReport) -> None:
-        """Open or shrink a reversion position by what both legs matched."""
-        matched = min(r.filled for r in report.fills[:2]) if len(report.fills) >= 2 else 0.0
-        key = self._pair(trade.symbol, trade.buy_venue, trade.sell_venue)
-        if trade.kind == REVERT_OPEN and matched > 0:
-            self._reverting[key] = (trade.buy_venue, trade.sell_venue, matched)
-        elif trade.kind == REVERT_CLOSE and key in self._reverting:
-            bought_on, sold_on, size = self._reverting[key]
-            if size - matched > 1e-12:
-                self._reverting[key] = (bought_on, sold_on, size - matched)
-            else:
-                del self._reverting[key]
-
     # -- trading state ------------------------------------------------------------------------
 
     def trip(self, name: str, forces: TradingState, detail: str) -> None:
@@ -485,15 +580,26 @@ class RiskCore:
         return list(self._in_flight)
 
     def snapshot(self) -> dict[str, Any]:
+        """Everything an operator reads; decisions count the nodes' gates' with risk's own."""
+        nodes = self.node_counts()
+        now = self._clock.monotonic_ns()
         return {
             "state": self.state.value,
             "state_reason": self.state_reason,
             "breakers": {n: dataclasses.asdict(b) for n, b in self.breakers.items()},
             "restored": self.restored,
             "store_ok": self.store_ok,
-            "approved": self.approved,
-            "clipped": self.clipped,
-            "rejected": dict(self.rejected),
+            "approved": self.approved + nodes["approved"],
+            "clipped": self.clipped + nodes["clipped"],
+            "rejected": dict(self.rejected + nodes["rejected"]),
+            "leases": {
+                n: {
+                    "synced": a.synced,
+                    "live_for_ms": max(0, a.live_until_ns - now) / 1e6,
+                    "in_flight": sum(1 for f in self._in_flight.values() if f.owner == n),
+                }
+                for n, a in self._nodes.items()
+            },
             "trades": self.trades,
             "legs_failed": self.legs_failed,
             "unwinds": self.unwinds,
@@ -528,6 +634,7 @@ class RiskCore:
             "day_start_pnl": self._day_start_pnl,
             "leg_failure_streak": self._leg_failure_streak,
             "venue_rejects": list(self._venue_rejects),
+            "node_counts": {n: a.counts for n, a in self._nodes.items()},
             "counters": {
                 "approved": self.approved,
                 "clipped": self.clipped,
@@ -538,11 +645,14 @@ class RiskCore:
             },
         }
 
-    def restore(self, state: Record | None, journal: list[Record]) -> None:
+    def restore(
+        self, state: Record | None, journal: list[Record], *, restarted: bool | None = None
+    ) -> None:
         """Continue from a persisted `state_record` (None: a fresh start) and the journal:
         trades whose intent was journaled but not their outcome are in flight (reserved, as
         if just approved), and every execution the state had not booked yet is replayed
-        through `on_execution`, the path a live report takes.
+        through `on_execution`, the path a live report takes. `restarted` (default: a state
+        was found) says an earlier incarnation of risk ran, and may have granted leases.
 
         Everything is read before anything is assigned: a state or journal this code cannot
         read raises (KeyError, TypeError, ValueError) and leaves the core as it was."""
@@ -556,9 +666,17 @@ class RiskCore:
             for r in journal
             if r.get("type") == INTENT and r.get("ts_ns", 0) >= since
         }
+        node_counts = {} if state is None else _read_node_counts(state.get("node_counts", {}))
         if state is not None:
             restored = _RestoredState.read(state)
             restored.assign(self)
+        # A lease the last incarnation granted may still be spent: each node is unknown until
+        # it reports to this one, or until any lease granted before now has surely expired.
+        restarted = state is not None if restarted is None else restarted
+        unknown_until = self._clock.monotonic_ns() + self._lease_ttl_ns if restarted else 0
+        for name, acct in self._nodes.items():
+            acct.synced, acct.unknown_until_ns = False, unknown_until
+            acct.counts = node_counts.get(name, {}) | acct.counts
         for opp_id, trade in pending.items():
             if opp_id not in self._reported:
                 self._in_flight.setdefault(opp_id, trade)
@@ -567,20 +685,30 @@ class RiskCore:
         self.restored = True
         self.dirty = True
 
-    def _reserved_by(self, intent: Record) -> _InFlight:
-        """What an intent's legs hold, as `_reserve` would have held it."""
+    def _reserved_by(self, intent: Record) -> Reservation:
+        """What an intent's legs hold, as `_reserve` would have held it (a trade a node's
+        gate approved is the node's: its next report says whether it is still in flight)."""
         legs = {leg["side"]: leg for leg in intent["legs"]}
         buy, sell = legs["buy"], legs["sell"]
         symbol = intent["symbol"]
         fee = self._markets.spec(buy["venue"], symbol).taker_fee
-        return _InFlight(
+        executor = str(intent.get("executor", ""))
+        return Reservation(
             symbol=self._universe.symbol_id(symbol),
             buy_venue=buy["venue"],
             sell_venue=sell["venue"],
             quote_reserved=float(buy["amount"]) * float(buy["price"]) * (1.0 + fee),
             base_reserved=float(buy["amount"]),
             kind=intent.get("kind", ARB),
+            owner=executor if executor in self._nodes else "",
         )
+
+
+def _read_node_counts(data: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    return {
+        str(node): {str(inc): dict(c) for inc, c in dict(by_inc).items()}
+        for node, by_inc in dict(data).items()
+    }
 
 
 @dataclass
@@ -589,9 +717,9 @@ class _RestoredState:
 
     breakers: dict[str, Breaker]
     ledger: Ledger
-    in_flight: dict[str, _InFlight]
+    in_flight: dict[str, Reservation]
     reported: dict[str, int]
-    reverting: dict[tuple[int, str, str], tuple[str, str, float]]
+    reverting: Reverting
     marks: dict[str, float]
     peak_pnl: float
     day: int
@@ -608,7 +736,7 @@ class _RestoredState:
                 n: Breaker(TradingState(f), d, int(t)) for n, (f, d, t) in state["breakers"].items()
             },
             ledger=Ledger.from_state(state["ledger"]),
-            in_flight={k: _InFlight(*v) for k, v in state["in_flight"].items()},
+            in_flight={k: Reservation(*v) for k, v in state["in_flight"].items()},
             reported={str(k): int(at) for k, at in state["reported"]},
             reverting={(int(s), a, b): (x, y, float(q)) for s, a, b, x, y, q in state["reverting"]},
             marks={str(k): float(v) for k, v in state["marks"].items()},

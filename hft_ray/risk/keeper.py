@@ -12,6 +12,7 @@ import asyncio
 import logging
 
 from hft_ray.risk.core import RiskCore
+from hft_ray.risk.lease import Lease, NodeSync
 from hft_ray.store.base import Record, Store, StoreUnavailable
 from hft_ray.types import Approval, ExecutionReport, Opportunity
 
@@ -102,6 +103,17 @@ class RiskKeeper:
             self.core.on_execution(report)
         else:
             self._early_reports.append(report)
+
+    async def sync(self, msg: NodeSync) -> Lease:
+        """A trading node's sync: book it and grant its lease (reading the journal first
+        when a new process of the node takes over from one that died)."""
+        journal = None
+        if self.core.restored and self.core.needs_journal(msg):
+            try:
+                journal = await self._store.read_journal()
+            except StoreUnavailable:
+                return self.core.closed_lease(msg, "store_unavailable")
+        return self.core.sync(msg, journal)
 
     def release(self, opp_id: str) -> None:
         """Write off an approval its executor never started (and now never will): what it

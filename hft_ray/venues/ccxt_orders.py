@@ -29,6 +29,7 @@ log line here, only the error's class name.
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from typing import Any
 
 from ccxt.base.errors import (
@@ -87,13 +88,30 @@ def order_outcome(err: BaseError) -> tuple[OrderStatus, str]:
     return "rejected", "venue_error"
 
 
+#: Set by `create_order` for its request: `fetch` notes when the request really leaves.
+_SENT: ContextVar[list[int] | None] = ContextVar("hft_ray_order_sent", default=None)
+
+
 class CcxtOrderVenue:
-    """The `OrderVenue` of one live exchange: a ccxt async exchange object and a clock."""
+    """The `OrderVenue` of one live exchange: a ccxt async exchange object and a clock.
+
+    An order's `sent_mono_ns` is when ccxt hands its HTTP request to the connection (after
+    signing and its rate limiter's wait), noted by a wrapper around the exchange's `fetch`.
+    """
 
     def __init__(self, name: str, exchange: Any, clock: Clock) -> None:
         self.name = name
         self.exchange = exchange
         self._clock = clock
+        fetch = exchange.fetch
+
+        async def noted_fetch(*args: Any, **kwargs: Any) -> Any:
+            sent = _SENT.get()
+            if sent is not None and not sent:
+                sent.append(clock.monotonic_ns())
+            return await fetch(*args, **kwargs)
+
+        exchange.fetch = noted_fetch
 
     async def start(self) -> None:
         """Load the exchange's markets, so that the first order does not wait for them."""
@@ -113,19 +131,27 @@ class CcxtOrderVenue:
             status, reason = order_outcome(err)
             reason = reason if status == "rejected" else "markets_unavailable"
             return self._bare(client_id, symbol, side, amount, "rejected", reason)
+        sent: list[int] = []
         try:
             # The executor has rounded to tick and lot already; this only formats.
             qty = float(self.exchange.amount_to_precision(symbol, amount))
             px = float(self.exchange.price_to_precision(symbol, price))
             params = {"clientOrderId": client_id, "timeInForce": "IOC"}
-            order = await self.exchange.create_order(symbol, "limit", side, qty, px, params)
+            token = _SENT.set(sent)
+            try:
+                order = await self.exchange.create_order(symbol, "limit", side, qty, px, params)
+            finally:
+                _SENT.reset(token)
         except BaseError as err:
             self._warn("create_order", client_id, err)
             status, reason = order_outcome(err)
-            return self._bare(client_id, symbol, side, amount, status, reason)
+            result = self._bare(client_id, symbol, side, amount, status, reason)
+            return result._replace(sent_mono_ns=sent[0] if sent else 0)
         if order.get("status") in _FINAL:
-            return self._result(order, client_id, symbol, side, amount)
-        return await self.fetch_order(client_id, symbol)
+            result = self._result(order, client_id, symbol, side, amount)
+        else:
+            result = await self.fetch_order(client_id, symbol)
+        return result._replace(sent_mono_ns=sent[0] if sent else 0)
 
     async def fetch_order(self, client_id: str, symbol: str) -> OrderResult:
         """The final state of an order by client id; an order still open is cancelled first."""

@@ -1,0 +1,405 @@
+"""Leases: how the one risk authority lets trading nodes decide in-process, never past a limit.
+
+A fused trading node decides on its own opportunities with a `RiskGate`, without a hop to the
+risk actor. The gate may spend only what its lease grants: per (venue, base) how far the
+position may still rise (`long`) and fall (`short`), per (venue, asset) how much inventory it
+may spend, how much gross exposure it may add, and a share of the order-rate limits, for a
+short time to live. The risk actor stays the one authority: it books every decision and fill
+the node reports, keeps the breakers, and counts everything a node *holds* (what its gate can
+still spend) as used, so that positions + every reservation + every node's held room never
+exceed a limit, whatever the nodes do.
+
+The protocol, one call per period from each node (`NodeSync` in, `Lease` out, at most one
+outstanding per node):
+- the node sends the reports risk has not acknowledged yet, its trades in flight, and what its
+  gate can still spend now (`remaining`; zero once its lease expired);
+- risk books the reports, takes the node's in-flight trades as its reservations and its
+  `remaining` as what it holds, then grants a top-up from the room left under every limit (a
+  share of it when several nodes trade) and a `target` the node may hold at most;
+- the gate adds the top-up, trims to the target, and may spend it until its own send time plus
+  the TTL: sent before risk granted it, so the gate's lease always ends before risk's view of
+  it. A gate only ever consumes room between syncs; room comes back only through risk.
+A halt or a breaker closes every lease at once (`revoke`, and every later lease is closed); a
+lease not renewed in time closes the gate by itself.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from hft_ray.clock import Clock
+from hft_ray.config import HftConfig
+from hft_ray.markets import Markets
+from hft_ray.risk.checks import Decision, decide
+from hft_ray.risk.state import (
+    OrderRate,
+    Reservation,
+    Reverting,
+    TradingState,
+    book_reversion,
+    matched_size,
+    open_reversion,
+)
+from hft_ray.store.base import DECISION, Record
+from hft_ray.types import ARB, Approval, ExecutionReport, Opportunity, Universe
+
+Key = tuple[str, str]  # (venue, asset)
+
+
+@dataclass
+class Budget:
+    """Room a node may spend. A key that is absent is not limited by that constraint."""
+
+    long: dict[Key, float] = field(default_factory=dict)  # (venue, base): base units
+    short: dict[Key, float] = field(default_factory=dict)  # (venue, base): base units
+    spend: dict[Key, float] = field(default_factory=dict)  # (venue, asset): asset units
+    gross: float | None = None  # quote; None: no gross exposure limit
+
+    def copy(self) -> Budget:
+        return Budget(dict(self.long), dict(self.short), dict(self.spend), self.gross)
+
+    def topped_up(self, topup: Budget, target: Budget) -> Budget:
+        """This budget plus `topup`, trimmed to `target`; the target's keys say what is
+        limited from now on."""
+
+        gross = None
+        if target.gross is not None:
+            gross = min((self.gross or 0.0) + (topup.gross or 0.0), target.gross)
+        return Budget(
+            _topped(self.long, topup.long, target.long),
+            _topped(self.short, topup.short, target.short),
+            _topped(self.spend, topup.spend, target.spend),
+            gross,
+        )
+
+    def up_to(self, target: Budget) -> Budget:
+        """What brings this budget up to `target`, key by key: nothing where it already holds
+        more (the gate trims that itself, and risk counts it until the gate reports it)."""
+        gross = None
+        if target.gross is not None:
+            gross = max(0.0, target.gross - (self.gross or 0.0))
+        return Budget(
+            _missing(self.long, target.long),
+            _missing(self.short, target.short),
+            _missing(self.spend, target.spend),
+            gross,
+        )
+
+    def plus(self, other: Budget) -> Budget:
+        """Risk's count of what a node holds after a top-up: no credit for a trim."""
+        gross = None
+        if self.gross is not None or other.gross is not None:
+            gross = (self.gross or 0.0) + (other.gross or 0.0)
+        return Budget(
+            _added(self.long, other.long),
+            _added(self.short, other.short),
+            _added(self.spend, other.spend),
+            gross,
+        )
+
+    def zeroed(self) -> Budget:
+        """Nothing left to spend (the keys stay: they still say what is limited)."""
+        return Budget(
+            dict.fromkeys(self.long, 0.0),
+            dict.fromkeys(self.short, 0.0),
+            dict.fromkeys(self.spend, 0.0),
+            None if self.gross is None else 0.0,
+        )
+
+
+def _topped(
+    have: dict[Key, float], add: dict[Key, float], most: dict[Key, float]
+) -> dict[Key, float]:
+    return {k: min(have.get(k, 0.0) + add.get(k, 0.0), cap) for k, cap in most.items()}
+
+
+def _missing(have: dict[Key, float], most: dict[Key, float]) -> dict[Key, float]:
+    return {k: max(0.0, cap - have.get(k, 0.0)) for k, cap in most.items()}
+
+
+def _added(have: dict[Key, float], more: dict[Key, float]) -> dict[Key, float]:
+    return {k: have.get(k, 0.0) + more.get(k, 0.0) for k in have.keys() | more.keys()}
+
+
+class RateShare(NamedTuple):
+    """A node's share of the order-rate limits (token buckets: rate per second, burst)."""
+
+    per_s: float
+    burst: float
+    venue_per_s: float | None
+    venue_burst: float
+
+
+class Lease(NamedTuple):
+    """Risk's answer to one `NodeSync`."""
+
+    node: str
+    seq: int  # the sync it answers
+    closed: str  # why the node may approve nothing ('' when open)
+    state: str  # the trading state (TradingState value)
+    ttl_ns: int
+    booked: int  # how many of the node incarnation's reports risk has booked
+    topup: Budget
+    target: Budget
+    rate: RateShare
+    reverting: Reverting  # the open reversion positions of the node's symbols, as booked
+
+
+class NodeSync(NamedTuple):
+    """What a node tells risk each period."""
+
+    node: str
+    incarnation: str  # a new one each time the node's process starts
+    seq: int
+    reports: tuple[tuple[int, ExecutionReport], ...]  # (report number, report) unacknowledged
+    reports_made: int  # reports this incarnation has produced
+    in_flight: dict[str, Reservation]  # approved by the gate, not reported yet
+    remaining: Budget  # what the gate can still spend, now
+    counts: dict[str, object]  # cumulative decisions: approved, clipped, rejected by reason
+
+
+def decision_record(
+    opp: Opportunity, universe: Universe, decision: Decision, state: TradingState, ts_ns: int
+) -> Record:
+    """The journal record of one decision, as both deciders write it."""
+    approved = decision.size > 0
+    verdict = "rejected"
+    if approved:
+        verdict = "clipped" if decision.size < opp.size else "approved"
+    return {
+        "type": DECISION,
+        "ts_ns": ts_ns,
+        "opp_id": opp.opp_id,
+        "kind": opp.kind,
+        "symbol": universe.symbols[opp.symbol],
+        "buy_venue": universe.venues[opp.buy_venue],
+        "sell_venue": universe.venues[opp.sell_venue],
+        "size_requested": opp.size,
+        "size_approved": decision.size if approved else 0.0,
+        "edge_bps": opp.edge_bps,
+        "verdict": verdict,
+        "reason": decision.reason,
+        "state": state.value,
+    }
+
+
+class RiskGate:
+    """A trading node's risk decisions, within its lease: the same checks as the risk actor's
+    (`checks.decide`), against the room the lease grants instead of the whole book.
+
+    Closed until the first lease; closed again when the lease expires, is revoked, or a report
+    of this node shows a leg whose fate is unknown or a journal write that failed (until a
+    lease arrives that was granted after risk booked that report).
+    """
+
+    def __init__(
+        self,
+        config: HftConfig,
+        universe: Universe,
+        markets: Markets,
+        clock: Clock,
+        node: str,
+    ) -> None:
+        self.node = node
+        self.incarnation = secrets.token_hex(4)
+        self._config = config
+        self._universe = universe
+        self._markets = markets
+        self._clock = clock
+        self._limits = config.risk
+        self._max_age_ns = int(config.risk.max_opportunity_age_ms * 1e6)
+        book_age_ms = config.risk.max_book_age_ms or config.feed.max_book_age_ms
+        self._max_book_age_ns = int(book_age_ms * 1e6)
+        self._budget = Budget()
+        self._expires_mono = 0
+        self._lease: Lease | None = None
+        self._revoked = ""
+        self._halt_until_booked = 0  # a report number risk must have booked before reopening
+        self._rate: OrderRate | None = None
+        self._rate_share: RateShare | None = None
+        self._marks: dict[str, float] = {}
+        self._reverting: Reverting = {}
+        self.in_flight: dict[str, Reservation] = {}
+        self._seq = 0
+        self._unacked: dict[int, ExecutionReport] = {}
+        self.reports_made = 0
+        self.approved = 0
+        self.clipped = 0
+        self.rejected: dict[str, int] = {}
+
+    # -- the lease ----------------------------------------------------------------------------
+
+    def sync_message(self) -> tuple[NodeSync, int]:
+        """What to send risk now, and the monotonic time it is sent at (the start of the next
+        lease's life)."""
+        self._expire()
+        self._seq += 1
+        sent = self._clock.monotonic_ns()
+        msg = NodeSync(
+            node=self.node,
+            incarnation=self.incarnation,
+            seq=self._seq,
+            reports=tuple(sorted(self._unacked.items())),
+            reports_made=self.reports_made,
+            in_flight=dict(self.in_flight),
+            remaining=self._budget.copy(),
+            counts=self.counts(),
+        )
+        return msg, sent
+
+    def apply(self, lease: Lease, sent_mono_ns: int) -> None:
+        """Take risk's answer to the sync sent at `sent_mono_ns`."""
+        if lease.seq != self._seq:
+            return  # the answer to a sync this gate no longer waits for
+        for n in [n for n in self._unacked if n <= lease.booked]:
+            del self._unacked[n]
+        self._lease = lease
+        self._revoked = ""
+        self._budget = self._budget.topped_up(lease.topup, lease.target)
+        self._expires_mono = sent_mono_ns + lease.ttl_ns
+        if lease.rate != self._rate_share:
+            self._rate_share = lease.rate
+            self._rate = OrderRate(
+                list(self._universe.venues),
+                self._clock,
+                lease.rate.per_s,
+                lease.rate.burst,
+                lease.rate.venue_per_s,
+                lease.rate.venue_burst,
+            )
+        if lease.booked >= self.reports_made:
+            self._reverting = dict(lease.reverting)  # risk has booked all this gate reported
+
+    def revoke(self, reason: str) -> None:
+        """Close at once and give up what is left: only a new lease opens the gate again."""
+        self._revoked = reason or "lease_revoked"
+        self._budget = self._budget.zeroed()
+
+    def _expire(self) -> None:
+        if self._lease is not None and self._clock.monotonic_ns() >= self._expires_mono:
+            self._budget = self._budget.zeroed()
+
+    @property
+    def expires_in_ns(self) -> int:
+        return max(0, self._expires_mono - self._clock.monotonic_ns())
+
+    # -- decisions ----------------------------------------------------------------------------
+
+    def evaluate(self, opp: Opportunity) -> tuple[Approval | None, Record]:
+        """Decide on one opportunity within the lease; the record goes to the node's journal."""
+        now = self._clock.monotonic_ns()
+        decision = decide(
+            opp,
+            self,
+            limits=self._limits,
+            universe=self._universe,
+            markets=self._markets,
+            now_mono_ns=now,
+            max_age_ns=self._max_age_ns,
+            max_book_age_ns=self._max_book_age_ns,
+            slippage_bps=self._config.execution.slippage_bps,
+            statarb_notional=self._config.detector.statarb.max_notional,
+        )
+        state = self.trading_state()
+        record = decision_record(opp, self._universe, decision, state, self._clock.time_ns())
+        if decision.size <= 0:
+            self.rejected[decision.reason] = self.rejected.get(decision.reason, 0) + 1
+            return None, record
+        self.approved += 1
+        self.clipped += decision.size < opp.size
+        self._reserve(opp, decision)
+        approved_at = self._clock.monotonic_ns()
+        return Approval(opp, decision.size, approved_at), record
+
+    def _reserve(self, opp: Opportunity, decision: Decision) -> None:
+        symbol = self._universe.symbols[opp.symbol]
+        base, quote = symbol.split("/")
+        buy = self._universe.venues[opp.buy_venue]
+        sell = self._universe.venues[opp.sell_venue]
+        size = decision.size
+        quote_cost = size * decision.buy_px * (1.0 + self._markets.spec(buy, symbol).taker_fee)
+        gross = size * 2.0 * self._marks.get(base, opp.buy_avg)
+        b = self._budget
+        for room, key, amount in (
+            (b.long, (buy, base), size),
+            (b.short, (sell, base), size),
+            (b.spend, (buy, quote), quote_cost),
+            (b.spend, (sell, base), size),
+        ):
+            if key in room:
+                room[key] = max(0.0, room[key] - amount)
+        if b.gross is not None:
+            b.gross = max(0.0, b.gross - gross)
+        self.in_flight[opp.opp_id] = Reservation(
+            opp.symbol, buy, sell, quote_cost, size, opp.kind, self.node, gross
+        )
+
+    def on_report(self, report: ExecutionReport) -> None:
+        """An execution of this node finished (or was written off): free its slot, keep it
+        until risk acknowledges it, and close at once on what must halt trading."""
+        trade = self.in_flight.pop(report.opp_id, None)
+        self.reports_made += 1
+        self._unacked[self.reports_made] = report
+        if trade is not None and trade.kind != ARB:
+            book_reversion(self._reverting, trade, matched_size(report))
+        if report.legs_unknown or report.journal_failed:
+            self._halt_until_booked = self.reports_made
+
+    def counts(self) -> dict[str, object]:
+        return {"approved": self.approved, "clipped": self.clipped, "rejected": dict(self.rejected)}
+
+    # -- Room ---------------------------------------------------------------------------------
+
+    def closed(self) -> str:
+        lease = self._lease
+        if lease is None:
+            return "no_lease"
+        if self._revoked:
+            return self._revoked
+        if lease.closed:
+            return lease.closed
+        if self._halt_until_booked > lease.booked:
+            return "leg_unknown_or_journal_failed"
+        if self._clock.monotonic_ns() >= self._expires_mono:
+            return "lease_expired"
+        return ""
+
+    def trading_state(self) -> TradingState:
+        return TradingState(self._lease.state) if self._lease is not None else TradingState.ACTIVE
+
+    def busy(self, symbol: int) -> int:
+        return sum(1 for r in self.in_flight.values() if r.symbol == symbol)
+
+    def open_reversion(self, opp: Opportunity) -> float:
+        buy = self._universe.venues[opp.buy_venue]
+        sell = self._universe.venues[opp.sell_venue]
+        return open_reversion(self._reverting, opp.symbol, buy, sell)
+
+    def available(self, venue: str, asset: str) -> float:
+        return self._budget.spend.get((venue, asset), 0.0)
+
+    def position_room(self, venue: str, base: str, direction: float) -> float | None:
+        if self.trading_state() is not TradingState.ACTIVE:
+            return None  # in REDUCING the room is the way to flat (`flat_room`)
+        room = self._budget.long if direction > 0 else self._budget.short
+        return room.get((venue, base))
+
+    def flat_room(self, venue: str, base: str, direction: float) -> float:
+        room = self._budget.long if direction > 0 else self._budget.short
+        return room.get((venue, base), 0.0)
+
+    def gross_cap(self, buy: str, sell: str, base: str, size: float) -> float | None:
+        if self._budget.gross is None:
+            return None
+        # Each leg can add at most its size at the mark to gross exposure: the gate cannot
+        # see other nodes' positions, so it counts the worst case.
+        mark = self._marks.get(base, 0.0)
+        return size if mark <= 0 else min(size, self._budget.gross / (2.0 * mark))
+
+    def mark(self, base: str, price: float) -> None:
+        self._marks[base] = price
+
+    def take_orders(self, buy: str, sell: str) -> str:
+        return "rate_limited" if self._rate is None else self._rate.take(buy, sell)
