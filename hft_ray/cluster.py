@@ -1,12 +1,18 @@
-"""Joining Ray, the run's placement group, and wiring the actors together.
+"""Joining Ray, the run's placement group, and wiring the actors of either topology.
 
-One placement group per run with one bundle per pipeline actor (feeds, detectors, risk,
-executors). Simulated venues stand for exchanges outside the cluster and take no bundle.
-Each actor is handed its cores at creation: the wiring reads every node's allowed CPU set
-with a zero-CPU probe task on that node and deals one core per bundle, distinct per node while
-cores last, the most latency-critical roles first (see `pinning.assign_cores`). A venue's
-`node_resource` makes its feed's bundle ask for that custom resource, so the feed lands on the
-node started with it (the one nearest the exchange).
+Two topologies of the same stages (see `docs/architecture.md`):
+- distributed: one bundle per feed, detector, executor and risk; simulated venues stand for
+  exchanges outside the cluster and take no bundle;
+- fused: one bundle per trading node (its venues, its symbols' detector, a risk gate and the
+  executor in one process) and one for risk.
+`cluster.topology: auto` picks distributed only when the cluster has a CPU for every
+distributed actor: on fewer cores the hops cost more than the work they carry.
+
+Each actor is handed its cores at creation: the wiring reads every node's allowed CPU set with a
+zero-CPU probe task on that node and deals one core per bundle, distinct per node while cores
+last, the most latency-critical roles first (see `pinning.assign_cores`). A venue's
+`node_resource` makes its feed's bundle (fused: the node bundles) ask for that custom
+resource, so the feed lands on the node started with it (the one nearest the exchange).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import math
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import ray
 from ray.util.placement_group import PlacementGroup, placement_group, placement_group_table
@@ -26,22 +32,19 @@ from ray.util.scheduling_strategies import (
 
 from hft_ray import names
 from hft_ray.config import HftConfig
-from hft_ray.detect.actor import DetectorActor
-from hft_ray.execute.actor import ExecutorActor
-from hft_ray.feed.actor import FeedActor
 from hft_ray.markets import Markets
 from hft_ray.pinning import allowed_cores, assign_cores
-from hft_ray.risk.actor import RiskActor
 from hft_ray.types import Universe
-from hft_ray.venues.replay import ReplayMarketActor
-from hft_ray.venues.sim import SimVenueActor
 
-#: Units of a venue's `node_resource` a feed bundle asks for: a token, so that every run's
-#: feed for that venue fits on the node however many units the node was started with.
+#: Units of a venue's `node_resource` a bundle asks for: a token, so that every run's feed
+#: for that venue fits on the node however many units the node was started with.
 NODE_RESOURCE_UNITS = 0.001
 
 #: Ray >= 2.59 turns token auth on for new local clusters; a local run says what it wants.
 DEFAULT_LOCAL_AUTH_MODE = "disabled"
+
+Topology = Literal["fused", "distributed"]
+Role = tuple[str, int]
 
 
 class ClusterError(RuntimeError):
@@ -94,21 +97,44 @@ def _node_cores() -> list[int]:
     return allowed_cores()
 
 
-@dataclass
-class Pipeline:
-    """Handles to every actor of a run."""
+# -- topology -------------------------------------------------------------------------------------
 
-    placement_group: PlacementGroup
-    venues: dict[str, Any]
-    feeds: list[Any]
-    detectors: list[Any]
-    risk: Any
-    executors: list[Any]
-    placement: list[dict[str, Any]] = field(default_factory=list)
-    cpus_per_bundle: float = 0.0
 
-    def all_actors(self) -> list[Any]:
-        return [*self.feeds, *self.detectors, self.risk, *self.executors, *self.venues.values()]
+def distributed_roles(config: HftConfig) -> list[Role]:
+    roles = [("feed", i) for i in range(len(config.venues))]
+    roles += [("detector", i) for i in range(config.detector.pool_size)]
+    roles.append(("risk", 0))
+    roles += [("executor", i) for i in range(config.execution.pool_size)]
+    return roles
+
+
+def choose_topology(config: HftConfig, cluster_cpus: float) -> Topology:
+    """The configured topology; `auto`: distributed when every distributed actor can have a
+    whole CPU of the cluster's, else fused."""
+    setting = config.cluster.topology
+    if setting != "auto":
+        return setting
+    return "distributed" if cluster_cpus >= len(distributed_roles(config)) else "fused"
+
+
+def trading_node_count(config: HftConfig, cpu_nodes: int) -> int:
+    """Fused topology: how many trading nodes (never more than symbols to shard)."""
+    setting = config.cluster.trading_nodes
+    wanted = max(1, cpu_nodes) if setting == "auto" else setting
+    return min(wanted, len(config.symbols))
+
+
+def shard_symbols(universe: Universe, nodes: int) -> list[list[str]]:
+    """Each trading node's symbols, by the stable hash the detector pool shards with; a
+    node left without a symbol is dropped."""
+    shards: list[list[str]] = [[] for _ in range(nodes)]
+    for s, symbol in enumerate(universe.symbols):
+        shards[universe.shard_of(s, nodes)].append(symbol)
+    return [s for s in shards if s]
+
+
+def fused_roles(nodes: int) -> list[Role]:
+    return [("node", i) for i in range(nodes)] + [("risk", 0)]
 
 
 def _bundle_cpus(config: HftConfig, bundles: int) -> float:
@@ -121,26 +147,59 @@ def _bundle_cpus(config: HftConfig, bundles: int) -> float:
     return min(1.0, math.floor(total / bundles * 100) / 100)
 
 
-def _roles(config: HftConfig) -> list[tuple[str, int]]:
-    roles = [("feed", i) for i in range(len(config.venues))]
-    roles += [("detector", i) for i in range(config.detector.pool_size)]
-    roles.append(("risk", 0))
-    roles += [("executor", i) for i in range(config.execution.pool_size)]
-    return roles
-
-
-def _bundles(
-    config: HftConfig, roles: list[tuple[str, int]], cpus: float
-) -> list[dict[str, float]]:
-    venues = list(config.venues.values())
+def _bundles(config: HftConfig, roles: list[Role], cpus: float) -> list[dict[str, float]]:
+    wanted_by_venue = [
+        [] if v.node_resource is None else [v.node_resource] for v in config.venues.values()
+    ]
+    everywhere = sorted({r for w in wanted_by_venue for r in w})
     out: list[dict[str, float]] = []
     for role, n in roles:
         bundle = {"CPU": cpus}
-        resource = venues[n].node_resource if role == "feed" else None
-        if resource is not None:
+        wanted: list[str]
+        if role == "feed":
+            wanted = wanted_by_venue[n]
+        elif role == "node":
+            wanted = everywhere  # a node connects to every venue itself
+        else:
+            wanted = []
+        for resource in wanted:
             bundle[resource] = NODE_RESOURCE_UNITS
         out.append(bundle)
     return out
+
+
+# -- the pipeline ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Pipeline:
+    """Handles to every actor of a run, of either topology."""
+
+    topology: Topology
+    placement_group: PlacementGroup
+    risk: Any
+    venues: dict[str, Any] = field(default_factory=dict)  # distributed: sim venues, replay
+    feeds: list[Any] = field(default_factory=list)
+    detectors: list[Any] = field(default_factory=list)
+    executors: list[Any] = field(default_factory=list)
+    nodes: list[Any] = field(default_factory=list)  # fused
+    node_symbols: list[list[str]] = field(default_factory=list)
+    placement: list[dict[str, Any]] = field(default_factory=list)
+    cpus_per_bundle: float = 0.0
+
+    def all_actors(self) -> list[Any]:
+        return [
+            *self.feeds,
+            *self.detectors,
+            self.risk,
+            *self.executors,
+            *self.nodes,
+            *self.venues.values(),
+        ]
+
+    def traders(self) -> list[Any]:
+        """The actors that start reading books: feeds, or trading nodes."""
+        return self.nodes if self.topology == "fused" else self.feeds
 
 
 def build_pipeline(
@@ -151,7 +210,8 @@ def build_pipeline(
     run_dir: str,
     id_prefix: str,
 ) -> Pipeline:
-    """Create the placement group and every actor, wired, pinned and ready (not started)."""
+    """Create the placement group and every actor, wired, pinned, warmed and ready (books not
+    yet read)."""
     try:
         ray.get_actor(names.RISK)
     except ValueError:
@@ -161,7 +221,15 @@ def build_pipeline(
             f"another run is active in Ray namespace {config.cluster.namespace!r} "
             f"(its {names.RISK} actor exists); stop it or set cluster.namespace"
         )
-    roles = _roles(config)
+    resources = ray.cluster_resources()
+    topology = choose_topology(config, float(resources.get("CPU", 0.0)))
+    shards: list[list[str]] = []
+    if topology == "fused":
+        cpu_nodes = sum(1 for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) >= 1)
+        shards = shard_symbols(universe, trading_node_count(config, cpu_nodes))
+        roles = fused_roles(len(shards))
+    else:
+        roles = distributed_roles(config)
     cpus = _bundle_cpus(config, len(roles))
     bundles = _bundles(config, roles, cpus)
     pg = placement_group(bundles, strategy=config.cluster.placement_strategy)
@@ -172,9 +240,9 @@ def build_pipeline(
         extra = sorted({k for b in bundles for k in b} - {"CPU"})
         raise ClusterError(
             f"placement group of {len(roles)} bundles x {cpus} CPU "
-            + (f"(feeds also asking for {', '.join(extra)}) " if extra else "")
-            + f"({config.cluster.placement_strategy}) was not scheduled within "
-            f"{config.cluster.ready_timeout_s:.0f}s; cluster resources: {ray.cluster_resources()}"
+            + (f"(also asking for {', '.join(extra)}) " if extra else "")
+            + f"({config.cluster.placement_strategy}, {topology} topology) was not scheduled "
+            f"within {config.cluster.ready_timeout_s:.0f}s; cluster resources: {resources}"
         ) from None
     bundle_nodes = [placement_group_table(pg)["bundles_to_node_id"][i] for i in range(len(roles))]
     node_cores = {
@@ -186,64 +254,9 @@ def build_pipeline(
         for node in set(bundle_nodes)
     }
     cores = assign_cores(bundle_nodes, node_cores, [role for role, _ in roles])
-
-    def on_bundle(index: int) -> dict[str, Any]:
-        return {
-            "num_cpus": cpus,
-            "scheduling_strategy": PlacementGroupSchedulingStrategy(
-                pg, placement_group_bundle_index=index
-            ),
-        }
-
-    index = {role: i for i, role in enumerate(roles)}
-    if config.replay is not None:
-        venues = {
-            "replay": ReplayMarketActor.options(name=names.REPLAY).remote(config)  # type: ignore[attr-defined]
-        }
-    else:
-        venues = {
-            name: SimVenueActor.options(name=names.venue(name)).remote(config, name)  # type: ignore[attr-defined]
-            for name, venue in config.venues.items()
-            if venue.kind == "sim"
-        }
-    risk_at = index[("risk", 0)]
-    risk = RiskActor.options(  # type: ignore[attr-defined]
-        name=names.RISK,
-        namespace=config.cluster.namespace,
-        get_if_exists=True,
-        **on_bundle(risk_at),
-    ).remote(config, universe, markets, run_id, run_dir, cores[risk_at][0])
-    executors = []
-    for i in range(config.execution.pool_size):
-        at = index[("executor", i)]
-        executors.append(
-            ExecutorActor.options(name=names.executor(i), **on_bundle(at)).remote(  # type: ignore[attr-defined]
-                config, universe, markets, i, run_id, run_dir, cores[at][0]
-            )
-        )
-    detectors = []
-    for i in range(config.detector.pool_size):
-        at = index[("detector", i)]
-        detectors.append(
-            DetectorActor.options(name=names.detector(i), **on_bundle(at)).remote(  # type: ignore[attr-defined]
-                config, universe, markets, i, id_prefix, cores[at][0]
-            )
-        )
-    feeds = []
-    for i, name in enumerate(config.venues):
-        at = index[("feed", i)]
-        feeds.append(
-            FeedActor.options(**on_bundle(at)).remote(  # type: ignore[attr-defined]
-                config, universe, name, cores[at][0]
-            )
-        )
-    pipeline = Pipeline(pg, venues, feeds, detectors, risk, executors, cpus_per_bundle=cpus)
-    handles = {
-        **{("feed", i): a for i, a in enumerate(feeds)},
-        **{("detector", i): a for i, a in enumerate(detectors)},
-        ("risk", 0): risk,
-        **{("executor", i): a for i, a in enumerate(executors)},
-    }
+    wiring = _Wiring(config, universe, markets, run_id, run_dir, id_prefix, pg, cpus, roles, cores)
+    pipeline = wiring.fused(shards) if topology == "fused" else wiring.distributed()
+    handles = pipeline_handles(pipeline)
     infos = ray.get(
         [handles[role].ready.remote() for role in roles], timeout=config.cluster.ready_timeout_s
     )
@@ -261,8 +274,156 @@ def build_pipeline(
                 "affinity": info["affinity"],
             }
         )
-    ray.get([v.start.remote() for v in venues.values()])
+    # Every handle a stage sends on is used once now, not with the first book of the run.
+    timeout = config.cluster.ready_timeout_s
+    warm = [a.warm.remote() for a in (*pipeline.feeds, *pipeline.detectors)]
+    if pipeline.executors:
+        warm.append(pipeline.risk.warm.remote())
+    ray.get(warm, timeout=timeout)
+    ray.get([v.start.remote() for v in pipeline.venues.values()], timeout=timeout)
     return pipeline
+
+
+def pipeline_handles(p: Pipeline) -> dict[Role, Any]:
+    return {
+        **{("feed", i): a for i, a in enumerate(p.feeds)},
+        **{("detector", i): a for i, a in enumerate(p.detectors)},
+        **{("node", i): a for i, a in enumerate(p.nodes)},
+        ("risk", 0): p.risk,
+        **{("executor", i): a for i, a in enumerate(p.executors)},
+    }
+
+
+@dataclass
+class _Wiring:
+    """Creates a run's actors on their bundles."""
+
+    config: HftConfig
+    universe: Universe
+    markets: Markets
+    run_id: str
+    run_dir: str
+    id_prefix: str
+    pg: PlacementGroup
+    cpus: float
+    roles: list[Role]
+    cores: list[tuple[list[int], bool]]
+
+    def on_bundle(self, role: Role) -> dict[str, Any]:
+        return {
+            "num_cpus": self.cpus,
+            "scheduling_strategy": PlacementGroupSchedulingStrategy(
+                self.pg, placement_group_bundle_index=self.roles.index(role)
+            ),
+        }
+
+    def cores_of(self, role: Role) -> list[int]:
+        return self.cores[self.roles.index(role)][0]
+
+    def risk(
+        self, nodes: tuple[str, ...], executors: tuple[str, ...], detectors: tuple[str, ...]
+    ) -> Any:
+        from hft_ray.risk.actor import RiskActor
+
+        c = self.config
+        return RiskActor.options(  # type: ignore[attr-defined]
+            name=names.RISK,
+            namespace=c.cluster.namespace,
+            get_if_exists=True,
+            **self.on_bundle(("risk", 0)),
+        ).remote(
+            c,
+            self.universe,
+            self.markets,
+            self.run_id,
+            self.run_dir,
+            self.cores_of(("risk", 0)),
+            nodes=nodes,
+            executors=executors,
+            detectors=detectors,
+        )
+
+    def fused(self, shards: list[list[str]]) -> Pipeline:
+        from hft_ray.node.actor import TradingNodeActor
+
+        node_names = tuple(names.node(i) for i in range(len(shards)))
+        risk = self.risk(node_names, (), ())
+        nodes = [
+            TradingNodeActor.options(name=names.node(i), **self.on_bundle(("node", i))).remote(  # type: ignore[attr-defined]
+                self.config,
+                self.universe,
+                self.markets,
+                i,
+                symbols,
+                self.run_id,
+                self.run_dir,
+                self.id_prefix,
+                self.cores_of(("node", i)),
+            )
+            for i, symbols in enumerate(shards)
+        ]
+        return Pipeline(
+            "fused", self.pg, risk, nodes=nodes, node_symbols=shards, cpus_per_bundle=self.cpus
+        )
+
+    def distributed(self) -> Pipeline:
+        from hft_ray.detect.actor import DetectorActor
+        from hft_ray.execute.actor import ExecutorActor
+        from hft_ray.feed.actor import FeedActor
+        from hft_ray.venues.replay import ReplayMarketActor
+        from hft_ray.venues.sim import SimVenueActor
+
+        c = self.config
+        if c.replay is not None:
+            venues = {"replay": ReplayMarketActor.options(name=names.REPLAY).remote(c)}  # type: ignore[attr-defined]
+        else:
+            venues = {
+                name: SimVenueActor.options(name=names.venue(name)).remote(c, name)  # type: ignore[attr-defined]
+                for name, venue in c.venues.items()
+                if venue.kind == "sim"
+            }
+        executor_names = tuple(names.executor(i) for i in range(c.execution.pool_size))
+        detector_names = tuple(names.detector(i) for i in range(c.detector.pool_size))
+        risk = self.risk((), executor_names, detector_names)
+        executors = [
+            ExecutorActor.options(name=names.executor(i), **self.on_bundle(("executor", i))).remote(  # type: ignore[attr-defined]
+                c,
+                self.universe,
+                self.markets,
+                i,
+                self.run_id,
+                self.run_dir,
+                self.cores_of(("executor", i)),
+            )
+            for i in range(c.execution.pool_size)
+        ]
+        detectors = [
+            DetectorActor.options(name=names.detector(i), **self.on_bundle(("detector", i))).remote(  # type: ignore[attr-defined]
+                c,
+                self.universe,
+                self.markets,
+                i,
+                self.id_prefix,
+                self.cores_of(("detector", i)),
+            )
+            for i in range(c.detector.pool_size)
+        ]
+        feeds = [
+            FeedActor.options(**self.on_bundle(("feed", i))).remote(  # type: ignore[attr-defined]
+                c, self.universe, name, self.cores_of(("feed", i))
+            )
+            for i, name in enumerate(c.venues)
+        ]
+        return Pipeline(
+            "distributed",
+            self.pg,
+            risk,
+            venues=venues,
+            feeds=feeds,
+            detectors=detectors,
+            executors=executors,
+            cpus_per_bundle=self.cpus,
+        )
 
 
 def teardown(pipeline: Pipeline) -> None:

@@ -16,3 +16,7 @@ def venue(name: str) -> str:
 
 def executor(index: int) -> str:
     return f"hft_ray_executor_{index}"
+
+
+def node(index: int) -> str:
+    return f"hft_ray_node_{index}"

@@ -27,11 +27,12 @@ def pin_process_threads(cores: Sequence[int]) -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
 
-#: Pipeline roles, most latency-critical first. Feeds take every update of their venue and a
-#: stalled feed makes its books stale; risk is the singleton every approval passes through;
+#: Pipeline roles, most latency-critical first. A trading node is the whole hot path of the
+#: fused topology; feeds take every update of their venue and a stalled feed makes its books
+#: stale; risk is the singleton every approval (distributed) or lease (fused) passes through;
 #: detectors scan every batch; executors spend a trade mostly waiting on the venue's ack, so
 #: scheduler noise costs them least.
-CORE_PRIORITY = ("feed", "risk", "detector", "executor")
+CORE_PRIORITY = ("node", "feed", "risk", "detector", "executor")
 
 
 def assign_cores(

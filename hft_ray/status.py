@@ -505,14 +505,21 @@ class StatusPublisher:
             print(f"status: WARNING, not served over HTTP: {self.error}", file=out, flush=True)
 
     def push(
-        self, feeds: list[dict[str, Any]], detectors: list[dict[str, Any]], risk: dict[str, Any]
+        self,
+        feeds: list[dict[str, Any]],
+        detectors: list[dict[str, Any]],
+        risk: dict[str, Any],
+        executors: list[dict[str, Any]] | None = None,
     ) -> None:
         """Build the document from the stats the driver just read and send it, one actor call;
-        executors' stats are asked for here and used once they have answered."""
+        executors' stats, unless the driver read them (a trading node's), are asked for here
+        and used once they have answered."""
         if self._actor is None:
             return
-        self._poll_executors()
-        doc = self.builder.build(feeds, detectors, risk, self._executor_stats)
+        if executors is None:
+            self._poll_executors()
+            executors = self._executor_stats
+        doc = self.builder.build(feeds, detectors, risk, executors)
         if self._last_push is not None and ray.wait([self._last_push], timeout=0)[0]:
             try:
                 ray.get(self._last_push)

@@ -22,8 +22,8 @@ from hft_ray.latency import StageSamples
 from hft_ray.markets import Markets
 from hft_ray.pinning import pin_actor
 from hft_ray.remote import idempotent
-from hft_ray.store import StoreUnavailable, open_store
-from hft_ray.types import Approval, ExecutionReport, Universe
+from hft_ray.store import open_store
+from hft_ray.types import Approval, Universe
 from hft_ray.venues.base import OrderVenue
 from hft_ray.venues.sim import SimVenueClient
 
@@ -68,7 +68,6 @@ class ExecutorActor:
         self._reconciled: asyncio.Task[int] | None = None
         self._running = 0
         self._stages = StageSamples()
-        self._aborted = 0
         self._executions = 0
         self._counts = metrics.ExecutionCounts()
         self._metrics = metrics.MetricsFlusher(config.metrics.enabled)
@@ -94,13 +93,8 @@ class ExecutorActor:
         # Markets load before the first order, not in its latency; a venue that cannot load
         # them answers its orders with a rejection naming why.
         await asyncio.gather(*(v.start() for v in self._live), return_exceptions=True)
-        while True:
-            try:
-                journal = await self._store.read_journal()
-                break
-            except StoreUnavailable:  # no new work either until the journal can be read
-                await asyncio.sleep(0.2)
-        reports = await self._core.reconcile(journal)
+        # No new work either until the journal can be read.
+        reports = await self._core.reconcile(await self._core.read_journal())
         for report in reports:
             self._counts.add(report)
             self._risk.on_execution.remote(report)
@@ -117,42 +111,20 @@ class ExecutorActor:
 
     async def execute(self, approval: Approval) -> None:
         received = self._clock.monotonic_ns()
-        opp_id = approval.opp.opp_id
         self._running += 1
         self._ensure_metrics()
         try:
             await self._reconcile_once()
-            if not self._core.admit(opp_id):
+            report = await self._core.run(approval, received)
+            if report is None:
                 return  # released by risk, or delivered again: traded once at most
-            try:
-                report = await self._core.execute(approval, received)
-            except StoreUnavailable:
-                self._aborted += 1
-                report = ExecutionReport(opp_id, "", (), 0, False, 0)
-            except Exception:
-                # After the intent, legs may be live: settle the trade from the journal and
-                # the venues, as after a crash. Before it, nothing left.
-                _log.exception("execution of %s failed; reconciling it", opp_id)
-                report = await self._reconcile_one(opp_id)
-            else:
+            if report.trace is not None:
                 self._executions += 1
-                self._counts.add(report)
-                if report.trace is not None:
-                    self._metrics.sample_stages(self._stages.add(report.trace))
+                self._metrics.sample_stages(self._stages.add(report.trace))
+            self._counts.add(report)
             self._risk.on_execution.remote(report)
         finally:
             self._running -= 1
-
-    async def _reconcile_one(self, opp_id: str) -> ExecutionReport:
-        while True:
-            try:
-                journal = await self._store.read_journal()
-                break
-            except StoreUnavailable:
-                await asyncio.sleep(0.2)
-        mine = [r for r in journal if r.get("opp_id") == opp_id]
-        reports = await self._core.reconcile(mine)
-        return reports[0] if reports else ExecutionReport(opp_id, "", (), 0, False, 0)
 
     def _ensure_metrics(self) -> None:
         """Start pushing metrics; a restarted incarnation starts on its first call."""
@@ -165,7 +137,7 @@ class ExecutorActor:
         return {
             "reconciled": await self._reconcile_once(),
             "executions": self._executions,
-            "aborted_store_unavailable": self._aborted,
+            "aborted_store_unavailable": self._core.aborted,
             "running": self._running,
             "orders": self._counts.by_venue(),
         }

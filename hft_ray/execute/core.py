@@ -12,6 +12,7 @@ completes the short leg on its own venue, `cancel` leaves the residual (journale
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ from hft_ray.types import (
 from hft_ray.venues.base import ORDER_NOT_FOUND, MarketSpec, OrderVenue
 
 _LOOKUP_ATTEMPTS = 3
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,6 +74,7 @@ class ExecutorCore:
         self._store = store
         self._clock = clock
         self._timeout_s = config.execution.order_timeout_ms / 1000.0
+        self.aborted = 0  # approvals not sent: the store could not take their intent
         self._unwind_timeout_s = config.execution.unwind_timeout_ms / 1000.0
 
     async def execute(self, approval: Approval, received_mono_ns: int = 0) -> ExecutionReport:
@@ -184,6 +187,38 @@ class ExecutorCore:
             legs_unknown=legs_unknown,
             journal_failed=trail.journal_failed,
         )
+
+    async def run(self, approval: Approval, received_mono_ns: int = 0) -> ExecutionReport | None:
+        """`execute` an approval at most once, whatever goes wrong: None if it was released
+        or delivered before; a store that cannot take the intent sends nothing (an empty
+        report, counted in `aborted`); any other fault after the intent is settled from the
+        journal and the venues, as after a crash."""
+        opp_id = approval.opp.opp_id
+        if not self.admit(opp_id):
+            return None
+        try:
+            return await self.execute(approval, received_mono_ns)
+        except StoreUnavailable:
+            self.aborted += 1
+            return ExecutionReport(opp_id, "", (), 0, False, 0)
+        except Exception:
+            _log.exception("execution of %s failed; reconciling it", opp_id)
+            return await self.reconcile_one(opp_id)
+
+    async def read_journal(self) -> list[Record]:
+        """The whole journal, waiting out a store that does not answer (nothing may be
+        decided about a trade without it)."""
+        while True:
+            try:
+                return await self._store.read_journal()
+            except StoreUnavailable:
+                await asyncio.sleep(0.2)
+
+    async def reconcile_one(self, opp_id: str) -> ExecutionReport:
+        """Settle one trade from the journal and the venues (`reconcile`)."""
+        mine = [r for r in await self.read_journal() if r.get("opp_id") == opp_id]
+        reports = await self.reconcile(mine)
+        return reports[0] if reports else ExecutionReport(opp_id, "", (), 0, False, 0)
 
     def admit(self, opp_id: str) -> bool:
         """Whether an approval may be traded now: not refused, not seen before."""

@@ -65,6 +65,10 @@ class FeedCore:
         self.invalid: Counter[str] = Counter()
         self.unknown_symbols = 0
 
+    @property
+    def venue_id(self) -> int:
+        return self._venue_id
+
     # -- checks -------------------------------------------------------------------------------
 
     def check_rows(self, rows: np.ndarray, recv_ns: int, recv_mono_ns: int) -> np.ndarray:

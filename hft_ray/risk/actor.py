@@ -13,7 +13,7 @@ from typing import Any
 
 import ray
 
-from hft_ray import metrics, names
+from hft_ray import metrics
 from hft_ray.clock import LiveClock
 from hft_ray.config import HftConfig
 from hft_ray.latency import LatencySamples
@@ -42,7 +42,10 @@ class RiskActor:
         run_id: str,
         run_dir: str,
         cores: list[int],
+        *,
         nodes: tuple[str, ...] = (),
+        executors: tuple[str, ...] = (),
+        detectors: tuple[str, ...] = (),
     ) -> None:
         self.placement = pin_actor(cores, config.cluster.pin_cores)
         self._clock = LiveClock()
@@ -52,8 +55,10 @@ class RiskActor:
         # Peers are found by name on first use: they are created after risk, and a restarted
         # risk finds the same ones.
         self._namespace = config.cluster.namespace
-        self._executor_names = [names.executor(i) for i in range(config.execution.pool_size)]
-        self._detector_names = [names.detector(i) for i in range(config.detector.pool_size)]
+        # The run's peers by name (the fused topology has trading nodes instead of executors
+        # and detectors).
+        self._executor_names = list(executors)
+        self._detector_names = list(detectors)
         self._node_names = list(nodes)
         self._executors: list[Any] = []
         self._detectors: list[Any] = []
@@ -95,6 +100,8 @@ class RiskActor:
         self._ensure_watch()
         self._executors = self._peers(self._executor_names)
         await asyncio.gather(*(e.ping.remote() for e in self._executors))
+        if self._detector_names:
+            self._detectors = self._peers(self._detector_names)
 
     async def submit(self, opps: list[Opportunity]) -> None:
         taken = self._clock.monotonic_ns()
@@ -136,8 +143,9 @@ class RiskActor:
         """After a restart: trades the last incarnation approved but no executor journaled
         may never have reached one; each executor settles them."""
         await self._keeper.until_restored()
-        pending = self._keeper.restored_in_flight
-        if pending:
+        # A node's trades in flight are settled by its own next sync (`RiskCore.sync`).
+        pending = [k for k in self._keeper.restored_in_flight if self._core.owner(k) == ""]
+        if pending and self._executor_names:
             executors = self._peers(self._executor_names)
             await asyncio.gather(*(self._settle(opp_id, executors) for opp_id in pending))
 

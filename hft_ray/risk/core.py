@@ -395,6 +395,7 @@ class RiskCore:
             target=target,
             rate=self._rate_share(),
             reverting=dict(self._reverting),
+            positions={v: dict(a) for v, a in self.ledger.positions.items()},
         )
 
     def _book_from_journal(self, node: str, journal: list[Record]) -> None:
@@ -418,6 +419,7 @@ class RiskCore:
             target=msg.remaining.zeroed(),
             rate=self._rate_share(),
             reverting={},
+            positions={},
         )
 
     def _room_for(self, node: str) -> Budget:
@@ -578,6 +580,11 @@ class RiskCore:
 
     def in_flight_ids(self) -> list[str]:
         return list(self._in_flight)
+
+    def owner(self, opp_id: str) -> str:
+        """The node whose gate approved a trade in flight ('' for risk's own)."""
+        trade = self._in_flight.get(opp_id)
+        return "" if trade is None else trade.owner
 
     def snapshot(self) -> dict[str, Any]:
         """Everything an operator reads; decisions count the nodes' gates' with risk's own."""

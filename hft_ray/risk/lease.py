@@ -145,6 +145,7 @@ class Lease(NamedTuple):
     target: Budget
     rate: RateShare
     reverting: Reverting  # the open reversion positions of the node's symbols, as booked
+    positions: dict[str, dict[str, float]]  # balance changes per venue, as booked
 
 
 class NodeSync(NamedTuple):
@@ -346,6 +347,11 @@ class RiskGate:
             book_reversion(self._reverting, trade, matched_size(report))
         if report.legs_unknown or report.journal_failed:
             self._halt_until_booked = self.reports_made
+
+    @property
+    def unacknowledged(self) -> dict[int, ExecutionReport]:
+        """Reports risk has not yet said it booked."""
+        return self._unacked
 
     def counts(self) -> dict[str, object]:
         return {"approved": self.approved, "clipped": self.clipped, "rejected": dict(self.rejected)}

@@ -160,8 +160,11 @@ class ReplayMarket:
         self._paths = paths
         self._speed = speed
         self._fast = fast
+        # A fused node's market holds only its own symbols: it skips the others' lines.
+        self._symbols = {s for ex in exchanges.values() for s in ex.symbols}
         self.lines = 0
         self.other_exchanges = 0
+        self.other_symbols = 0
         self.malformed: list[str] = []
         self.done = False
 
@@ -172,6 +175,9 @@ class ReplayMarket:
             ring = self._rings.get(rec.exchange)
             if ring is None:
                 self.other_exchanges += 1
+                continue
+            if rec.book.symbol not in self._symbols:
+                self.other_symbols += 1
                 continue
             ts = rec.book.ts_exchange_ns
             t0_file = ts if t0_file is None else t0_file
@@ -255,6 +261,7 @@ class ReplayMarketActor:
         return {
             "lines": m.lines,
             "other_exchanges": m.other_exchanges,
+            "other_symbols": m.other_symbols,
             "malformed_lines": list(m.malformed),
             "done": m.done,
         }

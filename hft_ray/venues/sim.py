@@ -506,11 +506,13 @@ class TickGrid:
         self._tick_s = tick_s
         self._phase_s = phase_s
         self._last: int | None = None
+        self.skipped = 0  # ticks a late loop never published
 
     def wait_s(self, now_s: float) -> float:
         """Seconds from `now_s` to the next tick, never the same tick twice."""
         k = math.floor((now_s - self._phase_s) / self._tick_s) + 1
         if self._last is not None:
+            self.skipped += max(0, k - self._last - 1)
             k = max(k, self._last + 1)
         self._last = k
         return max(0.0, k * self._tick_s + self._phase_s - now_s)

@@ -1,0 +1,221 @@
+"""The venues of a trading node, in its own process: books in, orders out, no Ray hop.
+
+A simulated venue is a `SimExchange` stepped on the node's own loop at its phase of the tick;
+a live venue is a ccxt.pro stream and ccxt's order API in this process; a replayed venue is
+the node's in-process `ReplayMarket`. Each yields checked BookUpdate rows to the node and
+takes its orders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from hft_ray.config import HftConfig
+from hft_ray.feed.core import FeedCore
+from hft_ray.feed.source import CheckedRows, EventSource
+from hft_ray.types import BookEvent, Universe
+from hft_ray.venues.base import OrderVenue
+from hft_ray.venues.replay import ReplayMarket
+from hft_ray.venues.sim import InProcessSimVenue, SimExchange, TickGrid, sim_exchange_from_config
+
+OnRows = Callable[[np.ndarray], Awaitable[None]]
+_log = logging.getLogger(__name__)
+
+_POLL_S = 0.05  # longest wait of a stream poll
+
+
+class NodeVenue(Protocol):
+    name: str
+    core: FeedCore
+    orders: OrderVenue
+
+    async def run(self, on_rows: OnRows) -> None:
+        """Hand every checked batch of rows to `on_rows` until cancelled."""
+        ...
+
+    @property
+    def conflated(self) -> int: ...
+
+    @property
+    def resyncs(self) -> int: ...
+
+    def balances(self) -> dict[str, float] | None:
+        """The venue's own balances, where it has some to tell (simulated, replayed)."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class SimNodeVenue:
+    """A simulated venue stepped on the node's loop: `tick_ms` apart, at the venue's phase."""
+
+    def __init__(self, exchange: SimExchange, core: FeedCore, tick_s: float, late_ack_s: float):
+        self.name = exchange.name
+        self.core = core
+        self.exchange = exchange
+        self.orders: OrderVenue = InProcessSimVenue(exchange, late_ack_s)
+        self._grid = TickGrid(tick_s, exchange.phase_s)
+        self._symbols = len(exchange.symbols)
+
+    async def start(self) -> None:
+        return None
+
+    async def run(self, on_rows: OnRows) -> None:
+        while True:
+            await asyncio.sleep(self._grid.wait_s(time.monotonic()))
+            rows = self.exchange.step_rows(time.time_ns())
+            await on_rows(self.core.check_rows(rows, time.time_ns(), time.monotonic_ns()))
+
+    @property
+    def conflated(self) -> int:
+        """Books of ticks the loop was too late for: a venue moving on while we look away."""
+        return self._grid.skipped * self._symbols
+
+    @property
+    def resyncs(self) -> int:
+        return 0
+
+    def balances(self) -> dict[str, float] | None:
+        return dict(self.exchange.balances)
+
+    async def close(self) -> None:
+        return None
+
+
+class StreamNodeVenue:
+    """A venue whose books arrive as events (a live ccxt.pro stream, a replay)."""
+
+    def __init__(
+        self,
+        name: str,
+        source: EventSource,
+        core: FeedCore,
+        orders: OrderVenue,
+        balances: Callable[[], dict[str, float]] | None = None,
+        on_start: Callable[[], Awaitable[None]] | None = None,
+        on_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.name = name
+        self.core = core
+        self.orders = orders
+        self._feed = CheckedRows(source, core)
+        self._balances = balances
+        self._on_start = on_start
+        self._on_close = on_close
+
+    async def start(self) -> None:
+        if self._on_start is not None:
+            try:
+                await self._on_start()  # markets loaded before the first order, not during it
+            except Exception as err:  # its orders are then refused, naming why
+                _log.warning("%s: orders cannot start (%s)", self.name, type(err).__name__)
+        await self._feed.start()
+
+    async def run(self, on_rows: OnRows) -> None:
+        while True:
+            rows = await self._feed.next(_POLL_S)
+            if len(rows):
+                await on_rows(rows)
+
+    @property
+    def conflated(self) -> int:
+        return self._feed.conflated
+
+    @property
+    def resyncs(self) -> int:
+        return self._feed.resyncs
+
+    def balances(self) -> dict[str, float] | None:
+        return None if self._balances is None else self._balances()
+
+    async def close(self) -> None:
+        await self._feed.close()
+        if self._on_close is not None:
+            await self._on_close()
+
+
+class _ReplayedBooks:
+    """One venue of an in-process `ReplayMarket`, read as an event source."""
+
+    def __init__(self, market: ReplayMarket, venue: str) -> None:
+        self._market = market
+        self._venue = venue
+        self._after = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def next(self, timeout_s: float) -> list[BookEvent]:
+        self._after, books = await self._market.poll(self._venue, self._after, timeout_s)
+        return list(books)
+
+    async def close(self) -> None:
+        return None
+
+
+def open_node_venues(
+    config: HftConfig, universe: Universe, symbols: list[str]
+) -> tuple[list[NodeVenue], ReplayMarket | None]:
+    """Every venue of the run, for a node that trades `symbols`; and the replay market that
+    stands in for them all when the run replays files."""
+    late_ack_s = config.sim.order_timeout_ack_ms / 1000.0
+    venues: list[NodeVenue] = []
+    replay = config.replay
+    if replay is not None:
+        exchanges = {v: sim_exchange_from_config(config, v, only=symbols) for v in config.venues}
+        market = ReplayMarket(exchanges, late_ack_s, list(replay.files), replay.speed, replay.fast)
+        for v in config.venues:
+            core = FeedCore(universe, v, config.feed, 1)
+            venues.append(
+                StreamNodeVenue(
+                    v, _ReplayedBooks(market, v), core, market.orders[v], _bound(market, v)
+                )
+            )
+        return venues, market
+    for v, cfg in config.venues.items():
+        core = FeedCore(universe, v, config.feed, 1)
+        if cfg.kind == "sim":
+            exchange = sim_exchange_from_config(config, v, only=symbols)
+            venues.append(SimNodeVenue(exchange, core, config.sim.tick_ms / 1000.0, late_ack_s))
+            continue
+        # Only a live venue needs ccxt: imported here, so a simulated run never loads it.
+        from hft_ray.clock import LiveClock
+        from hft_ray.venues.ccxt_live import CcxtBookStream
+        from hft_ray.venues.ccxt_orders import order_venue_for
+
+        orders = order_venue_for(config, v)
+        stream = CcxtBookStream(v, cfg, symbols, config.feed.depth, LiveClock())
+        venues.append(
+            StreamNodeVenue(v, stream, core, orders, on_start=orders.start, on_close=orders.close)
+        )
+    return venues, None
+
+
+def _bound(market: ReplayMarket, venue: str) -> Callable[[], dict[str, float]]:
+    return lambda: market.balances(venue)
+
+
+def venue_stats(
+    venue: NodeVenue, last_book_mono: int | None, running: bool, error: str
+) -> dict[str, Any]:
+    """A node venue's feed figures, shaped as a feed actor's `stats()`."""
+    age = None if last_book_mono is None else (time.monotonic_ns() - last_book_mono) / 1e6
+    return {
+        "updates": venue.core.updates,
+        "invalid": dict(venue.core.invalid),
+        "conflated": venue.conflated,
+        "resyncs": venue.resyncs,
+        "queue_depth": 0,
+        "backpressure_waits": 0,
+        "running": running,
+        "error": error,
+        "last_book_age_ms": age,
+    }
