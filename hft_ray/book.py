@@ -1,26 +1,27 @@
 """Order book integrity: a book kept by deltas under its venue's rules, and the checks that
 decide whether anything may trade on it.
 
-`OrderBook` holds one (venue, symbol) book: full depth as sorted price lists, the exchange's
-original price and size strings beside each level (checksums are computed over those), and a
-state, valid or invalid with a reason. A snapshot makes it valid; a delta that breaks the
-venue's sequence rule or checksum, or leaves the book crossed, makes it invalid until the next
-snapshot. The venue rules are data (`SequenceRule`, `ChecksumRule`); nothing in here names an
-exchange except the rule tables at the bottom.
+`OrderBook` holds one (venue, symbol) book: full depth as sorted float64 (price, size) rows,
+read and merged by compiled kernels one message at a time (see the level kernels), the
+exchange's original price and size strings beside each level where the venue's checksum is
+computed over them, and a state, valid or invalid with a reason. A snapshot makes it valid;
+a delta that breaks the venue's sequence rule or checksum, or leaves the book crossed, makes it
+invalid until the next snapshot. The venue rules are data (`SequenceRule`, `ChecksumRule`);
+nothing in here names an exchange except the rule tables at the bottom.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import zip_longest
+from itertools import chain
 from typing import Literal
 
 import numpy as np
+import orjson
 from numba import njit
 
 #: Reasons a book is not tradable.
@@ -192,13 +193,15 @@ class PrevSeqLink(SequenceRule):
 # -- checksum rules ---------------------------------------------------------------------------
 
 ChecksumRule = Callable[[Sequence[Level], Sequence[Level]], int]
+_flat = chain.from_iterable
 
 
 def okx_checksum(bids: Sequence[Level], asks: Sequence[Level]) -> int:
     """OKX: CRC32 (as signed 32-bit) of the top 25 levels interleaved
     `bidPx:bidSz:askPx:askSz:...`, the shorter side simply running out, original strings."""
-    pairs = zip_longest(bids[:25], asks[:25])
-    text = ":".join(f"{lvl[0]}:{lvl[1]}" for pair in pairs for lvl in pair if lvl is not None)
+    b, a = bids[:25], asks[:25]
+    n = min(len(b), len(a))
+    text = ":".join(chain(_flat(_flat(zip(b, a, strict=False))), _flat(b[n:]), _flat(a[n:])))
     crc = zlib.crc32(text.encode())
     return crc - (1 << 32) if crc >= 1 << 31 else crc
 
@@ -212,6 +215,248 @@ def kraken_checksum(bids: Sequence[Level], asks: Sequence[Level]) -> int:
 
     text = "".join(digits(p) + digits(q) for p, q in [*asks[:10], *bids[:10]])
     return zlib.crc32(text.encode())
+
+
+# -- level kernels ----------------------------------------------------------------------------
+#
+# A side is a float64 array of (price, size) rows sorted worst price first, so that the busy
+# end of a book, near the best price, is the end of the array: an insert or a delete there
+# moves few rows. Bids are therefore stored ascending and asks descending.
+
+#: 10**k for k <= 22, each exact in float64. A decimal whose digits form an integer below 2**53,
+#: divided by one of these, is correctly rounded: the same float as Python's `float()` of it.
+_POW10 = np.array([10.0**k for k in range(23)])
+_MAX_MANTISSA = 1 << 53
+_QUOTE, _MINUS, _DOT, _COMMA, _OPEN, _CLOSE = 34, 45, 46, 44, 91, 93
+
+
+@njit(cache=True)
+def _parse_decimal(buf: np.ndarray, i: int) -> tuple[float, int]:  # pragma: no cover - compiled
+    """The plain decimal (a JSON string or number: digits, one optional '.', a leading '-')
+    at `buf[i]`, and the index after it; index -1 for anything it cannot read exactly."""
+    n = buf.shape[0]
+    quoted = i < n and buf[i] == _QUOTE
+    i += quoted
+    negative = i < n and buf[i] == _MINUS
+    i += negative
+    start, mantissa = i, 0
+    while i < n and 48 <= buf[i] <= 57:
+        mantissa = mantissa * 10 + (buf[i] - 48)
+        if mantissa >= _MAX_MANTISSA:
+            return 0.0, -1
+        i += 1
+    digits, scale = i - start, 0
+    if i < n and buf[i] == _DOT:
+        i += 1
+        start = end = i  # end: after the last non-zero digit (trailing zeros change nothing)
+        while i < n and 48 <= buf[i] <= 57:
+            i += 1
+            if buf[i - 1] != 48:
+                end = i
+        digits += i - start
+        scale = end - start
+        if scale > 22:
+            return 0.0, -1
+        for k in range(start, end):
+            mantissa = mantissa * 10 + (buf[k] - 48)
+            if mantissa >= _MAX_MANTISSA:
+                return 0.0, -1
+    if digits == 0:
+        return 0.0, -1
+    if quoted:
+        if i >= n or buf[i] != _QUOTE:
+            return 0.0, -1
+        i += 1
+    value = mantissa / _POW10[scale]
+    return (-value if negative else value), i
+
+
+@njit(cache=True)
+def parse_levels(buf: np.ndarray, vals: np.ndarray) -> tuple[int, int]:  # pragma: no cover
+    """Read the JSON `[[[price, size], ...], [[price, size], ...]]` (bids, then asks; each
+    value a decimal string or number) into `vals` as flat price, size pairs (kernel).
+
+    Returns (values of the bids, values in all), or (-1, -1) if the text is anything else,
+    holds a value this parser cannot read exactly, or does not fit in `vals`; the caller then
+    reads the levels with `float()` (`parse_levels_reference`).
+    """
+    end = buf.shape[0] - 1  # the closing bracket
+    if end < 4 or buf[0] != _OPEN or buf[end] != _CLOSE:
+        return -1, -1
+    n, i, bid_values = 0, 1, 0
+    for side in range(2):
+        if side == 1:
+            if buf[i] != _COMMA:
+                return -1, -1
+            i += 1
+        if i >= end or buf[i] != _OPEN:
+            return -1, -1
+        i += 1
+        if buf[i] == _CLOSE:
+            i += 1
+        else:
+            while True:
+                if i >= end or buf[i] != _OPEN or n + 2 > vals.shape[0]:
+                    return -1, -1
+                price, i = _parse_decimal(buf, i + 1)
+                if i < 0 or i >= end or buf[i] != _COMMA:
+                    return -1, -1
+                size, i = _parse_decimal(buf, i + 1)
+                if i < 0 or i + 1 >= end or buf[i] != _CLOSE:
+                    return -1, -1
+                vals[n], vals[n + 1] = price, size
+                n += 2
+                i += 2
+                if buf[i - 1] == _CLOSE:
+                    break
+                if buf[i - 1] != _COMMA:
+                    return -1, -1
+        if side == 0:
+            bid_values = n
+    if i != end:
+        return -1, -1
+    return bid_values, n
+
+
+@njit(cache=True)
+def _merge(
+    rows: np.ndarray, count: int, vals: np.ndarray, lo: int, hi: int, descending: bool
+) -> int:  # pragma: no cover - compiled
+    """Apply the pairs `vals[lo:hi]` in order to a side of `count` rows; the new count."""
+    for j in range(lo, hi, 2):
+        price, size = vals[j], vals[j + 1]
+        a, b = 0, count
+        while a < b:  # the first row not worse than `price`
+            mid = (a + b) >> 1
+            if (rows[mid, 0] < price) if descending else (rows[mid, 0] > price):
+                a = mid + 1
+            else:
+                b = mid
+        if a < count and rows[a, 0] == price:
+            if size == 0.0:
+                for k in range(a, count - 1):
+                    rows[k, 0], rows[k, 1] = rows[k + 1, 0], rows[k + 1, 1]
+                count -= 1
+            else:
+                rows[a, 1] = size
+        elif size != 0.0:
+            for k in range(count, a, -1):
+                rows[k, 0], rows[k, 1] = rows[k - 1, 0], rows[k - 1, 1]
+            rows[a, 0], rows[a, 1] = price, size
+            count += 1
+    return count
+
+
+@njit(cache=True)
+def _fill(
+    rows: np.ndarray, vals: np.ndarray, lo: int, hi: int, descending: bool
+) -> int:  # pragma: no cover - compiled
+    """An empty side after the pairs `vals[lo:hi]`. A snapshot listed best first, each price
+    once (as venues send them), is copied in reverse instead of merged level by level."""
+    for j in range(lo + 2, hi, 2):
+        if (vals[j] >= vals[j - 2]) if descending else (vals[j] <= vals[j - 2]):
+            return _merge(rows, 0, vals, lo, hi, descending)
+    count = 0
+    for j in range(hi - 2, lo - 2, -2):
+        if vals[j + 1] != 0.0:
+            rows[count, 0], rows[count, 1] = vals[j], vals[j + 1]
+            count += 1
+    return count
+
+
+@njit(cache=True)
+def _keep_best(rows: np.ndarray, count: int, depth: int) -> int:  # pragma: no cover - compiled
+    if depth < 0 or count <= depth:
+        return count
+    cut = count - depth
+    for k in range(depth):
+        rows[k, 0], rows[k, 1] = rows[k + cut, 0], rows[k + cut, 1]
+    return depth
+
+
+@njit(cache=True)
+def apply_pairs(
+    vals: np.ndarray,
+    bid_values: int,
+    n: int,
+    bids: np.ndarray,
+    asks: np.ndarray,
+    counts: np.ndarray,
+    snapshot: bool,
+    depth: int,
+) -> int:  # pragma: no cover - compiled
+    """Apply the bid pairs `vals[:bid_values]` and the ask pairs `vals[bid_values:n]` to the
+    sides (`counts` rows each, worst first; replaced if `snapshot`) in order, a size of 0
+    removing the price and any other setting it; keep the best `depth` levels if `depth` >= 0
+    (kernel; `apply_pairs_reference` defines it).
+
+    The caller leaves room for every pair. Returns the index into `_STATUS` of what is wrong
+    with the book's best levels: 0, an empty side or a crossed book.
+    """
+    if snapshot:
+        nb = _fill(bids, vals, 0, bid_values, True)
+        na = _fill(asks, vals, bid_values, n, False)
+    else:
+        nb = _merge(bids, counts[0], vals, 0, bid_values, True)
+        na = _merge(asks, counts[1], vals, bid_values, n, False)
+    nb, na = _keep_best(bids, nb, depth), _keep_best(asks, na, depth)
+    counts[0], counts[1] = nb, na
+    if nb == 0 or na == 0:
+        return 1
+    return 4 if bids[nb - 1, 0] >= asks[na - 1, 0] else 0
+
+
+#: `apply_json` could not read the text exactly; `apply_json` needs more rows.
+NEEDS_FLOAT, NEEDS_ROOM = -1, -2
+
+
+@njit(cache=True)
+def apply_json(
+    buf: np.ndarray,
+    vals: np.ndarray,
+    bids: np.ndarray,
+    asks: np.ndarray,
+    counts: np.ndarray,
+    snapshot: bool,
+    depth: int,
+) -> int:  # pragma: no cover - compiled
+    """`parse_levels` then `apply_pairs`, in one call: `apply_pairs`' status, or (nothing
+    changed) `NEEDS_FLOAT` if the text must be read by `float()` instead, `NEEDS_ROOM` if a
+    side has no room for every pair (kernel)."""
+    bid_values, n = parse_levels(buf, vals)
+    if n < 0:
+        return NEEDS_FLOAT
+    held = 0 if snapshot else counts[0]
+    if held + bid_values // 2 > bids.shape[0]:
+        return NEEDS_ROOM
+    held = 0 if snapshot else counts[1]
+    if held + (n - bid_values) // 2 > asks.shape[0]:
+        return NEEDS_ROOM
+    return apply_pairs(vals, bid_values, n, bids, asks, counts, snapshot, depth)
+
+
+def apply_pairs_reference(
+    side: Sequence[tuple[float, float]], pairs: Sequence[tuple[float, float]], descending: bool
+) -> list[tuple[float, float]]:
+    """What applying `pairs` to a side (levels best first) must give, best first: the
+    definition the kernel is tested against."""
+    levels = dict(side)
+    for price, size in pairs:
+        if size == 0.0:
+            levels.pop(price, None)
+        else:
+            levels[price] = size
+    return sorted(levels.items(), reverse=descending)
+
+
+def parse_levels_reference(bids: Sequence[Level], asks: Sequence[Level]) -> list[float]:
+    """Every price and size as Python's `float()` reads it, bids first: what `parse_levels`
+    must match, and how the book reads what that parser declines."""
+    out: list[float] = []
+    for side in (bids, asks):
+        for price, size in side:
+            out += (float(price), float(size))
+    return out
 
 
 # -- the book ---------------------------------------------------------------------------------
@@ -228,62 +473,81 @@ class BookRules:
 
 
 class _Side:
-    """One side: prices kept sorted (bids negated), each with its original strings."""
+    """One side of a book: its rows (see the level kernels) and, where the venue's checksum
+    needs them, the exchange's original strings of each level, keyed by price."""
 
-    def __init__(self, descending: bool) -> None:
-        self._sign = -1.0 if descending else 1.0
-        self._keys: list[float] = []
-        self._levels: dict[float, tuple[float, str, str]] = {}
-
-    def clear(self) -> None:
-        self._keys.clear()
-        self._levels.clear()
-
-    def set(self, price_s: str, size_s: str) -> None:
-        price, size = float(price_s), float(size_s)
-        key = self._sign * price
-        if size == 0.0:
-            if key in self._levels:
-                del self._levels[key]
-                del self._keys[bisect.bisect_left(self._keys, key)]
-            return
-        if key not in self._levels:
-            bisect.insort(self._keys, key)
-        self._levels[key] = (size, price_s, size_s)
-
-    def truncate(self, depth: int) -> None:
-        for key in self._keys[depth:]:
-            del self._levels[key]
-        del self._keys[depth:]
-
-    def top(self, n: int) -> np.ndarray:
-        keys = self._keys[:n]
-        out = np.empty((len(keys), 2))
-        out[:, 0] = keys
-        out[:, 0] *= self._sign
-        levels = self._levels
-        out[:, 1] = [levels[k][0] for k in keys]
-        return out
-
-    def strings(self, n: int) -> list[Level]:
-        levels = self._levels
-        return [levels[k][1:] for k in self._keys[:n]]
-
-    def best(self) -> float | None:
-        return self._sign * self._keys[0] if self._keys else None
+    def __init__(self, counts: np.ndarray, index: int, strings: bool) -> None:
+        self.rows = np.empty((64, 2))
+        self._counts = counts
+        self._index = index
+        self._strings: dict[float, Level] | None = {} if strings else None
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return int(self._counts[self._index])
+
+    def clear(self) -> None:
+        self._counts[self._index] = 0
+        if self._strings is not None:
+            self._strings.clear()
+
+    def reserve(self, extra: int) -> None:
+        """Room for `extra` more rows."""
+        count = len(self)
+        if count + extra > self.rows.shape[0]:
+            rows = np.empty((max(count + extra, 2 * self.rows.shape[0]), 2))
+            rows[:count] = self.rows[:count]
+            self.rows = rows
+
+    def keep_strings(self, levels: Sequence[Level], prices: list[float]) -> None:
+        """Record the original strings of `levels`, at `prices` (as the kernel read them).
+
+        Each price's entry is its last change's, removals included: the book holds a price
+        after a message only if its last change there set it, so every held price has its
+        right strings. Entries of prices no longer held are dropped once they outnumber the
+        held ones, so the dict stays the size of the book without a Python step per level.
+        """
+        strings = self._strings
+        if strings is None:
+            return
+        strings.update(zip(prices, levels, strict=True))
+        count = len(self)
+        if len(strings) > 2 * count + 64:
+            self._strings = {p: strings[p] for p in self.rows[:count, 0].tolist()}
+
+    def top(self, n: int) -> np.ndarray:
+        count = len(self)
+        return self.rows[count - min(n, count) : count][::-1].copy()
+
+    def strings(self, n: int) -> list[Level]:
+        if self._strings is None:
+            raise ValueError("this book keeps no level strings: its venue rules have no checksum")
+        count = len(self)
+        prices = self.rows[count - min(n, count) : count, 0][::-1].tolist()
+        strings = self._strings
+        return [strings[p] for p in prices]
+
+    def best(self) -> float | None:
+        count = len(self)
+        return float(self.rows[count - 1, 0]) if count else None
 
 
 class OrderBook:
-    """One venue's book of one symbol, built from a snapshot and kept by deltas."""
+    """One venue's book of one symbol, built from a snapshot and kept by deltas.
+
+    A message's levels are read and merged in one kernel call (`apply_json`) over their JSON
+    text (orjson serialises the strings faster than `float()` reads them one by one); what
+    that parser declines is read by `float()`, to the same floats.
+    """
 
     def __init__(self, rules: BookRules) -> None:
         self._rules = rules
         self._sequence = rules.sequence()
-        self.bids = _Side(descending=True)
-        self.asks = _Side(descending=False)
+        self._depth = -1 if rules.truncate_to is None else rules.truncate_to
+        self._counts = np.zeros(2, np.int64)
+        self._vals = np.empty(256)
+        strings = rules.checksum is not None
+        self.bids = _Side(self._counts, 0, strings)
+        self.asks = _Side(self._counts, 1, strings)
         self.invalid_reason = NO_SNAPSHOT
         self.seq: int | None = None
         self.ts_exchange_ns = 0
@@ -304,15 +568,13 @@ class OrderBook:
         """Replace the book; return '' or why it is invalid."""
         self.bids.clear()
         self.asks.clear()
-        for p, q in bids:
-            self.bids.set(p, q)
-        for p, q in asks:
-            self.asks.set(p, q)
+        self.invalid_reason = NO_SNAPSHOT  # until the new one is in (its levels may not read)
+        status = self._apply(bids, asks, snapshot=True)
         self._sequence.on_snapshot(seq)
         self.seq = seq
         self.ts_exchange_ns = ts_exchange_ns
         self.invalid_reason = ""
-        return self._after_change(checksum)
+        return self._after_change(checksum, status)
 
     def apply_delta(
         self,
@@ -338,30 +600,68 @@ class OrderBook:
         if verdict == "gap":
             self.invalid_reason = SEQUENCE_GAP
             return self.invalid_reason
-        for p, q in bids:
-            self.bids.set(p, q)
-        for p, q in asks:
-            self.asks.set(p, q)
+        status = self._apply(bids, asks, snapshot=False)
         self.seq = last if last is not None else self.seq
         self.ts_exchange_ns = ts_exchange_ns
-        return self._after_change(checksum)
+        return self._after_change(checksum, status)
 
-    def _after_change(self, checksum: int | None) -> str:
+    def _apply(self, bids: Sequence[Level], asks: Sequence[Level], snapshot: bool) -> int:
+        """Apply the levels; the kernel's status of the best levels."""
+        n = 2 * (len(bids) + len(asks))
+        if n > self._vals.shape[0]:
+            self._vals = np.empty(max(n, 2 * self._vals.shape[0]))
+        vals = self._vals
+        try:
+            text = np.frombuffer(orjson.dumps((bids, asks)), np.uint8)
+        except TypeError:  # not JSON as it stands (e.g. Decimal): float() reads it
+            status = NEEDS_FLOAT
+        else:
+            status = self._kernel(text, snapshot)
+            if status == NEEDS_ROOM:
+                self.bids.reserve(len(bids))
+                self.asks.reserve(len(asks))
+                status = self._kernel(text, snapshot)
+        if status == NEEDS_FLOAT:
+            vals[:n] = parse_levels_reference(bids, asks)
+            self.bids.reserve(len(bids))
+            self.asks.reserve(len(asks))
+            status = apply_pairs(
+                vals,
+                2 * len(bids),
+                n,
+                self.bids.rows,
+                self.asks.rows,
+                self._counts,
+                snapshot,
+                self._depth,
+            )
+        if self._rules.checksum is not None:
+            split = 2 * len(bids)
+            self.bids.keep_strings(bids, vals[0:split:2].tolist())
+            self.asks.keep_strings(asks, vals[split:n:2].tolist())
+        return status
+
+    def _kernel(self, text: np.ndarray, snapshot: bool) -> int:
+        return apply_json(
+            text,
+            self._vals,
+            self.bids.rows,
+            self.asks.rows,
+            self._counts,
+            snapshot,
+            self._depth,
+        )
+
+    def _after_change(self, checksum: int | None, status: int) -> str:
         self.updates += 1
-        if self._rules.truncate_to is not None:
-            self.bids.truncate(self._rules.truncate_to)
-            self.asks.truncate(self._rules.truncate_to)
         if checksum is not None and self._rules.checksum is not None:
             depth = self._rules.checksum_depth
             got = self._rules.checksum(self.bids.strings(depth), self.asks.strings(depth))
             if got != checksum:
                 self.invalid_reason = CHECKSUM
                 return self.invalid_reason
-        bid, ask = self.bids.best(), self.asks.best()
-        if bid is None or ask is None:
-            self.invalid_reason = EMPTY_SIDE
-        elif bid >= ask:
-            self.invalid_reason = CROSSED
+        if status:
+            self.invalid_reason = _STATUS[status]
         return self.invalid_reason
 
     def invalidate(self, reason: str) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -254,7 +255,11 @@ def build_pipeline(
         for node in set(bundle_nodes)
     }
     cores = assign_cores(bundle_nodes, node_cores, [role for role, _ in roles])
-    wiring = _Wiring(config, universe, markets, run_id, run_dir, id_prefix, pg, cpus, roles, cores)
+    # Tick 1 a little after the actors are up, on every copy of a simulated venue alike.
+    epoch_ns = time.time_ns()
+    wiring = _Wiring(
+        config, universe, markets, run_id, run_dir, id_prefix, pg, cpus, roles, cores, epoch_ns
+    )
     pipeline = wiring.fused(shards) if topology == "fused" else wiring.distributed()
     handles = pipeline_handles(pipeline)
     infos = ray.get(
@@ -308,6 +313,7 @@ class _Wiring:
     cpus: float
     roles: list[Role]
     cores: list[tuple[list[int], bool]]
+    epoch_ns: int  # when tick 1 of every simulated venue falls (its phase aside)
 
     def on_bundle(self, role: Role) -> dict[str, Any]:
         return {
@@ -343,10 +349,25 @@ class _Wiring:
             detectors=detectors,
         )
 
+    def sim_venues(self, publish: bool) -> dict[str, Any]:
+        """One venue actor per simulated venue: the exchange outside the trading processes
+        (it holds the account), serving rows too when `publish`."""
+        from hft_ray.venues.sim import SimVenueActor
+
+        c = self.config
+        return {
+            name: SimVenueActor.options(name=names.venue(name)).remote(  # type: ignore[attr-defined]
+                c, name, self.epoch_ns, publish
+            )
+            for name, venue in c.venues.items()
+            if venue.kind == "sim"
+        }
+
     def fused(self, shards: list[list[str]]) -> Pipeline:
         from hft_ray.node.actor import TradingNodeActor
 
         node_names = tuple(names.node(i) for i in range(len(shards)))
+        venues = self.sim_venues(publish=False) if self.config.replay is None else {}
         risk = self.risk(node_names, (), ())
         nodes = [
             TradingNodeActor.options(name=names.node(i), **self.on_bundle(("node", i))).remote(  # type: ignore[attr-defined]
@@ -358,12 +379,19 @@ class _Wiring:
                 self.run_id,
                 self.run_dir,
                 self.id_prefix,
+                self.epoch_ns,
                 self.cores_of(("node", i)),
             )
             for i, symbols in enumerate(shards)
         ]
         return Pipeline(
-            "fused", self.pg, risk, nodes=nodes, node_symbols=shards, cpus_per_bundle=self.cpus
+            "fused",
+            self.pg,
+            risk,
+            venues=venues,
+            nodes=nodes,
+            node_symbols=shards,
+            cpus_per_bundle=self.cpus,
         )
 
     def distributed(self) -> Pipeline:
@@ -371,17 +399,12 @@ class _Wiring:
         from hft_ray.execute.actor import ExecutorActor
         from hft_ray.feed.actor import FeedActor
         from hft_ray.venues.replay import ReplayMarketActor
-        from hft_ray.venues.sim import SimVenueActor
 
         c = self.config
         if c.replay is not None:
             venues = {"replay": ReplayMarketActor.options(name=names.REPLAY).remote(c)}  # type: ignore[attr-defined]
         else:
-            venues = {
-                name: SimVenueActor.options(name=names.venue(name)).remote(c, name)  # type: ignore[attr-defined]
-                for name, venue in c.venues.items()
-                if venue.kind == "sim"
-            }
+            venues = self.sim_venues(publish=True)
         executor_names = tuple(names.executor(i) for i in range(c.execution.pool_size))
         detector_names = tuple(names.detector(i) for i in range(c.detector.pool_size))
         risk = self.risk((), executor_names, detector_names)

@@ -339,15 +339,11 @@ class _FusedView:
         before = self._node_stats()
         ray.get([n.stop.remote() for n in p.nodes], timeout=timeout)
         in_flight = _drain(config, p)
-        start = {v: dict(c.balances) for v, c in config.venues.items()}
-        balances: dict[str, dict[str, float]] = {}
-        # Each node trades its own sub-account of a simulated venue, holding the venue's
-        # configured balances: the venue's truth is the sum of the sub-accounts' changes.
-        for per_node in ray.get([n.balances.remote() for n in p.nodes], timeout=timeout):
-            for venue, assets in per_node.items():
-                mine = balances.setdefault(venue, dict(start.get(venue, {})))
-                for asset, amount in assets.items():
-                    mine[asset] = mine.get(asset, 0.0) + amount - start[venue].get(asset, 0.0)
+        if config.replay is None:  # the simulated venues' actors hold the accounts
+            refs = {v: h.balances.remote() for v, h in p.venues.items()}
+            balances = {v: ray.get(ref, timeout=timeout) for v, ref in refs.items()}
+        else:
+            balances = self._replayed_balances(timeout)
         stats = self.stats()
         risk_state = ray.get(p.risk.close.remote(), timeout=timeout)
         latency = _latency([*p.nodes, p.risk], timeout)
@@ -355,6 +351,20 @@ class _FusedView:
         return Stopped(
             stats.feeds, stats.detectors, risk_state, latency, balances, in_flight, replay
         )
+
+    def _replayed_balances(self, timeout: float) -> dict[str, dict[str, float]]:
+        """Each node replays its own sub-account of every venue, holding the venue's
+        configured balances: the venue's truth is the sum of the sub-accounts' changes."""
+        start = {v: dict(c.balances) for v, c in self._config.venues.items()}
+        balances: dict[str, dict[str, float]] = {}
+        for per_node in ray.get(
+            [n.balances.remote() for n in self.pipeline.nodes], timeout=timeout
+        ):
+            for venue, assets in per_node.items():
+                mine = balances.setdefault(venue, dict(start.get(venue, {})))
+                for asset, amount in assets.items():
+                    mine[asset] = mine.get(asset, 0.0) + amount - start[venue].get(asset, 0.0)
+        return balances
 
 
 def merge_venue_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,12 +16,18 @@ from hft_ray.book import (
     CROSSED,
     SEQUENCE_GAP,
     VENUE_BOOK_RULES,
+    BookRules,
     JumpFilter,
     OrderBook,
+    SequenceRule,
+    apply_pairs,
+    apply_pairs_reference,
     check_levels,
     check_levels_reference,
     kraken_checksum,
     okx_checksum,
+    parse_levels,
+    parse_levels_reference,
 )
 from tests.captures import DATA, http_bodies, ws_frames
 
@@ -250,3 +257,213 @@ def test_level_checks_kernel_equals_reference(bids: list, asks: list) -> None:
     b_sorted = b[np.argsort(-b[:, 0])] if len(b) else b
     a_sorted = a[np.argsort(a[:, 0])] if len(a) else a
     assert check_levels(b_sorted, a_sorted) == check_levels_reference(b_sorted, a_sorted)
+
+
+# -- the level kernels against their references ----------------------------------------------
+
+DIGITS = st.text("0123456789", max_size=12)
+DECIMAL = st.builds(
+    lambda sign, whole, dot, frac: sign + whole + dot + frac,
+    st.sampled_from(["", "", "-"]),
+    DIGITS,
+    st.sampled_from(["", "."]),
+    DIGITS,
+)
+ANY_TEXT = st.one_of(DECIMAL, st.sampled_from(["1e-05", "nan", "inf", " 1", "1_0", "+1", "."]))
+#: What venues send: up to 15 significant digits, trailing zeros of any length.
+PLAIN = st.builds(
+    lambda sign, whole, frac, zeros: f"{sign}{whole}.{frac}{'0' * zeros}",
+    st.sampled_from(["", "-"]),
+    st.integers(0, 10**7),
+    st.text("0123456789", max_size=7),
+    st.integers(0, 12),
+)
+
+
+def parsed(bids: list, asks: list) -> list[float] | None:
+    """What `parse_levels` reads from the JSON of (bids, asks), or None if it declines."""
+    vals = np.empty(2 * (len(bids) + len(asks)) + 2)
+    bid_values, n = parse_levels(np.frombuffer(orjson.dumps((bids, asks)), np.uint8), vals)
+    if n < 0:
+        return None
+    assert bid_values == 2 * len(bids) and n == 2 * (len(bids) + len(asks))
+    return vals[:n].tolist()
+
+
+def exact(values: list[float]) -> list[str]:
+    return [v.hex() for v in values]  # tells -0.0 from 0.0 and every last bit
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    bids=st.lists(st.tuples(ANY_TEXT, ANY_TEXT), max_size=5),
+    asks=st.lists(st.tuples(ANY_TEXT, ANY_TEXT), max_size=5),
+)
+def test_level_parser_reads_exactly_what_float_reads_or_declines(bids: list, asks: list) -> None:
+    got = parsed(bids, asks)
+    try:
+        want = parse_levels_reference(bids, asks)
+    except ValueError:
+        assert got is None  # float() refuses it: so must the parser
+        return
+    if got is not None:
+        assert exact(got) == exact(want)
+
+
+@settings(max_examples=300, deadline=None)
+@given(bids=st.lists(st.tuples(PLAIN, PLAIN), max_size=5), asks=st.lists(st.tuples(PLAIN, PLAIN)))
+def test_level_parser_reads_plain_decimals_itself(bids: list, asks: list) -> None:
+    got = parsed(bids, asks)
+    assert got is not None, "a plain decimal of up to 15 digits must not need float()"
+    assert exact(got) == exact(parse_levels_reference(bids, asks))
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=2, max_size=8))
+def test_level_parser_reads_json_numbers_exactly(values: list[float]) -> None:
+    bids = [(values[i], values[i + 1]) for i in range(0, len(values) - 1, 2)]
+    got = parsed(bids, [])
+    if got is not None:  # shortest repr of up to 15 digits and no exponent
+        assert exact(got) == exact(parse_levels_reference(bids, []))
+
+
+def test_level_parser_declines_what_is_not_two_values_a_level() -> None:
+    assert parsed([("1", "2", "3")], []) is None
+    assert parsed([("1",)], []) is None
+    assert parsed([("1", "2")], [("3", "4")]) == [1.0, 2.0, 3.0, 4.0]
+
+
+PRICES = st.integers(1, 40).map(lambda k: k / 4)
+SIZES = st.one_of(st.just(0.0), st.integers(1, 9).map(float))
+PAIRS = st.lists(st.tuples(PRICES, SIZES), max_size=30)
+
+
+def kernel_sides(
+    start_bids: list, start_asks: list, bids: list, asks: list, snapshot: bool, depth: int
+) -> tuple[list, list, int]:
+    """Both sides after `apply_pairs` (best first), from sides set up with the reference."""
+    rows = [
+        np.empty((len(start_bids) + len(bids) + 1, 2)),
+        np.empty((len(start_asks) + len(asks) + 1, 2)),
+    ]
+    counts = np.zeros(2, np.int64)
+    for i, (start, descending) in enumerate(((start_bids, True), (start_asks, False))):
+        worst_first = apply_pairs_reference([], start, descending)[::-1]
+        counts[i] = len(worst_first)
+        rows[i][: len(worst_first)] = np.array(worst_first).reshape(-1, 2)
+    vals = np.array([x for pair in (*bids, *asks) for x in pair], dtype=np.float64)
+    status = apply_pairs(vals, 2 * len(bids), len(vals), rows[0], rows[1], counts, snapshot, depth)
+    sides = [r[: counts[i]][::-1].tolist() for i, r in enumerate(rows)]
+    return [tuple(x) for x in sides[0]], [tuple(x) for x in sides[1]], status
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    start_bids=PAIRS,
+    start_asks=PAIRS,
+    bids=PAIRS,
+    asks=PAIRS,
+    snapshot=st.booleans(),
+    depth=st.sampled_from([-1, -1, 0, 1, 3, 10]),
+)
+def test_level_merge_kernel_equals_reference(
+    start_bids: list, start_asks: list, bids: list, asks: list, snapshot: bool, depth: int
+) -> None:
+    got_b, got_a, status = kernel_sides(start_bids, start_asks, bids, asks, snapshot, depth)
+    start_b = [] if snapshot else apply_pairs_reference([], start_bids, True)
+    start_a = [] if snapshot else apply_pairs_reference([], start_asks, False)
+    want_b = apply_pairs_reference(start_b, bids, True)
+    want_a = apply_pairs_reference(start_a, asks, False)
+    if depth >= 0:
+        want_b, want_a = want_b[:depth], want_a[:depth]
+    assert (got_b, got_a) == (want_b, want_a)
+    if not (want_b and want_a):
+        assert status == 1  # _STATUS: EMPTY_SIDE
+    else:
+        assert status == (4 if want_b[0][0] >= want_a[0][0] else 0)  # CROSSED or fine
+
+
+@settings(max_examples=100, deadline=None)
+@given(prices=st.sets(PRICES, max_size=30), sizes=st.lists(SIZES, min_size=30, max_size=30))
+def test_snapshot_listed_best_first_equals_reference(prices: set, sizes: list) -> None:
+    """The copy-in-reverse path of a snapshot (each price once, best first)."""
+    bids = [(p, s) for p, s in zip(sorted(prices, reverse=True), sizes, strict=False)]
+    asks = [(p, s) for p, s in zip(sorted(prices), sizes, strict=False)]
+    got_b, got_a, _ = kernel_sides([], [], bids, asks, True, -1)
+    assert got_b == apply_pairs_reference([], bids, True)
+    assert got_a == apply_pairs_reference([], asks, False)
+
+
+def test_levels_not_read_by_the_parser_give_the_same_book() -> None:
+    """Floats, Decimals and exponents take the float() path, to the same book."""
+    from decimal import Decimal
+
+    as_text = OrderBook(VENUE_BOOK_RULES["binance"])
+    as_text.apply_snapshot([("100.5", "2"), ("99", "1")], [("101", "0.00001")], 1, 0)
+    for bids, asks in (
+        ([(100.5, 2.0), (99.0, 1.0)], [(101.0, 1e-05)]),
+        ([(Decimal("100.5"), Decimal(2)), ("99", "1")], [("1.01e2", "1e-5")]),
+    ):
+        other = OrderBook(VENUE_BOOK_RULES["binance"])
+        assert other.apply_snapshot(bids, asks, 1, 0) == ""
+        assert [t.tolist() for t in other.top(5)] == [t.tolist() for t in as_text.top(5)]
+
+
+def test_a_malformed_level_is_a_clear_error_and_changes_nothing() -> None:
+    book = OrderBook(VENUE_BOOK_RULES["binance"])
+    book.apply_snapshot([("100", "1")], [("101", "1")], 1, 0)
+    with pytest.raises(ValueError, match="could not convert string to float: 'abc'"):
+        book.apply_delta([("100", "2"), ("abc", "1")], [], 0, first=2, last=2)
+    with pytest.raises(ValueError, match="unpack"):
+        book.apply_delta([("100", "2", "3")], [], 0, first=3, last=3)
+    assert [t.tolist() for t in book.top(5)] == [[[100.0, 1.0]], [[101.0, 1.0]]]
+
+
+def test_books_grow_past_their_first_rows_and_keep_order() -> None:
+    book = OrderBook(VENUE_BOOK_RULES["binance"])
+    book.apply_snapshot([(str(1000 - i), "1") for i in range(150)], [("2000", "1")], 1, 0)
+    deltas = [(str(1000 - 150 - i), str(i + 1)) for i in range(300)]
+    assert book.apply_delta(deltas, [], 0, first=2, last=2) == ""
+    bids, _ = book.top(1000)
+    assert (
+        len(bids) == 450 and bids[0].tolist() == [1000.0, 1.0] and np.all(np.diff(bids[:, 0]) < 0)
+    )
+    assert len(book.bids) == 450 and book.bids.best() == 1000.0
+
+
+def test_truncated_book_keeps_the_best_levels_and_their_strings() -> None:
+    rules = BookRules(SequenceRule, okx_checksum, checksum_depth=25, truncate_to=2)
+    book = OrderBook(rules)
+    book.apply_snapshot([("10", "1"), ("9", "1"), ("8", "1")], [("11", "1"), ("12", "1")], None, 0)
+    book.apply_delta([("9.5", "2")], [("13", "1")], 0)
+    assert [t.tolist() for t in book.top(5)] == [
+        [[10.0, 1.0], [9.5, 2.0]],
+        [[11.0, 1.0], [12.0, 1.0]],
+    ]
+    assert book.bids.strings(5) == [("10", "1"), ("9.5", "2")]
+    assert book.asks.strings(5) == [("11", "1"), ("12", "1")]
+
+
+def test_only_books_with_a_checksum_keep_level_strings() -> None:
+    book = OrderBook(VENUE_BOOK_RULES["binance"])
+    book.apply_snapshot([("1", "1")], [("2", "1")], 1, 0)
+    with pytest.raises(ValueError, match="no checksum"):
+        book.bids.strings(5)
+
+
+def test_strings_follow_each_prices_last_change_within_a_message() -> None:
+    book = OrderBook(VENUE_BOOK_RULES["okx"])
+    book.apply_snapshot([("10", "1"), ("9", "1")], [("11", "1")], None, 0)
+    book.apply_delta([("9", "0"), ("9", "5"), ("8", "2"), ("8", "0")], [], 0)
+    assert book.bids.strings(5) == [("10", "1"), ("9", "5")]
+    assert [t.tolist() for t in book.top(5)] == [[[10.0, 1.0], [9.0, 5.0]], [[11.0, 1.0]]]
+
+
+def test_strings_of_levels_gone_do_not_pile_up() -> None:
+    book = OrderBook(VENUE_BOOK_RULES["okx"])
+    book.apply_snapshot([("100", "1")], [("200", "1")], None, 0)
+    for i in range(2_000):  # a level comes and goes at a new price each time
+        book.apply_delta([(f"{50 + i / 100:.2f}", "1")], [], 0)
+        book.apply_delta([(f"{50 + i / 100:.2f}", "0")], [], 0)
+    assert book.bids.strings(5) == [("100", "1")]
+    assert len(book.bids._strings or {}) <= 2 * len(book.bids) + 64

@@ -16,12 +16,16 @@ import yaml
 
 from hft_ray import names
 from hft_ray.config import HftConfig, parse_config
+from hft_ray.latency import STAGES
 from hft_ray.markets import simulated_markets
 from hft_ray.runner import run
 from hft_ray.store import LocalStore, RedisStore
 from tests.conftest import RedisServer, default_config_dict, merge
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+#: Both topologies run the same end-to-end tests.
+TOPOLOGIES = ("fused", "distributed")
 
 #: Faster dislocations and some failing orders, so a few seconds show trades and repairs.
 BUSY_MARKET: dict[str, Any] = {
@@ -95,15 +99,21 @@ def assert_intents_come_first(journal: list[dict]) -> None:
         assert r["opp_id"] in intent_at and intent_at[r["opp_id"]] <= r["ts_ns"]
 
 
-def test_cli_run_joins_the_cluster_trades_and_reports(ray_session: str, tmp_path: Path) -> None:
+def on(topology: str, **override: Any) -> dict[str, Any]:
+    """The default config, busy, in `topology`, with `override` merged in."""
+    return merge(
+        merge(default_config_dict(), {**BUSY_MARKET, "cluster": {"topology": topology}}),
+        override,
+    )
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_cli_run_joins_the_cluster_trades_and_reports(
+    ray_session: str, tmp_path: Path, topology: str
+) -> None:
     config = tmp_path / "run.yaml"
     config.write_text(
-        yaml.safe_dump(
-            merge(
-                default_config_dict(), {**BUSY_MARKET, "run": {"runs_dir": str(tmp_path / "runs")}}
-            ),
-            sort_keys=False,
-        )
+        yaml.safe_dump(on(topology, run={"runs_dir": str(tmp_path / "runs")}), sort_keys=False)
     )
     report_path = tmp_path / "report.json"
     proc = subprocess.run(
@@ -132,19 +142,27 @@ def test_cli_run_joins_the_cluster_trades_and_reports(ray_session: str, tmp_path
     assert last_rate > 100  # the feeds were still alive at the end
     assert f"report: {report_path}" in proc.stdout
     report = json.loads(report_path.read_text())
+    assert report["topology"] == topology
     assert report["mode"] == "sim" and report["duration_s"] >= 8
     assert report["venues"] == ["binance", "okx", "gateio"]
     # 3 symbols every 25 ms for 8 s is 960 per venue: all feeds ran the whole time.
     assert all(n > 800 for n in report["book_updates_by_venue"].values())
     assert report["opportunities"] > 0 and report["approved"] > 0 and report["trades"] > 0
     assert report["fees_quote"] > 0
-    for name in ("tick_to_detect", "tick_to_trade"):
+    # Every stage of every trade, hops only where the topology has them.
+    stages = [name for _, name in STAGES]
+    if topology == "fused":
+        stages = [n for n in stages if not n.startswith(("hop_", "batch_"))]
+    traded = report["latency_us"]["tick_to_trade"]["count"]
+    for name in ("tick_to_detect", "tick_to_trade", "tick_to_ack", *stages):
         stats = report["latency_us"][name]
-        assert (
-            stats["count"] > 0 and 0 < stats["p50"] <= stats["p90"] <= stats["p99"] <= stats["max"]
-        )
+        assert stats["count"] > 0 and 0 <= stats["p50"] <= stats["p90"] <= stats["p99"], name
+        assert stats["p99"] <= stats["max"], name
+        assert name == "tick_to_detect" or stats["count"] == traded, name
+    assert not {n for n in report["latency_us"] if n.startswith("hop_")} - set(stages)
     bundles = report["placement"]["bundles"]
-    assert len(bundles) == 6 and all(b["node_id"] == b["actor_node_id"] for b in bundles)
+    assert len(bundles) == {"fused": 2, "distributed": 6}[topology]
+    assert all(b["node_id"] == b["actor_node_id"] for b in bundles)
     assert all(b["pinned"] and b["affinity"] == b["cores"] for b in bundles)
     journal = asyncio.run(LocalStore(Path(report["run_dir"]), "test").read_journal())
     assert report["positions_match_journal"]
@@ -156,14 +174,12 @@ def test_cli_run_joins_the_cluster_trades_and_reports(ray_session: str, tmp_path
 
 
 @pytest.mark.redis
+@pytest.mark.parametrize("topology", TOPOLOGIES)
 def test_run_with_the_redis_store(
-    ray_session: str, redis_server: RedisServer, tmp_path: Path
+    ray_session: str, redis_server: RedisServer, tmp_path: Path, topology: str
 ) -> None:
     config = parse_config(
-        merge(
-            default_config_dict(),
-            {**BUSY_MARKET, "run": {"runs_dir": str(tmp_path)}, "store": {"url": redis_server.url}},
-        )
+        on(topology, run={"runs_dir": str(tmp_path)}, store={"url": redis_server.url})
     )
     out = io.StringIO()
     report = run(config, duration_s=6, out=out)
@@ -207,12 +223,15 @@ def test_a_second_run_in_the_same_namespace_is_refused(ray_session: str, tmp_pat
         ray.kill(squatter)
 
 
-def test_replay_fast_drives_the_actors_in_lockstep(ray_session: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_replay_fast_drives_the_actors_in_lockstep(
+    ray_session: str, tmp_path: Path, topology: str
+) -> None:
     import os
 
     from tests.test_replay import write_sim_recording
 
-    data = merge(default_config_dict(), {**BUSY_MARKET, "run": {"runs_dir": str(tmp_path)}})
+    data = on(topology, run={"runs_dir": str(tmp_path)})
     recording = tmp_path / "books.jsonl.gz"
     write_sim_recording(parse_config(data), recording, ticks=400)
     config = tmp_path / "replay.yaml"
@@ -238,7 +257,7 @@ def test_replay_fast_drives_the_actors_in_lockstep(ray_session: str, tmp_path: P
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(report_path.read_text())
-    assert report["mode"] == "replay"
+    assert report["mode"] == "replay" and report["topology"] == topology
     assert report["replay"]["lines"] == 400 * 9 and report["replay"]["malformed_lines"] == []
     assert report["book_updates"] == 400 * 9  # lockstep: every recorded book reached a feed
     assert report["opportunities"] > 0 and report["trades"] > 0
@@ -255,19 +274,20 @@ def _cli(*args: str, address: str) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.parametrize("topology", TOPOLOGIES)
 def test_risk_and_an_executor_crash_mid_run_and_the_books_still_balance(
-    ray_session: str, tmp_path: Path
+    ray_session: str, tmp_path: Path, topology: str
 ) -> None:
-    """Kill the risk actor and an executor while trading; Ray restarts both, risk restores its
-    state and replays the journal, the executor reconciles by client id; an operator halts and
-    resumes through the CLI meanwhile. The report, the journal and the venues still agree."""
+    """Kill the risk actor and an executor (fused: the trading node, which is the executor)
+    while trading; Ray restarts both, risk restores its state and replays the journal, the
+    executor reconciles by client id; an operator halts and resumes through the CLI
+    meanwhile. The report, the journal and the venues still agree."""
     import time
 
     import ray
 
-    config = parse_config(
-        merge(default_config_dict(), {**BUSY_MARKET, "run": {"runs_dir": str(tmp_path)}})
-    )
+    config = parse_config(on(topology, run={"runs_dir": str(tmp_path)}))
+    executor = names.node(0) if topology == "fused" else names.executor(0)
     t0 = time.monotonic()
     done: set[str] = set()
     procs: dict[str, subprocess.Popen[str]] = {}
@@ -279,7 +299,7 @@ def test_risk_and_an_executor_crash_mid_run_and_the_books_still_balance(
             ray.kill(ray.get_actor(names.RISK), no_restart=False)
         if t > 5 and "executor" not in done:
             done.add("executor")
-            ray.kill(ray.get_actor(names.executor(0)), no_restart=False)
+            ray.kill(ray.get_actor(executor), no_restart=False)
         if t > 6 and "halt" not in done:
             done.add("halt")
             procs["halt"] = _cli("halt", "--reason", "test", "--json", address=ray_session)

@@ -4,6 +4,7 @@ balances honest, and the actor's bounded backlog that counts what a slow reader 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -406,13 +407,34 @@ def test_row_source_takes_everything_since_its_last_call_and_counts_conflation()
 
 
 def test_tick_grid_never_drifts_skips_missed_ticks_and_never_repeats() -> None:
-    grid = TickGrid(tick_s=0.025, phase_s=0.010)
-    assert grid.wait_s(100.000) == pytest.approx(0.010)  # tick 4000 at 100.010
-    assert grid.wait_s(100.0101) == pytest.approx(0.0249)  # published late: the grid holds
-    assert grid.wait_s(100.0349) == pytest.approx(0.0251)  # woke early: not tick 4001 again
-    assert grid.wait_s(100.200) == pytest.approx(0.010)  # ran late: missed ticks are skipped
+    ms = 1_000_000
+    epoch = 100_000 * ms
+    grid = TickGrid(tick_s=0.025, phase_s=0.010, epoch_ns=epoch)
+    assert grid.seq_at(epoch) == 0 and grid.seq_at(epoch + 10 * ms) == 1  # tick 1 at +10 ms
+    assert grid.wait_s(epoch) == pytest.approx(0.010)
+    assert grid.next_seq(epoch + 10 * ms) == 1
+    assert grid.wait_s(epoch + 10 * ms + 100_000) == pytest.approx(0.0249)  # the grid holds
+    assert grid.next_seq(epoch + 34 * ms) == 2  # woke early: tick 2, never tick 1 again
+    assert grid.wait_s(epoch + 34 * ms) == pytest.approx(0.026)  # tick 3 at +60 ms
+    assert grid.next_seq(epoch + 210 * ms) == 9 and grid.skipped == 6  # ran late: 3..8
+    grid.resume(epoch + 10_000 * ms)  # a reader starting late missed nothing
+    assert grid.next_seq(epoch + 10_000 * ms) == 400 and grid.skipped == 6
     with pytest.raises(ValueError, match="tick_s must be positive"):
-        TickGrid(0.0, 0.0)
+        TickGrid(0.0, 0.0, epoch)
+
+
+def test_a_venue_passed_through_ticks_holds_the_same_books_as_one_that_built_each(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    config = make_config()
+    stepped = sim_exchange_from_config(config, "okx")
+    jumped = sim_exchange_from_config(config, "okx", only=["ETH/USDT"])
+    for i in range(1, 41):
+        stepped.step_rows(T0 + i)
+    assert jumped.advance_to(40) == 39 and jumped.seq == 40
+    assert jumped.advance_to(40) == 0  # already there
+    eth = stepped.rows(T0)[1]
+    assert jumped.rows(T0)[0].tobytes() == eth.tobytes()
 
 
 @pytest.fixture(scope="module")
@@ -433,7 +455,7 @@ def test_venue_actor_publishes_every_step_to_a_row_source(
     one_cpu_ray: None, make_config: Callable[..., HftConfig]
 ) -> None:
     config = make_config(sim={"tick_ms": 10})
-    actor = SimVenueActor.remote(config, "okx")  # type: ignore[attr-defined]
+    actor = SimVenueActor.remote(config, "okx", time.time_ns())  # type: ignore[attr-defined]
     feed = FeedCore(Universe(tuple(config.venues), tuple(config.symbols)), "okx", config.feed, 1)
 
     async def scenario() -> list[np.ndarray]:

@@ -329,7 +329,12 @@ class DetectorCore:
         )
 
     def _emit(self, found: int, now: int) -> list[Opportunity]:
-        out = []
+        """Opportunities out of the kernel's buffers; `now` is the batch's clock (for the
+        cooldown), the detection stamp is when they leave the scan."""
+        out: list[Opportunity] = []
+        if not found:
+            return out
+        emitted = self._clock.monotonic_ns()
         for k in range(found):
             s, buy, sell, buy_ts, sell_ts, tick = (int(x) for x in self._out_ids[k])
             if now - int(self._last_emit[s, buy, sell]) < self._cooldown_ns:
@@ -354,7 +359,7 @@ class DetectorCore:
                     buy_ts_ns=buy_ts,
                     sell_ts_ns=sell_ts,
                     tick_mono_ns=tick,
-                    detect_mono_ns=now,
+                    detect_mono_ns=emitted,
                 )
             )
         self.opportunities += len(out)

@@ -25,6 +25,7 @@ from hft_ray.remote import idempotent
 from hft_ray.risk.lease import Lease, NodeSync
 from hft_ray.store import open_store
 from hft_ray.types import Universe
+from hft_ray.venues.sim import SimVenueClient
 
 
 class _RiskAuthority:
@@ -53,6 +54,7 @@ class TradingNodeActor:
         run_id: str,
         run_dir: str,
         id_prefix: str,
+        epoch_ns: int,
         cores: list[int],
     ) -> None:
         self.placement = pin_actor(cores, config.cluster.pin_cores)
@@ -71,6 +73,8 @@ class TradingNodeActor:
             _RiskAuthority(config.cluster.namespace),
             LiveClock(),
             prefix,
+            epoch_ns,
+            lambda venue: SimVenueClient(venue, ray.get_actor(names.venue(venue))),
         )
         self._store = store
         self._drain_s = 4 * config.execution.order_timeout_ms / 1000.0 + 5.0

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -32,6 +33,7 @@ from hft_ray.node.venues import open_node_venues, venue_stats
 from hft_ray.risk.lease import Lease, NodeSync, RiskGate
 from hft_ray.store.base import Store, StoreUnavailable
 from hft_ray.types import Approval, Universe
+from hft_ray.venues.base import OrderVenue
 
 _log = logging.getLogger(__name__)
 _STOP_SYNC_ROUNDS = 40  # syncs a stopping node tries to get every report acknowledged
@@ -55,6 +57,8 @@ class TradingNode:
         authority: Authority,
         clock: Clock,
         id_prefix: str,
+        epoch_ns: int,
+        sim_orders: Callable[[str], OrderVenue],
     ) -> None:
         self.name = name
         self.symbols = symbols
@@ -62,7 +66,9 @@ class TradingNode:
         self._clock = clock
         self._store = store
         self._authority = authority
-        self._venues, self._replay = open_node_venues(config, universe, symbols)
+        self._venues, self._replay = open_node_venues(
+            config, universe, symbols, epoch_ns, sim_orders
+        )
         self._venue_ids = {v.core.venue_id: v for v in self._venues}
         self.detector = DetectorCore(config, universe, markets, clock, id_prefix)
         self.gate = RiskGate(config, universe, markets, clock, name)

@@ -1,9 +1,10 @@
 """The venues of a trading node, in its own process: books in, orders out, no Ray hop.
 
-A simulated venue is a `SimExchange` stepped on the node's own loop at its phase of the tick;
-a live venue is a ccxt.pro stream and ccxt's order API in this process; a replayed venue is
-the node's in-process `ReplayMarket`. Each yields checked BookUpdate rows to the node and
-takes its orders.
+A simulated venue's books are computed on the node's own loop at its phase of the tick, while
+its account (balances, orders) stays with its venue actor, as a real exchange's stays outside
+the trading process and survives its crash; a live venue is a ccxt.pro stream and ccxt's order
+API in this process; a replayed venue is the node's in-process `ReplayMarket`. Each yields
+checked BookUpdate rows to the node and takes its orders.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from hft_ray.feed.source import CheckedRows, EventSource
 from hft_ray.types import BookEvent, Universe
 from hft_ray.venues.base import OrderVenue
 from hft_ray.venues.replay import ReplayMarket
-from hft_ray.venues.sim import InProcessSimVenue, SimExchange, TickGrid, sim_exchange_from_config
+from hft_ray.venues.sim import SimExchange, TickGrid, sim_exchange_from_config
 
 OnRows = Callable[[np.ndarray], Awaitable[None]]
 _log = logging.getLogger(__name__)
@@ -55,24 +56,32 @@ class NodeVenue(Protocol):
 
 
 class SimNodeVenue:
-    """A simulated venue stepped on the node's loop: `tick_ms` apart, at the venue's phase."""
+    """A simulated venue's books computed on the node's loop, tick by tick on the run's grid
+    (the venue actor that holds the account computes the same books from the same seed and
+    grid, and matches the node's orders against them)."""
 
-    def __init__(self, exchange: SimExchange, core: FeedCore, tick_s: float, late_ack_s: float):
+    def __init__(
+        self, exchange: SimExchange, core: FeedCore, grid: TickGrid, orders: OrderVenue
+    ) -> None:
         self.name = exchange.name
         self.core = core
         self.exchange = exchange
-        self.orders: OrderVenue = InProcessSimVenue(exchange, late_ack_s)
-        self._grid = TickGrid(tick_s, exchange.phase_s)
+        self.orders = orders
+        self._grid = grid
         self._symbols = len(exchange.symbols)
 
     async def start(self) -> None:
         return None
 
     async def run(self, on_rows: OnRows) -> None:
+        grid, ex = self._grid, self.exchange
+        grid.resume(time.time_ns())
         while True:
-            await asyncio.sleep(self._grid.wait_s(time.monotonic()))
-            rows = self.exchange.step_rows(time.time_ns())
-            await on_rows(self.core.check_rows(rows, time.time_ns(), time.monotonic_ns()))
+            await asyncio.sleep(grid.wait_s(time.time_ns()))
+            wall = time.time_ns()
+            ex.advance_to(grid.next_seq(wall))
+            rows = self.core.check_rows(ex.rows(wall), time.time_ns(), time.monotonic_ns())
+            await on_rows(rows)
 
     @property
     def conflated(self) -> int:
@@ -84,7 +93,7 @@ class SimNodeVenue:
         return 0
 
     def balances(self) -> dict[str, float] | None:
-        return dict(self.exchange.balances)
+        return None  # the venue actor holds the account
 
     async def close(self) -> None:
         return None
@@ -162,10 +171,15 @@ class _ReplayedBooks:
 
 
 def open_node_venues(
-    config: HftConfig, universe: Universe, symbols: list[str]
+    config: HftConfig,
+    universe: Universe,
+    symbols: list[str],
+    epoch_ns: int,
+    sim_orders: Callable[[str], OrderVenue],
 ) -> tuple[list[NodeVenue], ReplayMarket | None]:
     """Every venue of the run, for a node that trades `symbols`; and the replay market that
-    stands in for them all when the run replays files."""
+    stands in for them all when the run replays files. `sim_orders` gives a simulated
+    venue's order interface (its venue actor); `epoch_ns` is the run's tick grid."""
     late_ack_s = config.sim.order_timeout_ack_ms / 1000.0
     venues: list[NodeVenue] = []
     replay = config.replay
@@ -184,7 +198,8 @@ def open_node_venues(
         core = FeedCore(universe, v, config.feed, 1)
         if cfg.kind == "sim":
             exchange = sim_exchange_from_config(config, v, only=symbols)
-            venues.append(SimNodeVenue(exchange, core, config.sim.tick_ms / 1000.0, late_ack_s))
+            grid = TickGrid(config.sim.tick_ms / 1000.0, exchange.phase_s, epoch_ns)
+            venues.append(SimNodeVenue(exchange, core, grid, sim_orders(v)))
             continue
         # Only a live venue needs ccxt: imported here, so a simulated run never loads it.
         from hft_ray.clock import LiveClock

@@ -23,7 +23,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Collection, Sized
+from collections.abc import Callable, Collection, Sized
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -156,6 +156,22 @@ class SimExchange:
         """Advance one tick; every built symbol's new book as a `book_update_dtype(depth)` row,
         in id order, not yet stamped or checked by a feed (`flags` and receipt times 0)."""
         self._advance()
+        return self.rows(ts_ns)
+
+    def advance_to(self, seq: int) -> int:
+        """Step on to tick `seq` (no step if it is there already); return the ticks passed on
+        the way without building their books. The random draws of a passed tick are made all
+        the same, so every copy of a venue that reaches tick `seq` holds the same books, however
+        it got there: a trading node's, and the venue actor that matches its orders."""
+        passed = max(0, seq - self.seq - 1)
+        for _ in range(passed):
+            self._advance(build=False)
+        if seq > self.seq:
+            self._advance()
+        return passed
+
+    def rows(self, ts_ns: int) -> np.ndarray:
+        """The current books as rows (see `step_rows`)."""
         depth = self.depth
         rows = np.zeros(len(self._ids), book_update_dtype(depth))
         rows["venue"] = self._index
@@ -178,7 +194,7 @@ class SimExchange:
             books.append(BookSnapshot(symbol, self.seq, ts_ns, bids.copy(), asks.copy()))
         return books
 
-    def _advance(self) -> None:
+    def _advance(self, build: bool = True) -> None:
         self.seq += 1
         sel = self._sel
         walk_z = self._walk_rng.standard_normal(out=self._walk_z)[sel]
@@ -202,8 +218,9 @@ class SimExchange:
         phi = _NOISE_PERSISTENCE
         self._noise_bps *= phi
         self._noise_bps += math.sqrt(1 - phi * phi) * self._cfg.noise_bps * noise_z
-        mid = np.exp(seen) * (1.0 + (self._noise_bps + self._offset_bps) * 1e-4)
-        self._make_books(mid, size_z)
+        if build:
+            mid = np.exp(seen) * (1.0 + (self._noise_bps + self._offset_bps) * 1e-4)
+            self._make_books(mid, size_z)
 
     def _make_books(self, mid: np.ndarray, size_z: np.ndarray) -> None:
         """Every built book around its `mid`, on its market's tick and lot: prices in whole
@@ -408,16 +425,24 @@ class InProcessSimVenue:
     acknowledgement arrives `late_ack_s` later, past any sane client timeout.
     """
 
-    def __init__(self, exchange: SimExchange, late_ack_s: float) -> None:
+    def __init__(
+        self,
+        exchange: SimExchange,
+        late_ack_s: float,
+        catch_up: Callable[[], object] | None = None,
+    ) -> None:
         self.name = exchange.name
         self._exchange = exchange
         self._late_ack_s = late_ack_s
+        self._catch_up = catch_up  # brings the market to the current tick before a match
 
     async def create_order(
         self, client_id: str, symbol: str, side: Side, amount: float, price: float
     ) -> OrderResult:
         fate, latency_s = self._exchange.order_fate(client_id)
         await asyncio.sleep(latency_s / 2)
+        if self._catch_up is not None:
+            self._catch_up()
         result = self._exchange.submit(
             client_id,
             symbol,
@@ -496,26 +521,44 @@ class Backlog(Generic[Batch]):
 
 
 class TickGrid:
-    """A venue's publication times: `k * tick_s + phase_s` on the host's monotonic clock, so
-    ticks never drift, venues with different phases never tick in step, and a loop that ran
-    late skips the ticks it missed instead of publishing them in a burst."""
+    """A venue's publication times: tick `seq` (1, 2, ...) falls at `epoch_ns + (seq - 1) *
+    tick_s + phase_s` on the wall clock, so ticks never drift, venues with different phases
+    never tick in step, and every process of a run that holds a copy of a venue (a trading
+    node reading its books, the venue actor matching its orders) agrees which tick is current.
+    A loop that ran late goes on from the current tick (the ones it missed are counted in
+    `skipped`) instead of publishing them in a burst."""
 
-    def __init__(self, tick_s: float, phase_s: float) -> None:
+    def __init__(self, tick_s: float, phase_s: float, epoch_ns: int) -> None:
         if tick_s <= 0:
             raise ValueError(f"tick_s must be positive, got {tick_s}")
-        self._tick_s = tick_s
-        self._phase_s = phase_s
-        self._last: int | None = None
+        self._tick_ns = round(tick_s * 1e9)
+        self._start_ns = epoch_ns + round(phase_s * 1e9)
+        self._last = 0
         self.skipped = 0  # ticks a late loop never published
 
-    def wait_s(self, now_s: float) -> float:
-        """Seconds from `now_s` to the next tick, never the same tick twice."""
-        k = math.floor((now_s - self._phase_s) / self._tick_s) + 1
-        if self._last is not None:
-            self.skipped += max(0, k - self._last - 1)
-            k = max(k, self._last + 1)
-        self._last = k
-        return max(0.0, k * self._tick_s + self._phase_s - now_s)
+    def resume(self, wall_ns: int) -> None:
+        """Go on from the tick current at `wall_ns`: a reader that starts late has missed
+        nothing it could have seen."""
+        self._last = max(self._last, self.seq_at(wall_ns) - 1)
+
+    def seq_at(self, wall_ns: int) -> int:
+        """The tick current at `wall_ns` (0 before the first)."""
+        if wall_ns < self._start_ns:
+            return 0
+        return (wall_ns - self._start_ns) // self._tick_ns + 1
+
+    def next_seq(self, wall_ns: int) -> int:
+        """The tick to publish now: the current one, never the same twice, counting those a
+        late loop passed over."""
+        seq = max(self.seq_at(wall_ns), self._last + 1)
+        self.skipped += max(0, seq - self._last - 1)
+        self._last = seq
+        return seq
+
+    def wait_s(self, wall_ns: int) -> float:
+        """Seconds from `wall_ns` until the tick after the last one published."""
+        due = self._start_ns + self._last * self._tick_ns
+        return max(0.0, (due - wall_ns) / 1e9)
 
 
 class SimBookSource:
@@ -610,20 +653,27 @@ def _unknown(client_id: str, venue: str, symbol: str) -> OrderResult:
 
 @ray.remote(num_cpus=0, max_restarts=0)
 class SimVenueActor:
-    """A `SimExchange` on a timer, answering like a remote venue: each step's rows published
-    at the venue's phase of the tick and served by long-poll, orders after a simulated
-    acknowledgement latency."""
+    """A simulated exchange as a remote venue: it holds the account (balances, orders) and
+    matches orders after a simulated acknowledgement latency, against its books at the tick
+    current when the order arrives. With `publish`, it also serves each tick's rows by
+    long-poll (the distributed topology's feeds); a trading node computes the same books
+    itself, from the same seed and tick grid, and only sends its orders here."""
 
-    def __init__(self, config: HftConfig, venue: str) -> None:
-        self._exchange = sim_exchange_from_config(config, venue)
-        self._orders = InProcessSimVenue(self._exchange, config.sim.order_timeout_ack_ms / 1000.0)
-        self._grid = TickGrid(config.sim.tick_ms / 1000.0, self._exchange.phase_s)
+    def __init__(self, config: HftConfig, venue: str, epoch_ns: int, publish: bool = True) -> None:
+        self._exchange = ex = sim_exchange_from_config(config, venue)
+        self._grid = TickGrid(config.sim.tick_ms / 1000.0, ex.phase_s, epoch_ns)
+        self._orders = InProcessSimVenue(
+            ex,
+            config.sim.order_timeout_ack_ms / 1000.0,
+            catch_up=lambda: ex.advance_to(self._grid.seq_at(time.time_ns())),
+        )
+        self._publish = publish
         self._backlog: Backlog[np.ndarray] = Backlog(BACKLOG_ROWS)
-        self._empty = np.zeros(0, book_update_dtype(self._exchange.depth))
+        self._empty = np.zeros(0, book_update_dtype(ex.depth))
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> str:
-        if self._ticker is None:
+        if self._ticker is None and self._publish:
             self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
         return self._exchange.name
 
@@ -633,9 +683,13 @@ class SimVenueActor:
             self._ticker = None
 
     async def _tick_forever(self) -> None:
+        grid, ex = self._grid, self._exchange
+        grid.resume(time.time_ns())
         while True:
-            await asyncio.sleep(self._grid.wait_s(time.monotonic()))
-            self._backlog.push(self._exchange.step_rows(time.time_ns()))
+            await asyncio.sleep(grid.wait_s(time.time_ns()))
+            now = time.time_ns()
+            ex.advance_to(grid.next_seq(now))
+            self._backlog.push(ex.rows(now))
 
     async def poll(self, after_seq: int, timeout_s: float) -> tuple[int, np.ndarray, int]:
         """(cursor, every row after row `after_seq` in one array, rows lost to the backlog's
