@@ -24,15 +24,15 @@ import numpy as np
 import orjson
 from numba import njit
 
-#: Reasons a book is not tradable.
-EMPTY_SIDE = "empty_side"
-BAD_LEVEL = "non_positive_or_nan_level"
-CROSSED = "crossed"
-UNSORTED = "unsorted_levels"
-SEQUENCE_GAP = "sequence_gap"
-CHECKSUM = "checksum_mismatch"
-PRICE_JUMP = "price_jump"
-NO_SNAPSHOT = "no_snapshot"
+from hft_ray.types import (  # the reasons a book is not tradable, named once
+    BAD_LEVEL,
+    CHECKSUM,
+    CROSSED,
+    EMPTY_SIDE,
+    NO_SNAPSHOT,
+    SEQUENCE_GAP,
+    UNSORTED,
+)
 
 Level = tuple[str, str]  # price and size as the exchange sent them
 

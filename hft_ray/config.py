@@ -213,8 +213,14 @@ class FeedConfig(_Frozen):
     """Market data: book depth carried, batching towards detectors, staleness."""
 
     depth: int = Field(20, ge=1, le=400, description="Levels per side carried in a BookUpdate.")
-    batch_max_rows: int = Field(32, ge=1, description="Flush a batch at this many rows.")
-    batch_max_us: NonNegFloat = Field(2_000.0, description="...or when its oldest row is this old.")
+    batch_max_rows: int = Field(
+        4_096, ge=1, description="Distributed: a feed sends a batch at this many rows."
+    )
+    batch_max_us: NonNegFloat = Field(
+        0.0,
+        description="...or when its oldest row is this old, us; 0: every poll's rows leave at "
+        "once (a deadline only delays books a poll already brought).",
+    )
     max_in_flight: int = Field(8, ge=1, description="Unacknowledged batches per detector.")
     max_book_age_ms: PositiveFloat = Field(
         500.0, description="A book older than this is never tradable."

@@ -49,13 +49,14 @@ def simulated_markets(config: HftConfig) -> Markets:
 
 
 def resolve_markets(config: HftConfig) -> Markets:
-    """Every venue's markets; live venues are asked through ccxt (network)."""
-    from hft_ray.venues.ccxt_live import load_ccxt_markets
-
+    """Every venue's markets; live venues are asked through ccxt (network; ccxt is imported
+    only then)."""
     specs: dict[tuple[str, str], MarketSpec] = {}
     for venue, cfg in config.venues.items():
         loaded: dict[str, MarketSpec] = {}
         if isinstance(cfg, CcxtVenueConfig):
+            from hft_ray.venues.ccxt_live import load_ccxt_markets
+
             loaded = asyncio.run(load_ccxt_markets(venue, cfg, config.symbols))
         for symbol in config.symbols:
             specs[(venue, symbol)] = config.market_spec(venue, symbol, loaded.get(symbol))

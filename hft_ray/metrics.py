@@ -123,7 +123,10 @@ BOOK_AGE = _gauge(
 )
 FEED_BATCHES = _counter("hft_ray_feed_batches_total", "Batches sent to detectors.", "venue")
 FEED_BATCH_ROWS = _histogram(
-    "hft_ray_feed_batch_rows", "Rows per batch sent to a detector.", BATCH_ROWS_BOUNDARIES, "venue"
+    "hft_ray_feed_batch_rows",
+    "Rows per batch a detector scans: a feed actor's message, a trading node's venue step.",
+    BATCH_ROWS_BOUNDARIES,
+    "venue",
 )
 FEED_IN_FLIGHT = _gauge(
     "hft_ray_feed_batches_in_flight",

@@ -71,6 +71,9 @@ def build_report(
             v: f["updates"] for v, f in zip(config.venues, feed_stats, strict=True)
         },
         "invalid_books": sum(sum(f["invalid"].values()) for f in feed_stats),
+        # Books a venue published that its feed never saw (it fell behind): counted, not lost.
+        "books_conflated": sum(int(f.get("conflated", 0)) for f in feed_stats),
+        "rows_scanned": sum(int(d.get("rows_scanned", 0)) for d in detector_stats),
         "opportunities": sum(d["opportunities"] for d in detector_stats),
         "opportunities_suppressed": sum(d["suppressed"] for d in detector_stats),
         "approved": risk_state["approved"],

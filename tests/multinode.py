@@ -75,6 +75,7 @@ def scenario_config(strategy: str, runs_dir: str, near_binance: bool) -> Any:
                 "run": {"name": "multinode", "runs_dir": runs_dir},
                 "symbols": ["BTC/USDT"],
                 "cluster": {
+                    "topology": "distributed",
                     "placement_strategy": strategy,
                     "cpus_per_bundle": CPUS_PER_BUNDLE,
                     "pin_cores": True,

@@ -227,11 +227,12 @@ def test_bench_memory_measures_the_run_beside_a_bare_ray(
     report = bench_memory(SCALES["smoke"], ["--config", "memory.yaml"])
     run, baseline = report["run"], report["baseline_same_run"]
     assert run["command"][-2:] == ["--config", str(tmp_path / "memory.yaml")]
-    actors = {"worker:FeedActor", "worker:DetectorActor", "worker:RiskActor"}
+    # The default run on this machine is fused: a trading node, risk, the simulated venues.
+    actors = {"worker:TradingNodeActor", "worker:RiskActor", "worker:SimVenueActor"}
     ray_own = {"driver", "gcs_server", "raylet", "dashboard", "dashboard_agent"}
     assert ray_own | actors <= set(run["kinds"])
     assert ray_own <= set(baseline["kinds"]) and not actors & set(baseline["kinds"])
-    assert run["kinds"]["worker:FeedActor"]["processes"] == 3  # one per venue of the config
+    assert run["kinds"]["worker:SimVenueActor"]["processes"] == 3  # one per venue
     for measured in (run, baseline):
         assert measured["samples"] > 0 and measured["total"]["processes"] > 5
         for sizes in (measured["total"], *measured["kinds"].values()):

@@ -49,7 +49,8 @@ def test_help_explains_every_subcommand_and_option() -> None:
         ),
         (["replay", "f.jsonl", "--speed", "0"], "argument --speed: must be more than 0"),
         (["replay", "f.jsonl", "--speed", "2", "--fast"], "not allowed with argument"),
-        (["bench", "--updates", "-5"], "argument --updates: must be a whole number above 0"),
+        (["bench", "--only", "kernel,nope"], "argument --only: expected sections among"),
+        (["bench", "--quick", "--smoke"], "not allowed with argument"),
     ],
 )
 def test_bad_arguments_name_what_was_wrong(args: list[str], expected: str) -> None:

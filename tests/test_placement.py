@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from hft_ray.cluster import NODE_RESOURCE_UNITS, _bundles, _roles
+from hft_ray.cluster import NODE_RESOURCE_UNITS, _bundles, distributed_roles, fused_roles
 from hft_ray.config import ConfigError, parse_config
 from tests.conftest import default_config_dict, merge
 
@@ -166,10 +166,22 @@ def test_a_feed_bundle_asks_for_its_venues_node_resource() -> None:
     data = default_config_dict()
     data["venues"]["okx"]["node_resource"] = "near_okx"
     config = parse_config(data)
-    roles = _roles(config)
+    roles = distributed_roles(config)
     bundles = dict(zip(roles, _bundles(config, roles, 0.25), strict=True))
     assert bundles[("feed", 1)] == {"CPU": 0.25, "near_okx": NODE_RESOURCE_UNITS}
     assert all(b == {"CPU": 0.25} for role, b in bundles.items() if role != ("feed", 1))
+    # A trading node connects to every venue itself: its bundle asks for each one's resource.
+    roles = fused_roles(2)
+    bundles = dict(zip(roles, _bundles(config, roles, 1.0), strict=True))
+    assert (
+        bundles[("node", 0)]
+        == bundles[("node", 1)]
+        == {
+            "CPU": 1.0,
+            "near_okx": NODE_RESOURCE_UNITS,
+        }
+    )
+    assert bundles[("risk", 0)] == {"CPU": 1.0}
 
 
 @pytest.mark.parametrize("name", ["CPU", "memory", "node:127.0.0.1", "near binance", ""])

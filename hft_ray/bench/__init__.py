@@ -2,9 +2,11 @@
 the same run, with the machine it ran on.
 
 Sections (each a module here): `kernel` (detection kernel against its pure-Python reference),
-`feed` (the feed path on exchange messages), `memory` (RSS and PSS of a whole run, beside a
-bare Ray). Each returns a JSON-able dict; `run_bench` writes them together. Sections are
-imported when they run: the command line lists them without loading numba or Ray.
+`feed` (the feed path on exchange messages), `ingest` (sustained book updates/s through the
+fused topology), `tick_to_trade` (both topologies, idle and loaded, per stage and hop, beside
+the single-process floor), `memory` (RSS and PSS of a whole run, beside a bare Ray). Each
+returns a JSON-able dict; `run_bench` writes them together. Sections are imported when they
+run: the command line lists them without loading numba or Ray.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from hft_ray.bench.common import SCALES, machine
 SECTIONS: dict[str, tuple[str, str]] = {
     "kernel": ("hft_ray.bench.kernel", "bench_kernel"),
     "feed": ("hft_ray.bench.feed", "bench_feed"),
+    "ingest": ("hft_ray.bench.ingest", "bench_ingest"),
+    "tick_to_trade": ("hft_ray.bench.latency", "bench_latency"),
     "memory": ("hft_ray.bench.memory", "bench_memory"),
 }
 

@@ -29,6 +29,34 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"x{feed['speedup_vs_baseline']}; our checksum alone {feed['checksum_alone_us']} us,"
             f" cryptofeed documents {feed['cryptofeed_documented_checksum_us']} us for its own"
         )
+    if "ingest" in report:
+        ing = report["ingest"]
+        rates = ", ".join(
+            f"{r['nominal_per_s']:,}/s -> {r['ingested_per_s']:,}/s "
+            f"({r['conflated_share']:.1%} conflated)"
+            for r in ing["rates"]
+        )
+        base = ing["baseline_same_run"]
+        lines.append(
+            f"ingest: {rates}; held {ing['highest_held_per_s']:,}/s (target "
+            f"{ing['target_per_s']:,}/s); stages alone {base['total_us_per_update']} us/update "
+            f"= {base['bound_per_s_on_these_cores']:,}/s on these cores"
+        )
+    if "tick_to_trade" in report:
+        t2t = report["tick_to_trade"]
+        parts = []
+        for case in ("floor", "fused", "distributed"):
+            for load, figures in t2t[case].items():
+                s = figures["tick_to_trade"]
+                if s and s["count"]:
+                    parts.append(f"{case} {load}: p50 {s['p50']:.0f} p99 {s['p99']:.0f} us")
+        lines.append("tick_to_trade: " + "; ".join(parts))
+        hops = t2t["hops"]
+        lines.append(
+            f"hops: actor one-way p50 {hops['actor_one_way']['latency_us']['p50']:.0f} us, "
+            "compiled graph 3 stages p50 "
+            f"{hops['compiled_graph_3_stages']['latency_us']['p50']:.0f} us; {hops['verdict']}"
+        )
     if "memory" in report:
         mem = report["memory"]
         run, base = mem["run"]["total"], mem["baseline_same_run"]["total"]

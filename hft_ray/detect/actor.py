@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import ray
@@ -12,11 +12,14 @@ import ray
 from hft_ray import metrics, names
 from hft_ray.clock import LiveClock
 from hft_ray.config import HftConfig
-from hft_ray.detect.core import DetectorCore
 from hft_ray.latency import LatencySamples
 from hft_ray.markets import Markets
 from hft_ray.pinning import pin_actor
+from hft_ray.remote import hot_path
 from hft_ray.types import Universe
+
+if TYPE_CHECKING:
+    from hft_ray.detect.core import DetectorCore
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1)
@@ -30,12 +33,16 @@ class DetectorActor:
         id_prefix: str,
         cores: list[int],
     ) -> None:
+        # Imported here, in the detector's own process: the driver and risk hold handles to
+        # this class without loading numba for it.
+        from hft_ray.detect.core import DetectorCore
+
         self.placement = pin_actor(cores, config.cluster.pin_cores)
         # A restarted detector starts counting again: a fresh incarnation tag keeps its
         # opportunity ids, and so client order ids, from repeating the last incarnation's.
         incarnation = secrets.token_hex(2)
         prefix = f"{id_prefix}d{index}{incarnation}n"
-        self._core = DetectorCore(config, universe, markets, LiveClock(), prefix)
+        self._core: DetectorCore = DetectorCore(config, universe, markets, LiveClock(), prefix)
         self._core.warm_up()
         # By name, not by handle: a restarted detector finds the singleton the same way.
         self._risk = ray.get_actor(names.RISK)
@@ -53,6 +60,7 @@ class DetectorActor:
         """Reach risk once, so the first opportunity does not pay for the connection."""
         ray.get(self._risk.ping.remote())
 
+    @hot_path
     def on_batch(self, rows: np.ndarray, sent_mono_ns: int = 0) -> int:
         """Scan a feed's batch (sent at `sent_mono_ns`) and hand what it found to risk,
         without waiting for risk."""

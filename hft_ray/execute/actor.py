@@ -21,7 +21,7 @@ from hft_ray.execute.core import ExecutorCore
 from hft_ray.latency import StageSamples
 from hft_ray.markets import Markets
 from hft_ray.pinning import pin_actor
-from hft_ray.remote import idempotent
+from hft_ray.remote import hot_path, idempotent
 from hft_ray.store import open_store
 from hft_ray.types import Approval, Universe
 from hft_ray.venues.base import OrderVenue
@@ -109,6 +109,7 @@ class ExecutorActor:
         await self._reconcile_once()
         return self._core.settle(opp_id)
 
+    @hot_path
     async def execute(self, approval: Approval) -> None:
         received = self._clock.monotonic_ns()
         self._running += 1

@@ -14,17 +14,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import ray
 
 from hft_ray import metrics, names
 from hft_ray.config import HftConfig
-from hft_ray.feed.core import FeedCore
-from hft_ray.feed.source import CheckedRows, EventSource, RowSource
+from hft_ray.feed.source import EventSource, RowSource
 from hft_ray.pinning import pin_actor
 from hft_ray.types import Universe
+
+if TYPE_CHECKING:
+    from hft_ray.feed.source import CheckedRows
 
 _POLL_S = 0.05  # longest wait for a venue step
 
@@ -50,10 +52,15 @@ def open_source(config: HftConfig, venue: str) -> EventSource | RowSource:
 @ray.remote(max_restarts=-1, max_task_retries=-1)
 class FeedActor:
     def __init__(self, config: HftConfig, universe: Universe, venue: str, cores: list[int]) -> None:
+        # Imported here, in the feed's own process: the driver creates this actor without
+        # loading numba for it.
+        from hft_ray.feed.core import FeedCore
+        from hft_ray.feed.source import CheckedRows
+
         self.placement = pin_actor(cores, config.cluster.pin_cores)
         pool = config.detector.pool_size
         self._core = FeedCore(universe, venue, config.feed, pool)
-        self._feed = CheckedRows(open_source(config, venue), self._core)
+        self._feed: CheckedRows = CheckedRows(open_source(config, venue), self._core)
         # By name, not by handle: a restarted feed finds its peers the same way.
         self._detectors = [ray.get_actor(names.detector(i)) for i in range(pool)]
         self._max_in_flight = config.feed.max_in_flight

@@ -16,14 +16,8 @@ import math
 import numpy as np
 from numba import float64, int16, int64, njit, void
 
-from hft_ray.book import (
-    BAD_LEVEL,
-    CROSSED,
-    EMPTY_SIDE,
-    PRICE_JUMP,
-    UNSORTED,
-    check_levels_reference,
-)
+from hft_ray.book import check_levels_reference
+from hft_ray.types import BAD_LEVEL, CROSSED, EMPTY_SIDE, PRICE_JUMP, UNSORTED
 
 #: Why a row is not tradable, by status code.
 STATUS = ("", EMPTY_SIDE, BAD_LEVEL, UNSORTED, CROSSED, PRICE_JUMP)

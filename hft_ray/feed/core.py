@@ -71,13 +71,20 @@ class FeedCore:
 
     # -- checks -------------------------------------------------------------------------------
 
-    def check_rows(self, rows: np.ndarray, recv_ns: int, recv_mono_ns: int) -> np.ndarray:
+    def check_rows(
+        self, rows: np.ndarray, recv_ns: int, recv_mono_ns: int, *, trusted: bool = False
+    ) -> np.ndarray:
         """Stamp receipt on every row, check it, and set its flags, in place; return `rows`.
 
         A book that fails a check travels as a row without the valid flag, so the detector
-        stops trading that book at once rather than when it goes stale.
+        stops trading that book at once rather than when it goes stale. Rows from another
+        process are first checked for shape (venue, symbol ids, level counts) before the
+        kernels read them; `trusted` rows (a simulator in this process) skip that.
         """
-        self._validate(rows)
+        if trusted:
+            self._check_dtype(rows)
+        else:
+            self._validate(rows)
         self._check(rows, recv_ns, recv_mono_ns, invalidated=None)
         return rows
 

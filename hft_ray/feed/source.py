@@ -9,12 +9,14 @@ read venues the same way.
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from hft_ray.feed.core import FeedCore
 from hft_ray.types import BookEvent
+
+if TYPE_CHECKING:
+    from hft_ray.feed.core import FeedCore
 
 
 class EventSource(Protocol):

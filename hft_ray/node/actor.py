@@ -19,7 +19,6 @@ from hft_ray import names
 from hft_ray.clock import LiveClock
 from hft_ray.config import HftConfig
 from hft_ray.markets import Markets
-from hft_ray.node.core import TradingNode
 from hft_ray.pinning import pin_actor
 from hft_ray.remote import idempotent
 from hft_ray.risk.lease import Lease, NodeSync
@@ -57,6 +56,10 @@ class TradingNodeActor:
         epoch_ns: int,
         cores: list[int],
     ) -> None:
+        # Imported here, in the node's own process: the driver creates this actor without
+        # loading numba (the detector's and the feed's kernels) for it.
+        from hft_ray.node.core import TradingNode
+
         self.placement = pin_actor(cores, config.cluster.pin_cores)
         name = names.node(index)
         store = open_store(config.store, run_id, Path(run_dir), name)

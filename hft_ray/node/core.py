@@ -164,6 +164,7 @@ class TradingNode:
     async def _on_rows(self, rows: np.ndarray) -> None:
         venue = self._venue_ids[int(rows["venue"][0])].name
         self._last_book[venue] = int(rows["ts_recv_mono_ns"][-1])
+        self.metrics.sample(metrics.FEED_BATCH_ROWS, len(rows), venue=venue)
         found = self.detector.on_batch(rows)
         self.tick_to_detect.extend(self.detector.tick_to_detect_ns)
         self.metrics.sample_ns(metrics.TICK_TO_DETECT, self.detector.tick_to_detect_ns)
@@ -175,7 +176,9 @@ class TradingNode:
                 await self._store.append(record)
             if approval is None:
                 continue
-            self.detect_to_approve.add(approval.approve_mono_ns - opp.detect_mono_ns)
+            decided_ns = approval.approve_mono_ns - opp.detect_mono_ns
+            self.detect_to_approve.add(decided_ns)
+            self.metrics.sample_ns(metrics.DETECT_TO_APPROVE, (decided_ns,))
             task = asyncio.get_running_loop().create_task(self._execute(approval))
             self._executing.add(task)
             task.add_done_callback(self._executing.discard)

@@ -19,7 +19,7 @@ from hft_ray.config import HftConfig
 from hft_ray.latency import LatencySamples
 from hft_ray.markets import Markets
 from hft_ray.pinning import pin_actor
-from hft_ray.remote import idempotent
+from hft_ray.remote import hot_path, idempotent, idempotent_hot_path
 from hft_ray.risk.core import RiskCore
 from hft_ray.risk.keeper import RiskKeeper
 from hft_ray.risk.lease import Lease, NodeSync
@@ -103,6 +103,7 @@ class RiskActor:
         if self._detector_names:
             self._detectors = self._peers(self._detector_names)
 
+    @hot_path
     async def submit(self, opps: list[Opportunity]) -> None:
         taken = self._clock.monotonic_ns()
         self._ensure_watch()
@@ -158,7 +159,7 @@ class RiskActor:
     async def ping(self) -> bool:
         return True
 
-    @idempotent
+    @idempotent_hot_path
     async def sync(self, msg: NodeSync) -> Lease:
         """A trading node's decisions and fills since its last sync, and its next lease."""
         self._ensure_watch()
@@ -179,7 +180,7 @@ class RiskActor:
         for node in self._nodes:
             node.revoke.remote(reason)
 
-    @idempotent
+    @idempotent_hot_path
     async def on_execution(self, report: ExecutionReport) -> None:
         self._ensure_watch()
         before = self._core.state

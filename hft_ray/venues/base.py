@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from decimal import Decimal
@@ -11,8 +12,10 @@ from typing import Protocol
 from hft_ray.types import BookEvent, OrderResult, Side
 
 
+@functools.lru_cache(maxsize=4096)
 def step_decimals(step: float) -> int:
-    """Decimal places of a step size: 0.001 -> 3, 0.25 -> 2, 1e-05 -> 5, 10 -> 0."""
+    """Decimal places of a step size: 0.001 -> 3, 0.25 -> 2, 1e-05 -> 5, 10 -> 0 (kept per
+    step: every order's price and size is rounded with it)."""
     exponent = Decimal(repr(step)).normalize().as_tuple().exponent
     return max(0, -int(exponent))
 

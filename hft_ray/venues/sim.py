@@ -143,6 +143,8 @@ class SimExchange:
         # Every book: [slot, side (0 bids, 1 asks), level, (price, qty)], best first, NaN past n.
         self._levels = np.full((n, 2, levels, 2), np.nan)
         self._n = np.zeros((n, 2), dtype=np.int64)
+        self._seen = self._walk[0].copy()
+        self._built = False  # whether the current tick's books are built
         self._orders: dict[str, OrderResult] = {}
 
     @property
@@ -158,16 +160,19 @@ class SimExchange:
         self._advance()
         return self.rows(ts_ns)
 
-    def advance_to(self, seq: int) -> int:
-        """Step on to tick `seq` (no step if it is there already); return the ticks passed on
-        the way without building their books. The random draws of a passed tick are made all
-        the same, so every copy of a venue that reaches tick `seq` holds the same books, however
-        it got there: a trading node's, and the venue actor that matches its orders."""
+    def advance_to(self, seq: int, build: bool = True) -> int:
+        """Step on to tick `seq` (no step if it is there already) and, with `build`, make
+        sure its books are built; return the ticks passed on the way without building their
+        books. The random draws of a passed tick are made all the same, so every copy of a
+        venue that reaches tick `seq` holds the same books, however it got there: a trading
+        node's, and the venue actor that matches its orders."""
         passed = max(0, seq - self.seq - 1)
         for _ in range(passed):
             self._advance(build=False)
         if seq > self.seq:
-            self._advance()
+            self._advance(build=build)
+        elif build and not self._built:
+            self._build()
         return passed
 
     def rows(self, ts_ns: int) -> np.ndarray:
@@ -196,11 +201,12 @@ class SimExchange:
 
     def _advance(self, build: bool = True) -> None:
         self.seq += 1
+        self._built = build
         sel = self._sel
         walk_z = self._walk_rng.standard_normal(out=self._walk_z)[sel]
         event_u = self._event_rng.random(out=self._event_u)[sel]
         noise_z = self._noise_rng.standard_normal(out=self._noise_z)[sel]
-        size_z = self._noise_rng.standard_normal(out=self._size_z)[sel]
+        self._noise_rng.standard_normal(out=self._size_z)  # sizes, drawn whether built or not
 
         lag = len(self._walk)
         prev, self._newest = self._newest, (self._newest + 1) % lag
@@ -218,9 +224,16 @@ class SimExchange:
         phi = _NOISE_PERSISTENCE
         self._noise_bps *= phi
         self._noise_bps += math.sqrt(1 - phi * phi) * self._cfg.noise_bps * noise_z
+        self._seen = seen
         if build:
-            mid = np.exp(seen) * (1.0 + (self._noise_bps + self._offset_bps) * 1e-4)
-            self._make_books(mid, size_z)
+            self._build()
+
+    def _build(self) -> None:
+        """The books of the current tick, from its state and its size draws (kept in
+        `_size_z`: a tick passed without building can still be built later)."""
+        mid = np.exp(self._seen) * (1.0 + (self._noise_bps + self._offset_bps) * 1e-4)
+        self._make_books(mid, self._size_z[self._sel])
+        self._built = True
 
     def _make_books(self, mid: np.ndarray, size_z: np.ndarray) -> None:
         """Every built book around its `mid`, on its market's tick and lot: prices in whole
@@ -673,9 +686,19 @@ class SimVenueActor:
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> str:
-        if self._ticker is None and self._publish:
-            self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+        if self._ticker is None:
+            tick = self._tick_forever() if self._publish else self._keep_up()
+            self._ticker = asyncio.get_running_loop().create_task(tick)
         return self._exchange.name
+
+    async def _keep_up(self) -> None:
+        """Not publishing: step the market along every tick without building books, so an
+        order finds it current instead of paying for every tick since the last order."""
+        grid, ex = self._grid, self._exchange
+        grid.resume(time.time_ns())
+        while True:
+            await asyncio.sleep(grid.wait_s(time.time_ns()))
+            ex.advance_to(grid.next_seq(time.time_ns()), build=False)
 
     async def stop(self) -> None:
         if self._ticker is not None:
