@@ -126,8 +126,8 @@ def trading_node_count(config: HftConfig, cpu_nodes: int) -> int:
 
 
 def shard_symbols(universe: Universe, nodes: int) -> list[list[str]]:
-    """Each trading node's symbols, by the stable hash the detector pool shards with; a
-    node left without a symbol is dropped."""
+    """Each trading node's symbols, dealt as the detector pool's are (`Universe.shard_of`);
+    with fewer symbols than nodes, the nodes left without one are dropped."""
     shards: list[list[str]] = [[] for _ in range(nodes)]
     for s, symbol in enumerate(universe.symbols):
         shards[universe.shard_of(s, nodes)].append(symbol)

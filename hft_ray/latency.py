@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -87,16 +89,41 @@ def stage_samples(trace: Trace) -> dict[str, int]:
 
 
 class StageSamples:
-    """Samples of every stage of the trades one actor finished (`stage_samples`)."""
+    """Samples of every stage of the trades one actor finished (`stage_samples`): a uniform
+    sample of the whole run, and the last `recent` trades for a live view."""
 
-    def __init__(self) -> None:
+    def __init__(self, recent: int = 1_000) -> None:
         self._stages: dict[str, LatencySamples] = {}
+        self._recent: dict[str, deque[int]] = {}
+        self._size = recent
 
     def add(self, trace: Trace) -> dict[str, int]:
         stages = stage_samples(trace)
         for name, ns in stages.items():
             self._stages.setdefault(name, LatencySamples()).add(ns)
+            self._recent.setdefault(name, deque(maxlen=self._size)).append(ns)
         return stages
 
     def values(self) -> dict[str, list[int]]:
         return {name: s.values() for name, s in self._stages.items()}
+
+    def recent_us(self) -> dict[str, dict[str, float | int]]:
+        """Percentiles of each stage over the last trades, us."""
+        return {name: summarize_us(list(d)) for name, d in self._recent.items()}
+
+
+def merge_recent(parts: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Several actors' `recent_us` as one: counts add up, each percentile is the slowest
+    actor's (percentiles of different actors cannot be merged exactly)."""
+    out: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for stage, s in part.items():
+            have = out.setdefault(
+                stage, {"count": 0, "p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
+            )
+            have["count"] += s["count"]
+            for q in ("p50", "p90", "p99", "max"):
+                have[q] = max(have[q], s[q])
+    return {stage: out[stage] for _, stage in STAGES if stage in out} | {
+        k: v for k, v in out.items() if k not in {name for _, name in STAGES}
+    }

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hft_ray.config import HftConfig
-from hft_ray.latency import summarize_us
+from hft_ray.latency import STAGES, summarize_us
 from hft_ray.ledger import Ledger, positions_equal
 from hft_ray.store.base import DECISION, EXECUTION, ORDER, Record
 
@@ -146,5 +146,9 @@ def human_summary(report: dict[str, Any]) -> str:
                 f"  {name} us: p50 {s['p50']:.0f}  p90 {s['p90']:.0f}  p99 {s['p99']:.0f}  "
                 f"max {s['max']:.0f}"
             )
+    stages = [name for _, name in STAGES if name in lat and lat[name]["count"]]
+    if stages:
+        per = "  ".join(f"{n} {lat[n]['p50']:.0f}/{lat[n]['p99']:.0f}" for n in stages)
+        lines.append(f"  stages us p50/p99: {per}")
     lines.append(f"  pinning: {report['placement']['pinning']}")
     return "\n".join(lines)

@@ -38,6 +38,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from hft_ray import names
 from hft_ray.clock import Clock, LiveClock
 from hft_ray.config import HftConfig
+from hft_ray.latency import merge_recent
 from hft_ray.report import format_positions
 
 OK, DEGRADED, DOWN = "ok", "degraded", "down"
@@ -108,6 +109,8 @@ class StatusBuilder:
                 "opportunities_suppressed": sum(d.get("suppressed", 0) for d in detectors),
             },
             "orders": _orders(executors),
+            # Each stage of the last trades, from the book to both acknowledgements.
+            "latency_us": merge_recent([e.get("latency_us", {}) for e in executors or []]),
         }
         return with_risk(doc, risk, self._quote)
 
@@ -580,7 +583,19 @@ def format_document(doc: dict[str, Any]) -> str:
         lines.append("risk: did not answer")
         return "\n".join(lines)
     lines += risk_lines(doc, doc["counts"], doc["pnl"])
+    lines += latency_lines(doc.get("latency_us", {}))
     return "\n".join(lines)
+
+
+def latency_lines(latency_us: dict[str, Any]) -> list[str]:
+    """The stages of the trades, p50 / p99 in us, for a terminal ([] before the first)."""
+    stages = [n for n in latency_us if n not in ("tick_to_ack", "approve_to_ack")]
+    parts = [
+        f"{n} {latency_us[n]['p50']:.0f}/{latency_us[n]['p99']:.0f}"
+        for n in stages
+        if latency_us[n]["count"]
+    ]
+    return [f"latency us p50/p99: {' | '.join(parts)}"] if parts else []
 
 
 def risk_lines(risk: dict[str, Any], c: dict[str, Any], pnl: dict[str, Any]) -> list[str]:

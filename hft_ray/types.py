@@ -62,6 +62,17 @@ def book_update_dtype(depth: int) -> np.dtype:
     )
 
 
+@lru_cache(maxsize=64)
+def _shards(symbols: tuple[str, ...], pool_size: int) -> tuple[int, ...]:
+    if pool_size < 1:
+        raise ValueError(f"a pool of {pool_size} cannot own symbols")
+    order = sorted(range(len(symbols)), key=lambda i: (zlib.crc32(symbols[i].encode()), i))
+    shard = [0] * len(symbols)
+    for rank, i in enumerate(order):
+        shard[i] = rank % pool_size
+    return tuple(shard)
+
+
 @dataclass(frozen=True)
 class Universe:
     """The venues and symbols of a run and their integer ids (their index here)."""
@@ -76,8 +87,10 @@ class Universe:
         return self.symbols.index(name)
 
     def shard_of(self, symbol_id: int, pool_size: int) -> int:
-        """The detector that owns a symbol: a hash stable across runs and processes."""
-        return zlib.crc32(self.symbols[symbol_id].encode()) % pool_size
+        """The detector (or trading node) that owns a symbol, of `pool_size`: symbols ordered
+        by a hash stable across runs and processes, then dealt round-robin, so that every
+        shard has a symbol as soon as there are as many symbols as shards."""
+        return _shards(self.symbols, pool_size)[symbol_id]
 
     def assets(self) -> tuple[str, ...]:
         """Every base and quote asset, in first-seen order."""

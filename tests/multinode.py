@@ -9,7 +9,8 @@ they share one machine, and a core handed to an actor shows which node's set it 
 Writes JSON: the nodes (name, node id, allowed cores, resources) and, per scenario, every
 bundle's node by the placement group table, the node its actor reports, the cores handed over,
 whether they are shared, and the affinity of every thread of the actor's process read back
-from `/proc/<pid>/task/*/status`; then a whole `runner.run` with PACK and its report.
+from `/proc/<pid>/task/*/status`; then a whole `runner.run` with PACK and its report, and a
+whole run of the fused topology with two trading nodes spread over the cluster.
 """
 
 from __future__ import annotations
@@ -137,6 +138,24 @@ def build_and_read(strategy: str, runs_dir: str, near_binance: bool) -> dict[str
     return result
 
 
+def fused_run(runs_dir: str) -> dict[str, Any]:
+    """The fused topology scaled out: two trading nodes, each on a node of its own with its
+    shard of the symbols, and risk on a third (STRICT_SPREAD); a short whole run."""
+    from hft_ray.config import parse_config
+    from hft_ray.runner import run
+
+    data = scenario_config("STRICT_SPREAD", runs_dir, near_binance=False).model_dump(mode="json")
+    data["cluster"] |= {"topology": "fused", "trading_nodes": 2, "cpus_per_bundle": 1}
+    data["symbols"] = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+    data["sim"]["dislocations_per_min"] = 60
+    report = run(parse_config(data), duration_s=4.0, out=io.StringIO())
+    keys = ("placement", "trading_nodes", "book_updates", "trades", "topology", "symbols")
+    return {k: report[k] for k in keys} | {
+        "positions_match_venues": report["positions_match_venues"],
+        "positions_match_journal": report["positions_match_journal"],
+    }
+
+
 def whole_run(runs_dir: str) -> dict[str, Any]:
     """A short `runner.run` with PACK on the idle cluster: its report's placement section."""
     from hft_ray.runner import run
@@ -202,6 +221,8 @@ def main(result_path: str) -> None:
             result["seconds"][strategy] = round(time.monotonic() - t0, 1)
         result["run"] = whole_run(runs_dir)
         result["seconds"]["run"] = round(time.monotonic() - t0, 1)
+        result["fused"] = fused_run(runs_dir)
+        result["seconds"]["fused"] = round(time.monotonic() - t0, 1)
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hft_ray.latency import STAGES, StageSamples, stage_samples
+from hft_ray.latency import STAGES, StageSamples, merge_recent, stage_samples
 from hft_ray.types import Trace
 
 
@@ -60,3 +60,14 @@ def test_samples_are_kept_per_stage() -> None:
     samples.add(Trace(0, 0, 0, 12, 0, 22, 0, 32, 42, 102))
     values = samples.values()
     assert values["scan"] == [10, 12] and values["tick_to_trade"] == [40, 42]
+
+
+def test_recent_stages_of_several_actors_merge_to_the_slowest() -> None:
+    fast, slow = StageSamples(), StageSamples()
+    for i in range(10):
+        fast.add(Trace(0, 0, 0, 10 + i, 0, 20 + i, 0, 30 + i, 40 + i, 100 + i))
+        slow.add(Trace(0, 0, 0, 1_000 + i, 0, 2_000 + i, 0, 3_000 + i, 4_000 + i, 9_000 + i))
+    merged = merge_recent([fast.recent_us(), slow.recent_us()])
+    assert list(merged)[:5] == ["scan", "decide", "journal_intent", "send", "venue_ack"]
+    assert merged["scan"]["count"] == 20
+    assert merged["scan"]["p50"] == slow.recent_us()["scan"]["p50"]

@@ -162,6 +162,28 @@ def test_spread_uses_more_than_one_node(multinode: dict[str, Any]) -> None:
     assert len(set(s["pg_bundles_to_node"].values())) > 1  # best effort: not one per node
 
 
+@pytest.mark.ray
+@pytest.mark.slow
+def test_fused_trading_nodes_scale_out_one_per_node_each_with_its_own_symbols(
+    multinode: dict[str, Any],
+) -> None:
+    fused = multinode["fused"]
+    nodes = nodes_by_id(multinode)
+    assert fused["topology"] == "fused"
+    bundles = {b["role"]: b for b in fused["placement"]["bundles"]}
+    assert set(bundles) == {"node0", "node1", "risk"}
+    assert len({b["node_id"] for b in bundles.values()}) == 3  # each on a node of its own
+    for b in bundles.values():
+        assert b["node_id"] == b["actor_node_id"] and not b["shared_cores"]
+        assert b["pinned"] and b["affinity"] == b["cores"]
+        assert set(b["cores"]) <= set(nodes[b["node_id"]]["cores"])
+    shards = fused["trading_nodes"]
+    assert sorted(s for shard in shards.values() for s in shard) == sorted(fused["symbols"])
+    assert all(shards.values()) and len(shards) == 2  # every node trades, no symbol twice
+    assert fused["book_updates"] > 0 and fused["trades"] > 0
+    assert fused["positions_match_venues"] and fused["positions_match_journal"]
+
+
 def test_a_feed_bundle_asks_for_its_venues_node_resource() -> None:
     data = default_config_dict()
     data["venues"]["okx"]["node_resource"] = "near_okx"

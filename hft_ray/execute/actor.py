@@ -141,6 +141,7 @@ class ExecutorActor:
             "aborted_store_unavailable": self._core.aborted,
             "running": self._running,
             "orders": self._counts.by_venue(),
+            "latency_us": self._stages.recent_us(),
         }
 
     @idempotent

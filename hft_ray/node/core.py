@@ -276,6 +276,7 @@ class TradingNode:
                 "aborted_store_unavailable": self.executor.aborted,
                 "running": len(self._executing),
                 "orders": self.counts.by_venue(),
+                "latency_us": self.stages.recent_us(),
             },
             "syncs": self.syncs,
             "sync_errors": self.sync_errors,
