@@ -48,6 +48,11 @@ class RunConfig(_Frozen):
     seed: int = Field(7, ge=0, description="Seed of the simulated venues; same seed, same books.")
     runs_dir: Path = Field(Path("runs"), description="Run directories go here (journal, report).")
     status_interval_s: PositiveFloat = Field(1.0, description="Seconds between status lines.")
+    warmup_s: NonNegFloat = Field(
+        0.0,
+        description="Latency of the first seconds after start is left out of the report and "
+        "the metrics (imports, compiles and cold caches are not the pipeline).",
+    )
 
 
 class ClusterConfig(_Frozen):

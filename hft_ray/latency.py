@@ -40,6 +40,22 @@ class LatencySamples:
         return list(self._values)
 
 
+class Warmup:
+    """Latency is sampled only once `seconds` have passed since `start`: the first seconds of
+    a run time imports, compiles and cold caches rather than the pipeline (`run.warmup_s`)."""
+
+    def __init__(self, seconds: float) -> None:
+        self._ns = int(seconds * 1e9)
+        self._from: int | None = None
+
+    def start(self, now_mono_ns: int) -> None:
+        if self._from is None:
+            self._from = now_mono_ns + self._ns
+
+    def over(self, now_mono_ns: int) -> bool:
+        return self._from is not None and now_mono_ns >= self._from
+
+
 def summarize_us(samples_ns: list[int]) -> dict[str, float | int]:
     """p50, p90, p99 and max in microseconds, with the sample count."""
     if not samples_ns:

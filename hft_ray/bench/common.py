@@ -25,7 +25,7 @@ class Scale:
 
 SCALES = {
     "full": Scale("full", repeats=5, feed_updates=20_000, kernel_symbols=1_000, run_seconds=20.0),
-    "quick": Scale("quick", repeats=3, feed_updates=5_000, kernel_symbols=1_000, run_seconds=8.0),
+    "quick": Scale("quick", repeats=3, feed_updates=5_000, kernel_symbols=1_000, run_seconds=5.0),
     "smoke": Scale("smoke", repeats=1, feed_updates=200, kernel_symbols=50, run_seconds=3.0),
 }
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import itertools
 import logging
 import os
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,21 @@ def default_data() -> dict[str, Any]:
     return load_config().model_dump(mode="json")
 
 
+#: A market that trades often (twice the default's dislocations, limits that do not stop it),
+#: so that a few seconds hold enough trades for percentiles.
+BUSY: dict[str, Any] = {
+    "sim": {"dislocations_per_min": 60},
+    "risk": {
+        "max_position": {"BTC": 2, "ETH": 40, "SOL": 800},
+        "max_net_position": {"BTC": 1, "ETH": 20, "SOL": 400},
+        "max_gross_exposure_quote": 1_000_000,
+        "max_daily_loss_quote": None,
+        "max_drawdown_quote": None,
+        "max_consecutive_leg_failures": 100_000,
+    },
+}
+
+
 def bench_config(
     *,
     topology: str,
@@ -38,11 +55,13 @@ def bench_config(
     tradable: bool = True,
     runs_dir: Path,
     trading_nodes: int | str = "auto",
+    warmup_s: float = 0.0,
     extra: dict[str, Any] | None = None,
 ) -> HftConfig:
     """The default run in `topology`, with `background` untradable symbols beside the
-    default three (none of them tradable either when not `tradable`), metrics and the status
-    server off (they measure nothing here), and its run directory under `runs_dir`."""
+    default three (none of them tradable either when not `tradable`), latency sampled after
+    `warmup_s`, metrics and the status server off (they measure nothing here), and its run
+    directory under `runs_dir`."""
     data = default_data()
     names = [f"BG{i:04d}/USDT" for i in range(background)]
     markets = {
@@ -54,7 +73,7 @@ def bench_config(
             s: {"min_notional": _UNREACHABLE_NOTIONAL} for s in data["symbols"]
         }  # the default markets keep their presets' tick and lot
     override: dict[str, Any] = {
-        "run": {"runs_dir": str(runs_dir), "name": "bench"},
+        "run": {"runs_dir": str(runs_dir), "name": "bench", "warmup_s": warmup_s},
         "cluster": {"topology": topology, "trading_nodes": trading_nodes},
         "symbols": data["symbols"] + names,
         "venues": {v: {"markets": markets} for v in data["venues"]},
@@ -91,14 +110,48 @@ def local_ray(num_cpus: int | None = None) -> Iterator[None]:
         ray.shutdown()
 
 
-def run_pipeline(config: HftConfig, seconds: float) -> dict[str, Any]:
-    """A whole run on the section's Ray; its report."""
+@dataclass
+class Snapshot:
+    """Every trading node's stats `at_s` seconds into a run (empty if never taken)."""
+
+    at_s: float = 0.0
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_pipeline(
+    config: HftConfig, seconds: float, snapshot_after_s: float | None = None
+) -> tuple[dict[str, Any], Snapshot]:
+    """A whole run on the section's Ray; its report, and (fused) a snapshot of the trading
+    nodes' stats `snapshot_after_s` into it, to measure the steady state from there on."""
+    import ray
+
+    from hft_ray import names
     from hft_ray.runner import run
 
+    namespace = _namespace()
     config = config.model_copy(
-        update={"cluster": config.cluster.model_copy(update={"namespace": _namespace()})}
+        update={"cluster": config.cluster.model_copy(update={"namespace": namespace})}
     )
-    return run(config, duration_s=seconds, out=io.StringIO())
+    snapshot = Snapshot()
+    started: list[float] = []
+
+    def take_snapshot() -> bool:
+        now = time.monotonic()
+        started[:] = started or [now]  # the run loop's first call: the books start
+        if snapshot_after_s is None or snapshot.nodes or now - started[0] < snapshot_after_s:
+            return False
+        snapshot.at_s = now - started[0]
+        for i in itertools.count():
+            try:
+                node = ray.get_actor(names.node(i), namespace=namespace)
+            except ValueError:
+                break
+            ref: Any = node.stats.remote()
+            snapshot.nodes.append(ray.get(ref))
+        return False
+
+    report = run(config, duration_s=seconds, out=io.StringIO(), stop_when=take_snapshot)
+    return report, snapshot
 
 
 def _namespace() -> str:

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import ray
 
-from hft_ray import metrics, names
+from hft_ray import heap, metrics, names
 from hft_ray.clock import LiveClock
 from hft_ray.config import HftConfig
-from hft_ray.latency import LatencySamples
+from hft_ray.latency import LatencySamples, Warmup
 from hft_ray.markets import Markets
 from hft_ray.pinning import pin_actor
 from hft_ray.remote import hot_path
@@ -47,10 +47,12 @@ class DetectorActor:
         # By name, not by handle: a restarted detector finds the singleton the same way.
         self._risk = ray.get_actor(names.RISK)
         self._latency = LatencySamples()
+        self._warmup = Warmup(config.run.warmup_s)
         # A synchronous actor has no loop to flush from: batches and stats calls push when due.
         self._metrics = metrics.MetricsFlusher(config.metrics.enabled)
 
     def ready(self) -> dict[str, object]:
+        self._warmup.start(time.monotonic_ns())
         return self.placement
 
     def ping(self) -> bool:
@@ -59,6 +61,7 @@ class DetectorActor:
     def warm(self) -> None:
         """Reach risk once, so the first opportunity does not pay for the connection."""
         ray.get(self._risk.ping.remote())
+        heap.freeze()
 
     @hot_path
     def on_batch(self, rows: np.ndarray, sent_mono_ns: int = 0) -> int:
@@ -66,8 +69,9 @@ class DetectorActor:
         without waiting for risk."""
         taken = time.monotonic_ns()
         found = self._core.on_batch(rows)
-        self._latency.extend(self._core.tick_to_detect_ns)
-        self._metrics.sample_ns(metrics.TICK_TO_DETECT, self._core.tick_to_detect_ns)
+        if self._warmup.over(taken):
+            self._latency.extend(self._core.tick_to_detect_ns)
+            self._metrics.sample_ns(metrics.TICK_TO_DETECT, self._core.tick_to_detect_ns)
         self._core.tick_to_detect_ns.clear()
         if found:
             stamped = [

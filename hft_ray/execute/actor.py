@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from hft_ray import metrics, names
+from hft_ray import heap, metrics, names
 from hft_ray.clock import LiveClock
 from hft_ray.config import HftConfig
 from hft_ray.execute.core import ExecutorCore
-from hft_ray.latency import StageSamples
+from hft_ray.latency import StageSamples, Warmup
 from hft_ray.markets import Markets
 from hft_ray.pinning import pin_actor
 from hft_ray.remote import hot_path, idempotent
@@ -68,6 +68,8 @@ class ExecutorActor:
         self._reconciled: asyncio.Task[int] | None = None
         self._running = 0
         self._stages = StageSamples()
+        self._warmup = Warmup(config.run.warmup_s)
+        self._warmup.start(self._clock.monotonic_ns())
         self._executions = 0
         self._counts = metrics.ExecutionCounts()
         self._metrics = metrics.MetricsFlusher(config.metrics.enabled)
@@ -81,6 +83,7 @@ class ExecutorActor:
     async def ready(self) -> dict[str, object]:
         self._ensure_metrics()
         await self._reconcile_once()
+        heap.freeze()
         return self.placement
 
     async def _reconcile_once(self) -> int:
@@ -121,7 +124,8 @@ class ExecutorActor:
                 return  # released by risk, or delivered again: traded once at most
             if report.trace is not None:
                 self._executions += 1
-                self._metrics.sample_stages(self._stages.add(report.trace))
+                if self._warmup.over(report.trace.recv):
+                    self._metrics.sample_stages(self._stages.add(report.trace))
             self._counts.add(report)
             self._risk.on_execution.remote(report)
         finally:

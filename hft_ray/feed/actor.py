@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import ray
 
-from hft_ray import metrics, names
+from hft_ray import heap, metrics, names
 from hft_ray.config import HftConfig
 from hft_ray.feed.source import EventSource, RowSource
 from hft_ray.pinning import pin_actor
@@ -90,6 +90,7 @@ class FeedActor:
         """Start polling; idempotent, so the driver may call it again after a restart."""
         if self._task is None:
             await self._feed.start()
+            heap.freeze()
             self._task = asyncio.get_running_loop().create_task(self._run())
             self._task.add_done_callback(self._on_done)
         if self._metrics_task is None and self._metrics.enabled:

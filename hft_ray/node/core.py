@@ -22,12 +22,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hft_ray import metrics
+from hft_ray import heap, metrics
 from hft_ray.clock import Clock
 from hft_ray.config import HftConfig
 from hft_ray.detect.core import DetectorCore
 from hft_ray.execute.core import ExecutorCore
-from hft_ray.latency import LatencySamples, StageSamples
+from hft_ray.latency import LatencySamples, StageSamples, Warmup
 from hft_ray.markets import Markets
 from hft_ray.node.venues import open_node_venues, venue_stats
 from hft_ray.risk.lease import Lease, NodeSync, RiskGate
@@ -92,6 +92,7 @@ class TradingNode:
         self.tick_to_detect = LatencySamples()
         self.detect_to_approve = LatencySamples()
         self.metrics = metrics.MetricsFlusher(config.metrics.enabled)
+        self._warmup = Warmup(config.run.warmup_s)
         self.executions = 0
         self.reconciled = 0
         self.sync_errors = 0
@@ -114,6 +115,8 @@ class TradingNode:
         """Connect to the venues and trade; idempotent."""
         if self._tasks:
             return
+        self._warmup.start(time.monotonic_ns())
+        heap.freeze()
         loop = asyncio.get_running_loop()
         for venue in self._venues:
             await venue.start()
@@ -166,8 +169,10 @@ class TradingNode:
         self._last_book[venue] = int(rows["ts_recv_mono_ns"][-1])
         self.metrics.sample(metrics.FEED_BATCH_ROWS, len(rows), venue=venue)
         found = self.detector.on_batch(rows)
-        self.tick_to_detect.extend(self.detector.tick_to_detect_ns)
-        self.metrics.sample_ns(metrics.TICK_TO_DETECT, self.detector.tick_to_detect_ns)
+        sampled = self._warmup.over(self._last_book[venue])
+        if sampled:
+            self.tick_to_detect.extend(self.detector.tick_to_detect_ns)
+            self.metrics.sample_ns(metrics.TICK_TO_DETECT, self.detector.tick_to_detect_ns)
         self.detector.tick_to_detect_ns.clear()
         for opp in found:
             approval, record = self.gate.evaluate(opp)
@@ -176,9 +181,10 @@ class TradingNode:
                 await self._store.append(record)
             if approval is None:
                 continue
-            decided_ns = approval.approve_mono_ns - opp.detect_mono_ns
-            self.detect_to_approve.add(decided_ns)
-            self.metrics.sample_ns(metrics.DETECT_TO_APPROVE, (decided_ns,))
+            if sampled:
+                decided_ns = approval.approve_mono_ns - opp.detect_mono_ns
+                self.detect_to_approve.add(decided_ns)
+                self.metrics.sample_ns(metrics.DETECT_TO_APPROVE, (decided_ns,))
             task = asyncio.get_running_loop().create_task(self._execute(approval))
             self._executing.add(task)
             task.add_done_callback(self._executing.discard)
@@ -191,7 +197,8 @@ class TradingNode:
         self.counts.add(report)
         if report.trace is not None:
             self.executions += 1
-            self.metrics.sample_stages(self.stages.add(report.trace))
+            if self._warmup.over(report.trace.recv):
+                self.metrics.sample_stages(self.stages.add(report.trace))
 
     # -- the lease ----------------------------------------------------------------------------
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import ray
 
-from hft_ray import metrics
+from hft_ray import heap, metrics
 from hft_ray.clock import LiveClock
 from hft_ray.config import HftConfig
-from hft_ray.latency import LatencySamples
+from hft_ray.latency import LatencySamples, Warmup
 from hft_ray.markets import Markets
 from hft_ray.pinning import pin_actor
 from hft_ray.remote import hot_path, idempotent, idempotent_hot_path
@@ -65,6 +65,8 @@ class RiskActor:
         self._nodes: list[Any] = []
         self._next = 0
         self._detect_to_approve = LatencySamples()
+        self._warmup = Warmup(config.run.warmup_s)
+        self._warmup.start(self._clock.monotonic_ns())
         self._metrics = metrics.MetricsFlusher(config.metrics.enabled)
         self._store_watch: asyncio.Task[None] | None = None
         self._watches: set[asyncio.Task[None]] = set()
@@ -73,6 +75,7 @@ class RiskActor:
     @idempotent
     async def ready(self) -> dict[str, object]:
         self._ensure_watch()
+        heap.freeze()
         return self.placement
 
     def _ensure_watch(self) -> None:
@@ -114,10 +117,10 @@ class RiskActor:
             if approval is None:
                 continue
             approval = approval._replace(risk_in_mono_ns=taken)
-            self._detect_to_approve.add(approval.approve_mono_ns - opp.detect_mono_ns)
-            self._metrics.sample_ns(
-                metrics.DETECT_TO_APPROVE, (approval.approve_mono_ns - opp.detect_mono_ns,)
-            )
+            if self._warmup.over(taken):
+                decided = approval.approve_mono_ns - opp.detect_mono_ns
+                self._detect_to_approve.add(decided)
+                self._metrics.sample_ns(metrics.DETECT_TO_APPROVE, (decided,))
             executor = self._executors[self._next % len(self._executors)]
             self._next += 1
             self._watch_execution(executor, opp.opp_id, executor.execute.remote(approval))
