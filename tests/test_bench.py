@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from hft_ray.bench.feed import _naive, _ours, okx_stream
 from hft_ray.cli import main
@@ -46,9 +50,56 @@ def test_bench_leaves_the_callers_affinity_alone(tmp_path: Path) -> None:
 
 
 def test_an_unknown_section_is_one_line(capsys) -> None:  # type: ignore[no-untyped-def]
-    import pytest
-
     with pytest.raises(SystemExit) as exc:
         main(["bench", "--only", "kernal"])
     assert exc.value.code == 2
-    assert "expected sections among kernel, feed, memory (got 'kernal')" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "expected sections among kernel, feed, tick_to_trade, ingest, memory" in err
+    assert "(got 'kernal')" in err
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_every_section_at_its_smallest_writes_figures_beside_baselines(tmp_path: Path) -> None:
+    """The whole bench at smoke size: the JSON's shape, not its times."""
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # the bench's own Ray
+    proc = subprocess.run(
+        [sys.executable, "-m", "hft_ray.cli", "bench", "--smoke", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report) >= {"kernel", "feed", "ingest", "tick_to_trade", "memory", "machine"}
+    assert set(report["seconds"]) == {"kernel", "feed", "ingest", "tick_to_trade", "memory"}
+    machine = report["machine"]
+    assert machine["cpu_model"] and machine["cpus"] >= 1 and len(machine["load_average"]) == 3
+
+    t2t = report["tick_to_trade"]
+    assert t2t["baseline"].startswith("floor") and set(t2t["targets"]) == {
+        "fused_loaded_p50_ms",
+        "fused_loaded_p99_ms",
+    }
+    for case in ("floor", "fused", "distributed"):
+        assert set(t2t[case]) == {"idle", "loaded_10k_updates_per_s"}
+        for figures in t2t[case].values():
+            assert {"tick_to_trade", "tick_to_ack", "stages", "book_updates_per_s"} <= set(figures)
+    assert set(t2t["distributed"]["idle"]["stages"]) >= {"hop_feed_detector", "hop_risk_executor"}
+    assert not any(s.startswith("hop_") for s in t2t["fused"]["idle"]["stages"])
+    hops = t2t["hops"]
+    assert {"in_process_call", "actor_one_way", "compiled_graph_3_stages", "verdict"} <= set(hops)
+    assert isinstance(t2t["meets_target"], bool)
+
+    ingest = report["ingest"]
+    assert ingest["target_per_s"] == 100_000 and ingest["rates"]
+    assert {"nominal_per_s", "ingested_per_s", "conflated_share"} <= set(ingest["rates"][0])
+    assert ingest["baseline_same_run"]["bound_per_s_on_these_cores"] > 0
+
+    memory = report["memory"]
+    assert memory["run"]["total"]["pss_mib"] > 0 and memory["baseline_same_run"]["total"]
+    assert memory["target_pss_mib"] == 2048
+    assert {"ours", "baseline_same_run"} <= set(report["feed"])
+    assert {"same_books", "full_scan"} <= set(report["kernel"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,13 @@ def run_bench(out: Path, scale: str = "full", only: list[str] | None = None) -> 
         "scale": scale,
         "machine": machine(),
     }
+    seconds: dict[str, float] = {}
     for name, (module, function) in SECTIONS.items():
         if only is None or name in only:
+            started = time.monotonic()
             report[name] = getattr(importlib.import_module(module), function)(size)
+            seconds[name] = round(time.monotonic() - started, 1)
+    report["seconds"] = seconds
     report["machine_after"] = machine()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
