@@ -235,8 +235,11 @@ def test_bench_memory_measures_the_run_beside_a_bare_ray(
     assert run["kinds"]["worker:SimVenueActor"]["processes"] == 3  # one per venue
     for measured in (run, baseline):
         assert measured["samples"] > 0 and measured["total"]["processes"] > 5
-        for sizes in (measured["total"], *measured["kinds"].values()):
-            assert sizes["pss_mib"] > 0 and sizes["rss_mib"] >= sizes["pss_mib"]
+        for kind, sizes in (("total", measured["total"]), *measured["kinds"].items()):
+            assert sizes["rss_mib"] >= sizes["pss_mib"] >= 0, kind
+            # A process caught starting or exiting may round to nothing; these never do.
+            if kind == "total" or kind in ray_own | actors:
+                assert sizes["pss_mib"] > 0, kind
     assert report["target_pss_mib"] == TARGET_PSS_MIB == 2048
     assert report["meets_target"] == (run["total"]["pss_mib"] < 2048)
     assert not list(tmp_path.glob("runs"))  # the run's journal stayed in the scratch directory
