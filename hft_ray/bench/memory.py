@@ -328,6 +328,17 @@ def _absolute_config(run_args: Sequence[str]) -> list[str]:
     return args
 
 
+def _config_in(topology: str) -> str:
+    """The packaged config in `topology`, as YAML."""
+    import yaml
+
+    from hft_ray.config import load_config
+
+    data = load_config().model_dump(mode="json")
+    data["cluster"]["topology"] = topology
+    return str(yaml.safe_dump(data))
+
+
 def bench_memory(
     scale: Scale, run_args: Sequence[str] = (), interval_s: float = 0.5
 ) -> dict[str, Any]:
@@ -350,9 +361,19 @@ def bench_memory(
         bound = scale.run_seconds + STARTUP_AND_SHUTDOWN_S
         ours = _in_mib(measure_command(run_argv, bound, interval_s, cwd))
         baseline = _in_mib(measure_command(bare_argv, bound, interval_s, cwd))
+        others = {}
+        if scale.name == "full" and not run_args:
+            # The other topology of the same run, for comparison (the default picks fused
+            # on a machine with fewer CPUs than distributed actors).
+            for topology in ("fused", "distributed"):
+                path = cwd / f"{topology}.yaml"
+                path.write_text(_config_in(topology))
+                argv = [*run_argv, "--config", str(path)]
+                others[topology] = _in_mib(measure_command(argv, bound, interval_s, cwd))
     pss = ours["total"]["pss_mib"]
     return {
         "run": ours,
+        "by_topology": {t: m["total"] for t, m in others.items()},
         "baseline_same_run": baseline,
         "over_baseline_pss_mib": round(pss - baseline["total"]["pss_mib"], 1),
         "interval_s": interval_s,
