@@ -103,6 +103,9 @@ def local_ray(num_cpus: int | None = None) -> Iterator[None]:
         namespace=f"hft_ray_bench_{os.getpid()}",
         logging_level=logging.ERROR,
         log_to_driver=False,
+        # Between runs Ray would boot idle workers to refill its pool, each importing for
+        # seconds while the next run is measured: runs start the workers they need.
+        _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False},
     )
     try:
         yield
@@ -116,6 +119,28 @@ class Snapshot:
 
     at_s: float = 0.0
     nodes: list[dict[str, Any]] = field(default_factory=list)
+
+
+def settle(idle_share: float = 0.6, timeout_s: float = 20.0) -> float:
+    """Wait until the machine is mostly idle (what the last run left, exiting workers, is
+    done), at most `timeout_s`; return the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if _idle_share(0.5) >= idle_share:
+            break
+    return round(time.monotonic() - started, 1)
+
+
+def _idle_share(window_s: float) -> float:
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, all
+
+    idle0, total0 = sample()
+    time.sleep(window_s)
+    idle1, total1 = sample()
+    return (idle1 - idle0) / max(1, total1 - total0)
 
 
 def run_pipeline(
@@ -150,6 +175,7 @@ def run_pipeline(
             snapshot.nodes.append(ray.get(ref))
         return False
 
+    settle()
     report = run(config, duration_s=seconds, out=io.StringIO(), stop_when=take_snapshot)
     return report, snapshot
 

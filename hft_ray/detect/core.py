@@ -191,7 +191,9 @@ class DetectorCore:
         if self._statarb is not None:
             opportunities += self._revert(rows, now, wall)
         done = self._clock.monotonic_ns()
-        self.tick_to_detect_ns.extend((done - rows["ts_recv_mono_ns"]).tolist())
+        # One sample per receipt, not per row: the rows a feed received at once wait alike,
+        # and a per-row Python loop would cost more than the scan at 100k rows/s.
+        self.tick_to_detect_ns.extend((done - np.unique(rows["ts_recv_mono_ns"])).tolist())
         return opportunities
 
     def _scan(self, rows: np.ndarray, start: int, now: int, wall: int) -> list[Opportunity]:
