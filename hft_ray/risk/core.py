@@ -424,38 +424,46 @@ class RiskCore:
 
     def _room_for(self, node: str) -> Budget:
         """The most `node` may hold: its share of the room left under every limit, counting
-        everything else (positions, trades in flight, the other nodes' leases) as used."""
+        everything else (positions, trades in flight, the other nodes' leases) as used.
+
+        The same sums as `_free_inventory` and `_exposure`, made once per call over the
+        trades in flight and the leases (a run with hundreds of assets syncs many times a
+        second)."""
         share = 1.0 / max(1, len(self._nodes))
         reducing = self.state is TradingState.REDUCING
-        bases = sorted({s.split("/")[0] for s in self._universe.symbols})
+        used = _Used.of(self._in_flight.values(), self._live_leases(node), self._universe)
         target = Budget()
+        bases = sorted({s.split("/")[0] for s in self._universe.symbols})
+        assets = self._universe.assets()
         for venue in self._universe.venues:
-            for asset in self._universe.assets():
-                free = self._free_inventory(venue, asset, node)
-                pool = free + sum(
-                    a.held.spend.get((venue, asset), 0.0) for a in self._live_leases(node)
-                )
-                target.spend[(venue, asset)] = max(0.0, min(free, pool * share))
+            start = self._start_balances[venue]
+            held = self.ledger.positions.get(venue, {})
+            for asset in assets:
+                key = (venue, asset)
+                free = start.get(asset, 0.0) + held.get(asset, 0.0) - used.inventory[key]
+                free -= used.leased_spend[key]
+                pool = free + used.leased_spend[key]
+                target.spend[key] = max(0.0, min(free, pool * share))
             for base in bases:
+                key = (venue, base)
                 max_pos = self._limits.max_position.get(base)
-                for direction, room in ((+1.0, target.long), (-1.0, target.short)):
-                    exposure = self._exposure(venue, base, direction, except_node=node)
-                    others = sum(
-                        (a.held.long if direction > 0 else a.held.short).get((venue, base), 0.0)
-                        for a in self._live_leases(node)
-                    )
+                position = held.get(base, 0.0)
+                for direction, room, pending, leased in (
+                    (+1.0, target.long, used.long, used.leased_long),
+                    (-1.0, target.short, used.short, used.leased_short),
+                ):
+                    exposure = direction * position + pending[key] + leased[key]
                     limit = math.inf if max_pos is None else max_pos - exposure
                     if reducing:
                         limit = min(limit, -exposure)
                     if math.isinf(limit):
                         continue
                     free = max(0.0, limit)
-                    room[(venue, base)] = min(free, (free + others) * share)
+                    room[key] = min(free, (free + leased[key]) * share)
         ceiling = self._limits.max_gross_exposure_quote
         if ceiling is not None and not reducing:
-            others = sum(a.held.gross or 0.0 for a in self._live_leases(node))
             free = max(0.0, ceiling - self._worst_gross(node))
-            target.gross = min(free, (free + others) * share)
+            target.gross = min(free, (free + used.leased_gross) * share)
         return target
 
     def _rate_share(self) -> RateShare:
@@ -709,6 +717,41 @@ class RiskCore:
             kind=intent.get("kind", ARB),
             owner=executor if executor in self._nodes else "",
         )
+
+
+@dataclass
+class _Used:
+    """What trades in flight and (other nodes') leases hold, summed per key in one pass."""
+
+    inventory: Counter[tuple[str, str]]  # (venue, asset): reserved to spend
+    long: Counter[tuple[str, str]]  # (buy venue, base): size in flight
+    short: Counter[tuple[str, str]]  # (sell venue, base)
+    leased_spend: Counter[tuple[str, str]]
+    leased_long: Counter[tuple[str, str]]
+    leased_short: Counter[tuple[str, str]]
+    leased_gross: float
+
+    @classmethod
+    def of(cls, trades: Any, leases: list[_NodeAccount], universe: Universe) -> _Used:
+        inventory: Counter[tuple[str, str]] = Counter()
+        long: Counter[tuple[str, str]] = Counter()
+        short: Counter[tuple[str, str]] = Counter()
+        for f in trades:
+            base, quote = universe.symbols[f.symbol].split("/")
+            inventory[(f.buy_venue, quote)] += f.quote_reserved
+            inventory[(f.sell_venue, base)] += f.base_reserved
+            long[(f.buy_venue, base)] += f.base_reserved
+            short[(f.sell_venue, base)] += f.base_reserved
+        spend: Counter[tuple[str, str]] = Counter()
+        leased_long: Counter[tuple[str, str]] = Counter()
+        leased_short: Counter[tuple[str, str]] = Counter()
+        gross = 0.0
+        for a in leases:
+            spend.update(a.held.spend)
+            leased_long.update(a.held.long)
+            leased_short.update(a.held.short)
+            gross += a.held.gross or 0.0
+        return cls(inventory, long, short, spend, leased_long, leased_short, gross)
 
 
 def _read_node_counts(data: Any) -> dict[str, dict[str, dict[str, Any]]]:
