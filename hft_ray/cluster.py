@@ -277,6 +277,8 @@ def build_pipeline(
                 "shared_cores": cores[i][1],
                 "pinned": info["pinned"],
                 "affinity": info["affinity"],
+                "nice": info["nice"],
+                "realtime": info["realtime"],
             }
         )
     # Every handle a stage sends on is used once now, not with the first book of the run.

@@ -81,6 +81,12 @@ class ClusterConfig(_Frozen):
         description="Logical CPUs per actor bundle; auto fits all bundles on the cluster's CPUs.",
     )
     pin_cores: bool = Field(True, description="Pin each actor's threads to its handed cores.")
+    realtime_priority: bool = Field(
+        False,
+        description="Run the pinned pipeline actors (trading nodes, feeds, detectors, risk, "
+        "executors) at real-time round-robin priority 1, before every ordinary process on "
+        "their cores; needs CAP_SYS_NICE (the report says whether each got it).",
+    )
     local_num_cpus: int | None = Field(
         None, ge=1, description="Logical CPUs of a local Ray instance (default: the machine's)."
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -91,6 +91,11 @@ class Universe:
         by a hash stable across runs and processes, then dealt round-robin, so that every
         shard has a symbol as soon as there are as many symbols as shards."""
         return _shards(self.symbols, pool_size)[symbol_id]
+
+    @cached_property
+    def bases(self) -> tuple[str, ...]:
+        """Every base asset, sorted."""
+        return tuple(sorted({symbol.split("/")[0] for symbol in self.symbols}))
 
     def assets(self) -> tuple[str, ...]:
         """Every base and quote asset, in first-seen order."""

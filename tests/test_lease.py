@@ -159,7 +159,7 @@ def test_a_lease_that_is_not_renewed_closes_the_gate(setup) -> None:  # type: ig
     approval, record = node.gate.evaluate(opportunity(clock, "b", ETH, BINANCE, 0.1))
     assert approval is None and record["reason"] == "lease_expired"
     msg, _ = node.gate.sync_message()
-    assert all(v == 0 for v in msg.remaining.spend.values())  # expired room is given back
+    assert not msg.remaining.spend.any()  # expired room is given back
     node.sync(risk)
     assert node.gate.evaluate(opportunity(clock, "c", ETH, BINANCE, 0.1))[0] is not None
 
@@ -256,7 +256,7 @@ def intent_record(node: str, approval: Approval, universe: Universe, ts_ns: int)
     }  # fmt: skip
 
 
-def outcome_records(r: ExecutionReport, ts_ns: int) -> list[dict[str, Any]]:
+def outcome_records(r: ExecutionReport, node: str, ts_ns: int) -> list[dict[str, Any]]:
     orders = [
         {"type": ORDER, "ts_ns": ts_ns, "opp_id": r.opp_id, "client_id": o.client_id,
          "venue": o.venue, "symbol": o.symbol, "side": o.side, "status": o.status,
@@ -266,6 +266,7 @@ def outcome_records(r: ExecutionReport, ts_ns: int) -> list[dict[str, Any]]:
     ]  # fmt: skip
     execution = {
         "type": EXECUTION, "ts_ns": ts_ns, "opp_id": r.opp_id, "symbol": r.symbol,
+        "executor": node,
         "legs_failed": r.legs_failed, "legs_unknown": 0, "unwound": False,
     }  # fmt: skip
     return [*orders, execution]
@@ -314,7 +315,7 @@ class LeaseMachine(RuleBasedStateMachine):
     def _reported(self, trade: Trade, gate: RiskGate) -> None:
         assert trade.filled is not None
         r = report(trade.approval, self.universe, *trade.filled)
-        self.world.journal += outcome_records(r, self.clock.time_ns())
+        self.world.journal += outcome_records(r, trade.node, self.clock.time_ns())
         gate.on_report(r)
 
     # -- the nodes ------------------------------------------------------------------------

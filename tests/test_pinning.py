@@ -116,3 +116,38 @@ def test_every_thread_of_the_process_is_pinned() -> None:
     finally:
         proc.wait(10)
     assert os.sched_getaffinity(0) == set(allowed_cores())  # the parent is untouched
+
+
+def _in_child(code: str) -> str:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_a_pipeline_actor_leaves_the_nice_value_ray_gives_workers() -> None:
+    """Ray starts workers at nice 15; a pipeline actor goes back to 0 where it may."""
+    import os
+
+    got = _in_child(
+        "import os, threading, time; os.nice(15);"
+        "t = threading.Thread(target=time.sleep, args=(1,)); t.start();"
+        "from hft_ray.pinning import raise_priority; print(raise_priority())"
+    )
+    allowed = os.geteuid() == 0  # CAP_SYS_NICE: root here and in CI
+    assert int(got) == (0 if allowed else 15)
+
+
+def test_realtime_priority_is_round_robin_on_every_thread_where_allowed() -> None:
+    import os
+
+    got = _in_child(
+        "import os, threading, time;"
+        "t = threading.Thread(target=time.sleep, args=(1,)); t.start();"
+        "from hft_ray.pinning import realtime; ok = realtime();"
+        "tids = [int(x) for x in os.listdir('/proc/self/task')];"
+        "print(ok, all(os.sched_getscheduler(x) == os.SCHED_RR for x in tids))"
+    )
+    allowed = os.geteuid() == 0
+    assert got == ("True True" if allowed else "False False")

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hft_ray.bench.common import SCALES, machine
+from hft_ray.bench.common import SCALES, cpu_jiffies, machine, steal_share
 
 #: Section name -> the function that measures it (module, function).
 SECTIONS: dict[str, tuple[str, str]] = {
@@ -34,6 +34,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
 def run_bench(out: Path, scale: str = "full", only: list[str] | None = None) -> dict[str, Any]:
     """Run the sections (all, or `only`) at `scale` and write the JSON to `out`."""
     size = SCALES[scale]
+    jiffies = cpu_jiffies()
     report: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "scale": scale,
@@ -47,6 +48,7 @@ def run_bench(out: Path, scale: str = "full", only: list[str] | None = None) -> 
             seconds[name] = round(time.monotonic() - started, 1)
     report["seconds"] = seconds
     report["machine_after"] = machine()
+    report["cpu_stolen_share"] = steal_share(jiffies, cpu_jiffies())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     return report

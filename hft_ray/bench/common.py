@@ -65,6 +65,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_jiffies() -> dict[str, int]:
+    """The machine's CPU time so far: all of it, and what a hypervisor stole from this VM
+    for others (a noisy neighbour shows here, not in the load average)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return {"total": 0, "steal": 0}
+    return {"total": sum(fields), "steal": fields[7] if len(fields) > 7 else 0}
+
+
+def steal_share(before: dict[str, int], after: dict[str, int]) -> float:
+    total = after["total"] - before["total"]
+    return round((after["steal"] - before["steal"]) / total, 4) if total > 0 else 0.0
+
+
 def machine() -> dict[str, object]:
     """What the figures were measured on: they mean little without it."""
     load1, load5, load15 = os.getloadavg()

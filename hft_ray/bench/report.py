@@ -10,6 +10,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     m = report["machine"]
     lines.append(
         f"machine: {m['cpus']} cpus ({m['cpu_model']}), load {m['load_average']}, "
+        f"CPU stolen by the hypervisor {report.get('cpu_stolen_share', 0):.1%}, "
         f"scale {report['scale']}"
     )
     if "kernel" in report:

@@ -37,7 +37,7 @@ class DetectorActor:
         # this class without loading numba for it.
         from hft_ray.detect.core import DetectorCore
 
-        self.placement = pin_actor(cores, config.cluster.pin_cores)
+        self.placement = pin_actor(cores, config.cluster)
         # A restarted detector starts counting again: a fresh incarnation tag keeps its
         # opportunity ids, and so client order ids, from repeating the last incarnation's.
         incarnation = secrets.token_hex(2)

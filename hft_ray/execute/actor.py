@@ -45,7 +45,7 @@ class ExecutorActor:
         run_dir: str,
         cores: list[int],
     ) -> None:
-        self.placement = pin_actor(cores, config.cluster.pin_cores)
+        self.placement = pin_actor(cores, config.cluster)
         self._clock = LiveClock()
         self._store = open_store(config.store, run_id, Path(run_dir), f"executor{index}")
         venues: dict[str, OrderVenue] = {}

@@ -57,7 +57,7 @@ class FeedActor:
         from hft_ray.feed.core import FeedCore
         from hft_ray.feed.source import CheckedRows
 
-        self.placement = pin_actor(cores, config.cluster.pin_cores)
+        self.placement = pin_actor(cores, config.cluster)
         pool = config.detector.pool_size
         self._core = FeedCore(universe, venue, config.feed, pool)
         self._feed: CheckedRows = CheckedRows(open_source(config, venue), self._core)

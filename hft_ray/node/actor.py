@@ -60,7 +60,7 @@ class TradingNodeActor:
         # loading numba (the detector's and the feed's kernels) for it.
         from hft_ray.node.core import TradingNode
 
-        self.placement = pin_actor(cores, config.cluster.pin_cores)
+        self.placement = pin_actor(cores, config.cluster)
         name = names.node(index)
         store = open_store(config.store, run_id, Path(run_dir), name)
         # A restarted node counts opportunities from zero again: a fresh incarnation tag

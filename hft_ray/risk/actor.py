@@ -47,7 +47,7 @@ class RiskActor:
         executors: tuple[str, ...] = (),
         detectors: tuple[str, ...] = (),
     ) -> None:
-        self.placement = pin_actor(cores, config.cluster.pin_cores)
+        self.placement = pin_actor(cores, config.cluster)
         self._clock = LiveClock()
         core = RiskCore(config, universe, markets, self._clock, nodes=nodes)
         self._keeper = RiskKeeper(core, open_store(config.store, run_id, Path(run_dir), "risk"))

@@ -16,10 +16,11 @@ Everything the core knows is in `state()`, which the actor persists and `restore
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from hft_ray.clock import Clock
 from hft_ray.config import HftConfig
@@ -46,6 +47,9 @@ __all__ = ["Breaker", "RiskCore", "TradingState", "executions_from_journal"]
 
 
 _DAY_NS = 86_400 * 10**9
+#: How much before risk last heard from a node a report of its may have been journaled and not
+#: yet reached risk (reports are resent every sync; booked ones are remembered for longer).
+_LATE_REPORT_NS = 30 * 10**9
 #: How far back a restore replays the journal; reports arrive within seconds of their trade.
 _REPORTED_WINDOW_NS = 600 * 10**9
 
@@ -54,9 +58,10 @@ _REPORTED_WINDOW_NS = 600 * 10**9
 class _NodeAccount:
     """What risk knows of one trading node's lease."""
 
-    held: Budget = field(default_factory=Budget)  # what its gate may still spend, at most
+    held: Budget  # what its gate may still spend, at most
     live_until_ns: int = 0  # monotonic: nothing held can be spent after this
     synced: bool = False  # has reported to this incarnation of risk
+    heard_ns: int = 0  # wall clock of its last sync (or of risk's start, before one)
     incarnation: str = ""  # the node process now reporting
     retired: set[str] = field(default_factory=set)  # earlier processes of the node
     unknown_until_ns: int = 0  # after a restore: until then, unsynced, it may hold anything
@@ -99,6 +104,9 @@ class RiskCore:
         self.restored = False
         self.ledger = Ledger()
         self._start_balances = {name: dict(v.balances) for name, v in config.venues.items()}
+        self._start_array = np.array(
+            [[v.balances.get(a, 0.0) for a in universe.assets()] for v in config.venues.values()]
+        )
         self._in_flight: dict[str, Reservation] = {}
         # Trades booked in the last `_REPORTED_WINDOW_NS`, by opportunity id, with when: a
         # report seen again (an executor's after the journal replay) is booked once. Older
@@ -110,7 +118,10 @@ class RiskCore:
         self._day_start_pnl = 0.0
         self._leg_failure_streak = 0
         self._venue_rejects: deque[bool] = deque(maxlen=self._limits.reject_rate_window)
-        self._nodes = {n: _NodeAccount() for n in nodes}
+        self._vi = {v: i for i, v in enumerate(universe.venues)}
+        self._bi = {b: i for i, b in enumerate(universe.bases)}
+        self._ai = {a: i for i, a in enumerate(universe.assets())}
+        self._nodes = {n: self._new_account() for n in nodes}
         self._lease_ttl_ns = int(config.risk.lease_ttl_ms * 1e6)
         self.approved = 0
         self.clipped = 0
@@ -159,6 +170,9 @@ class RiskCore:
         return Approval(opp, decision.size, self._clock.monotonic_ns()), record
 
     # -- Room: the whole book, every node's lease counted as used ---------------------------------
+
+    def _new_account(self) -> _NodeAccount:
+        return _NodeAccount(held=Budget.zeros(self._universe), heard_ns=self._clock.time_ns())
 
     def closed(self) -> str:
         return self._closed_for(None)
@@ -247,7 +261,10 @@ class RiskCore:
             for f in self._in_flight.values()
             if self._base_of(f) == asset
         )
-        leased = sum(a.held.spend.get((venue, asset), 0.0) for a in self._live_leases(except_node))
+        vi, ai = self._vi[venue], self._ai[asset]
+        leased = sum(
+            float(np.nan_to_num(a.held.spend[vi, ai])) for a in self._live_leases(except_node)
+        )
         return start + self.ledger.position(venue, asset) - reserved - leased
 
     def _exposure(
@@ -267,10 +284,11 @@ class RiskCore:
             if self._base_of(f) == asset
             and (f.buy_venue == venue if direction > 0 else f.sell_venue == venue)
         )
-        if leased:
-            key = (venue, asset)
+        bi = self._bi.get(asset)
+        if leased and bi is not None:
+            vi = self._vi[venue]
             pending += sum(
-                (a.held.long if direction > 0 else a.held.short).get(key, 0.0)
+                float(np.nan_to_num((a.held.long if direction > 0 else a.held.short)[vi, bi]))
                 for a in self._live_leases(except_node)
             )
         return direction * self.ledger.position(venue, asset) + pending
@@ -278,24 +296,23 @@ class RiskCore:
     def _leased_gross(self, except_node: str | None) -> float:
         """Gross exposure every node's lease (but `except_node`'s) may still add, and what
         the gates counted for their trades in flight (quote)."""
-        held = sum(a.held.gross or 0.0 for a in self._live_leases(except_node))
+        held = sum(float(np.nan_to_num(a.held.gross)) for a in self._live_leases(except_node))
         return held + sum(f.gross_reserved for f in self._in_flight.values() if f.owner)
 
-    def _worst_gross(self, except_node: str) -> float:
+    def _worst_gross(self, except_node: str, positions: np.ndarray | None = None) -> float:
         """The gross exposure positions would reach if every trade in flight filled in full,
-        each leg adding to |position|, and every other node spent its lease (quote)."""
-        bases = {s.split("/")[0] for s in self._universe.symbols}
-        held = sum(
-            abs(self.ledger.position(v, a)) * self._marks.get(a, 0.0)
-            for v in self._universe.venues
-            for a in bases
-        )
+        each leg adding to |position|, and every other node spent its lease (quote).
+        `positions`: `_positions_array()`, if at hand."""
+        u = self._universe
+        held = self._positions_array() if positions is None else positions
+        marks = np.array([self._marks.get(b, 0.0) for b in u.bases])
+        booked = float(np.abs(held[:, [self._ai[b] for b in u.bases]]).sum(axis=0) @ marks)
         own = sum(
             2.0 * f.base_reserved * self._marks.get(self._base_of(f), 0.0)
             for f in self._in_flight.values()
             if not f.owner
         )
-        return held + own + self._leased_gross(except_node)
+        return booked + own + self._leased_gross(except_node)
 
     def _live_leases(self, except_node: str | None) -> list[_NodeAccount]:
         now = self._clock.monotonic_ns()
@@ -336,12 +353,9 @@ class RiskCore:
 
     def needs_journal(self, msg: NodeSync) -> bool:
         """Whether `sync` must read the journal first: a node process this risk has not heard
-        from takes over trades of an earlier one, whose reports may have died with it."""
+        from takes over from an earlier one, whose last reports may have died with it."""
         acct = self._nodes.get(msg.node)
-        current = acct.incarnation if acct is not None else ""
-        return msg.incarnation != current and any(
-            f.owner == msg.node for f in self._in_flight.values()
-        )
+        return acct is None or msg.incarnation != acct.incarnation
 
     def sync(self, msg: NodeSync, journal: list[Record] | None = None) -> Lease:
         """Book what a node reports, take its trades in flight and its remaining room as
@@ -350,16 +364,15 @@ class RiskCore:
         if not self.restored:
             # Reports stay unacknowledged (booked 0): the node sends them again.
             return self.closed_lease(msg, "restoring")
-        acct = self._nodes.setdefault(msg.node, _NodeAccount())
+        acct = self._nodes.get(msg.node) or self._nodes.setdefault(msg.node, self._new_account())
         if msg.incarnation in acct.retired:
             # A call of a node process that has since been replaced, delivered late: what it
             # says is older than what its successor said.
             return self.closed_lease(msg, "superseded")
         if msg.incarnation != acct.incarnation:
-            if self.needs_journal(msg):
-                if journal is None:
-                    raise ValueError(f"{msg.node}: a new node process needs the journal read")
-                self._book_from_journal(msg.node, journal)
+            if journal is None:
+                raise ValueError(f"{msg.node}: a new node process needs the journal read")
+            self._book_from_journal(msg.node, journal, acct.heard_ns - _LATE_REPORT_NS)
             if acct.incarnation:
                 acct.retired.add(acct.incarnation)
             acct.incarnation = msg.incarnation
@@ -372,6 +385,7 @@ class RiskCore:
             if opp_id not in self._reported:
                 self._in_flight[opp_id] = trade
         acct.synced = True
+        acct.heard_ns = self._clock.time_ns()
         acct.held = msg.remaining.copy()
         now = self._clock.monotonic_ns()
         # What the node holds now can be spent until its current lease ends, which is before
@@ -398,12 +412,19 @@ class RiskCore:
             positions={v: dict(a) for v, a in self.ledger.positions.items()},
         )
 
-    def _book_from_journal(self, node: str, journal: list[Record]) -> None:
-        """Book every journaled outcome of `node`'s trades in flight: an earlier process of
-        the node journaled them, then died before its report reached risk. (Those with no
-        outcome its successor reconciles and reports; those with no intent never started.)"""
-        mine = {k for k, f in self._in_flight.items() if f.owner == node}
-        for report in executions_from_journal([r for r in journal if r.get("opp_id") in mine]):
+    def _book_from_journal(self, node: str, journal: list[Record], since_ns: int) -> None:
+        """Book every outcome `node` journaled since risk last heard from it (a margin
+        before, booked once): an earlier process of the node may have journaled trades and
+        died before their reports reached risk, some of them approved after its last sync,
+        so that risk never knew them in flight. (Trades with an intent and no outcome its
+        successor reconciles and reports; those with no intent never started.)"""
+        mine = [
+            r for r in journal
+            if r.get("type") == EXECUTION and r.get("executor") == node
+            and int(r.get("ts_ns", 0)) >= since_ns
+        ]  # fmt: skip
+        wanted = {r["opp_id"] for r in mine}
+        for report in executions_from_journal([r for r in journal if r.get("opp_id") in wanted]):
             self.on_execution(report)
 
     def closed_lease(self, msg: NodeSync, why: str) -> Lease:
@@ -415,7 +436,7 @@ class RiskCore:
             state=self.state.value,
             ttl_ns=self._lease_ttl_ns,
             booked=0,
-            topup=Budget(),
+            topup=msg.remaining.zeroed().held(),
             target=msg.remaining.zeroed(),
             rate=self._rate_share(),
             reverting={},
@@ -426,45 +447,57 @@ class RiskCore:
         """The most `node` may hold: its share of the room left under every limit, counting
         everything else (positions, trades in flight, the other nodes' leases) as used.
 
-        The same sums as `_free_inventory` and `_exposure`, made once per call over the
-        trades in flight and the leases (a run with hundreds of assets syncs many times a
-        second)."""
+        The same sums as `_free_inventory` and `_exposure`, as arrays over (venue, asset) and
+        (venue, base): a run of hundreds of assets syncs many times a second."""
+        u = self._universe
         share = 1.0 / max(1, len(self._nodes))
         reducing = self.state is TradingState.REDUCING
-        used = _Used.of(self._in_flight.values(), self._live_leases(node), self._universe)
-        target = Budget()
-        bases = sorted({s.split("/")[0] for s in self._universe.symbols})
-        assets = self._universe.assets()
-        for venue in self._universe.venues:
-            start = self._start_balances[venue]
-            held = self.ledger.positions.get(venue, {})
-            for asset in assets:
-                key = (venue, asset)
-                free = start.get(asset, 0.0) + held.get(asset, 0.0) - used.inventory[key]
-                free -= used.leased_spend[key]
-                pool = free + used.leased_spend[key]
-                target.spend[key] = max(0.0, min(free, pool * share))
-            for base in bases:
-                key = (venue, base)
-                max_pos = self._limits.max_position.get(base)
-                position = held.get(base, 0.0)
-                for direction, room, pending, leased in (
-                    (+1.0, target.long, used.long, used.leased_long),
-                    (-1.0, target.short, used.short, used.leased_short),
-                ):
-                    exposure = direction * position + pending[key] + leased[key]
-                    limit = math.inf if max_pos is None else max_pos - exposure
-                    if reducing:
-                        limit = min(limit, -exposure)
-                    if math.isinf(limit):
-                        continue
-                    free = max(0.0, limit)
-                    room[key] = min(free, (free + leased[key]) * share)
+        others = [a.held.held() for a in self._live_leases(node)]
+        held = self._positions_array()
+        inventory = np.zeros_like(held)
+        pending_long = np.zeros((len(u.venues), len(u.bases)))
+        pending_short = np.zeros_like(pending_long)
+        for f in self._in_flight.values():
+            base, quote = u.symbols[f.symbol].split("/")
+            buy, sell, bi = self._vi[f.buy_venue], self._vi[f.sell_venue], self._bi[base]
+            inventory[buy, self._ai[quote]] += f.quote_reserved
+            inventory[sell, self._ai[base]] += f.base_reserved
+            pending_long[buy, bi] += f.base_reserved
+            pending_short[sell, bi] += f.base_reserved
+        leased_spend = sum((o.spend for o in others), np.zeros_like(held))
+        free = self._start_array - inventory - leased_spend + held
+        spend = np.maximum(0.0, np.minimum(free, (free + leased_spend) * share))
+        base_cols = [self._ai[b] for b in u.bases]
+        max_pos = np.array([self._limits.max_position.get(b, np.nan) for b in u.bases])
+        rooms = []
+        for direction, pending, leased in (
+            (+1.0, pending_long, sum((o.long for o in others), np.zeros_like(pending_long))),
+            (-1.0, pending_short, sum((o.short for o in others), np.zeros_like(pending_long))),
+        ):
+            exposure = direction * held[:, base_cols] + pending + leased
+            limit = max_pos[None, :] - exposure  # NaN where the asset has no position limit
+            if reducing:
+                limit = np.fmin(limit, -exposure)
+            room = np.maximum(0.0, limit)
+            rooms.append(
+                np.where(np.isnan(limit), np.nan, np.minimum(room, (room + leased) * share))
+            )
+        gross = np.nan
         ceiling = self._limits.max_gross_exposure_quote
         if ceiling is not None and not reducing:
-            free = max(0.0, ceiling - self._worst_gross(node))
-            target.gross = min(free, (free + used.leased_gross) * share)
-        return target
+            leased_gross = sum(o.gross for o in others)
+            free_gross = max(0.0, ceiling - self._worst_gross(node, held))
+            gross = min(free_gross, (free_gross + leased_gross) * share)
+        return Budget(rooms[0], rooms[1], spend, float(gross))
+
+    def _positions_array(self) -> np.ndarray:
+        """Booked balance changes as a (venue, asset) array."""
+        out = np.zeros((len(self._universe.venues), len(self._ai)))
+        for venue, assets in self.ledger.positions.items():
+            for asset, amount in assets.items():
+                if asset in self._ai:
+                    out[self._vi[venue], self._ai[asset]] = amount
+        return out
 
     def _rate_share(self) -> RateShare:
         share = 1.0 / max(1, len(self._nodes))
@@ -691,6 +724,7 @@ class RiskCore:
         unknown_until = self._clock.monotonic_ns() + self._lease_ttl_ns if restarted else 0
         for name, acct in self._nodes.items():
             acct.synced, acct.unknown_until_ns = False, unknown_until
+            acct.heard_ns = self._clock.time_ns()
             acct.counts = node_counts.get(name, {}) | acct.counts
         for opp_id, trade in pending.items():
             if opp_id not in self._reported:
@@ -717,41 +751,6 @@ class RiskCore:
             kind=intent.get("kind", ARB),
             owner=executor if executor in self._nodes else "",
         )
-
-
-@dataclass
-class _Used:
-    """What trades in flight and (other nodes') leases hold, summed per key in one pass."""
-
-    inventory: Counter[tuple[str, str]]  # (venue, asset): reserved to spend
-    long: Counter[tuple[str, str]]  # (buy venue, base): size in flight
-    short: Counter[tuple[str, str]]  # (sell venue, base)
-    leased_spend: Counter[tuple[str, str]]
-    leased_long: Counter[tuple[str, str]]
-    leased_short: Counter[tuple[str, str]]
-    leased_gross: float
-
-    @classmethod
-    def of(cls, trades: Any, leases: list[_NodeAccount], universe: Universe) -> _Used:
-        inventory: Counter[tuple[str, str]] = Counter()
-        long: Counter[tuple[str, str]] = Counter()
-        short: Counter[tuple[str, str]] = Counter()
-        for f in trades:
-            base, quote = universe.symbols[f.symbol].split("/")
-            inventory[(f.buy_venue, quote)] += f.quote_reserved
-            inventory[(f.sell_venue, base)] += f.base_reserved
-            long[(f.buy_venue, base)] += f.base_reserved
-            short[(f.sell_venue, base)] += f.base_reserved
-        spend: Counter[tuple[str, str]] = Counter()
-        leased_long: Counter[tuple[str, str]] = Counter()
-        leased_short: Counter[tuple[str, str]] = Counter()
-        gross = 0.0
-        for a in leases:
-            spend.update(a.held.spend)
-            leased_long.update(a.held.long)
-            leased_short.update(a.held.short)
-            gross += a.held.gross or 0.0
-        return cls(inventory, long, short, spend, leased_long, leased_short, gross)
 
 
 def _read_node_counts(data: Any) -> dict[str, dict[str, dict[str, Any]]]:

@@ -25,9 +25,13 @@ lease not renewed in time closes the gate by itself.
 
 from __future__ import annotations
 
+import math
 import secrets
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from hft_ray.clock import Clock
 from hft_ray.config import HftConfig
@@ -45,82 +49,76 @@ from hft_ray.risk.state import (
 from hft_ray.store.base import DECISION, Record
 from hft_ray.types import ARB, Approval, ExecutionReport, Opportunity, Universe
 
-Key = tuple[str, str]  # (venue, asset)
-
 
 @dataclass
 class Budget:
-    """Room a node may spend. A key that is absent is not limited by that constraint."""
+    """Room a node may spend, as arrays over the run's `Universe`: `long` and `short` are
+    (venues, bases) in base units, `spend` (venues, assets) in asset units, `gross` quote.
+    NaN: not limited by that constraint (no `max_position` for the asset, no gross limit)."""
 
-    long: dict[Key, float] = field(default_factory=dict)  # (venue, base): base units
-    short: dict[Key, float] = field(default_factory=dict)  # (venue, base): base units
-    spend: dict[Key, float] = field(default_factory=dict)  # (venue, asset): asset units
-    gross: float | None = None  # quote; None: no gross exposure limit
+    long: np.ndarray
+    short: np.ndarray
+    spend: np.ndarray
+    gross: float
+
+    @classmethod
+    def zeros(cls, universe: Universe) -> Budget:
+        """Nothing to spend: a node before its first lease holds nothing."""
+        v, b, a = len(universe.venues), len(universe.bases), len(universe.assets())
+        return cls(np.zeros((v, b)), np.zeros((v, b)), np.zeros((v, a)), 0.0)
 
     def copy(self) -> Budget:
-        return Budget(dict(self.long), dict(self.short), dict(self.spend), self.gross)
+        return Budget(self.long.copy(), self.short.copy(), self.spend.copy(), self.gross)
+
+    def _each(self, other: Budget, op: Callable[[Any, Any], Any]) -> Budget:
+        return Budget(
+            op(self.long, other.long),
+            op(self.short, other.short),
+            op(self.spend, other.spend),
+            float(op(np.float64(self.gross), np.float64(other.gross))),
+        )
 
     def topped_up(self, topup: Budget, target: Budget) -> Budget:
-        """This budget plus `topup`, trimmed to `target`; the target's keys say what is
+        """This budget plus `topup`, trimmed to `target`; the target's NaNs say what is not
         limited from now on."""
-
-        gross = None
-        if target.gross is not None:
-            gross = min((self.gross or 0.0) + (topup.gross or 0.0), target.gross)
         return Budget(
             _topped(self.long, topup.long, target.long),
             _topped(self.short, topup.short, target.short),
             _topped(self.spend, topup.spend, target.spend),
-            gross,
+            float(_topped(np.float64(self.gross), np.float64(topup.gross), target.gross)),
         )
 
     def up_to(self, target: Budget) -> Budget:
-        """What brings this budget up to `target`, key by key: nothing where it already holds
-        more (the gate trims that itself, and risk counts it until the gate reports it)."""
-        gross = None
-        if target.gross is not None:
-            gross = max(0.0, target.gross - (self.gross or 0.0))
-        return Budget(
-            _missing(self.long, target.long),
-            _missing(self.short, target.short),
-            _missing(self.spend, target.spend),
-            gross,
-        )
+        """What brings this budget up to `target`, entry by entry: nothing where it already
+        holds more (the gate trims that itself, and risk counts it until the gate reports it)."""
+        return self._each(target, _missing)
 
     def plus(self, other: Budget) -> Budget:
         """Risk's count of what a node holds after a top-up: no credit for a trim."""
-        gross = None
-        if self.gross is not None or other.gross is not None:
-            gross = (self.gross or 0.0) + (other.gross or 0.0)
-        return Budget(
-            _added(self.long, other.long),
-            _added(self.short, other.short),
-            _added(self.spend, other.spend),
-            gross,
-        )
+        return self._each(other, _added)
 
     def zeroed(self) -> Budget:
-        """Nothing left to spend (the keys stay: they still say what is limited)."""
-        return Budget(
-            dict.fromkeys(self.long, 0.0),
-            dict.fromkeys(self.short, 0.0),
-            dict.fromkeys(self.spend, 0.0),
-            None if self.gross is None else 0.0,
-        )
+        """Nothing left to spend (NaNs stay: they still say what is not limited)."""
+        return self._each(self, lambda x, _: np.where(np.isnan(x), np.nan, 0.0))
+
+    def held(self) -> Budget:
+        """What this budget counts against the limits: NaN (not limited) counts as nothing."""
+        return self._each(self, lambda x, _: np.nan_to_num(x, nan=0.0))
 
 
-def _topped(
-    have: dict[Key, float], add: dict[Key, float], most: dict[Key, float]
-) -> dict[Key, float]:
-    return {k: min(have.get(k, 0.0) + add.get(k, 0.0), cap) for k, cap in most.items()}
+def _topped(have: Any, add: Any, most: Any) -> Any:
+    total = np.nan_to_num(have, nan=0.0) + np.nan_to_num(add, nan=0.0)
+    return np.where(np.isnan(most), np.nan, np.minimum(total, most))
 
 
-def _missing(have: dict[Key, float], most: dict[Key, float]) -> dict[Key, float]:
-    return {k: max(0.0, cap - have.get(k, 0.0)) for k, cap in most.items()}
+def _missing(have: Any, most: Any) -> Any:
+    return np.where(np.isnan(most), np.nan, np.maximum(0.0, most - np.nan_to_num(have, nan=0.0)))
 
 
-def _added(have: dict[Key, float], more: dict[Key, float]) -> dict[Key, float]:
-    return {k: have.get(k, 0.0) + more.get(k, 0.0) for k in have.keys() | more.keys()}
+def _added(have: Any, more: Any) -> Any:
+    both_unlimited = np.isnan(have) & np.isnan(more)
+    total = np.nan_to_num(have, nan=0.0) + np.nan_to_num(more, nan=0.0)
+    return np.where(both_unlimited, np.nan, total)
 
 
 class RateShare(NamedTuple):
@@ -213,7 +211,10 @@ class RiskGate:
         self._max_age_ns = int(config.risk.max_opportunity_age_ms * 1e6)
         book_age_ms = config.risk.max_book_age_ms or config.feed.max_book_age_ms
         self._max_book_age_ns = int(book_age_ms * 1e6)
-        self._budget = Budget()
+        self._budget = Budget.zeros(universe)
+        self._vi = {v: i for i, v in enumerate(universe.venues)}
+        self._bi = {b: i for i, b in enumerate(universe.bases)}
+        self._ai = {a: i for i, a in enumerate(universe.assets())}
         self._expires_mono = 0
         self._lease: Lease | None = None
         self._revoked = ""
@@ -322,16 +323,16 @@ class RiskGate:
         size = decision.size
         quote_cost = size * decision.buy_px * (1.0 + self._markets.spec(buy, symbol).taker_fee)
         gross = size * 2.0 * self._marks.get(base, opp.buy_avg)
-        b = self._budget
+        b, vi, bi, ai = self._budget, self._vi, self._bi[base], self._ai
         for room, key, amount in (
-            (b.long, (buy, base), size),
-            (b.short, (sell, base), size),
-            (b.spend, (buy, quote), quote_cost),
-            (b.spend, (sell, base), size),
+            (b.long, (vi[buy], bi), size),
+            (b.short, (vi[sell], bi), size),
+            (b.spend, (vi[buy], ai[quote]), quote_cost),
+            (b.spend, (vi[sell], ai[base]), size),
         ):
-            if key in room:
+            if not math.isnan(room[key]):
                 room[key] = max(0.0, room[key] - amount)
-        if b.gross is not None:
+        if not math.isnan(b.gross):
             b.gross = max(0.0, b.gross - gross)
         self.in_flight[opp.opp_id] = Reservation(
             opp.symbol, buy, sell, quote_cost, size, opp.kind, self.node, gross
@@ -384,20 +385,23 @@ class RiskGate:
         return open_reversion(self._reverting, opp.symbol, buy, sell)
 
     def available(self, venue: str, asset: str) -> float:
-        return self._budget.spend.get((venue, asset), 0.0)
+        room = float(self._budget.spend[self._vi[venue], self._ai[asset]])
+        return 0.0 if math.isnan(room) else room
 
     def position_room(self, venue: str, base: str, direction: float) -> float | None:
         if self.trading_state() is not TradingState.ACTIVE:
             return None  # in REDUCING the room is the way to flat (`flat_room`)
         room = self._budget.long if direction > 0 else self._budget.short
-        return room.get((venue, base))
+        value = float(room[self._vi[venue], self._bi[base]])
+        return None if math.isnan(value) else value
 
     def flat_room(self, venue: str, base: str, direction: float) -> float:
         room = self._budget.long if direction > 0 else self._budget.short
-        return room.get((venue, base), 0.0)
+        value = float(room[self._vi[venue], self._bi[base]])
+        return 0.0 if math.isnan(value) else value
 
     def gross_cap(self, buy: str, sell: str, base: str, size: float) -> float | None:
-        if self._budget.gross is None:
+        if math.isnan(self._budget.gross):
             return None
         # Each leg can add at most its size at the mark to gross exposure: the gate cannot
         # see other nodes' positions, so it counts the worst case.
