@@ -24,6 +24,7 @@ from hft_ray.store.base import (
     FILL,
     INTENT,
     ORDER,
+    STORE_UNAVAILABLE,
     UNWIND,
     Record,
     Store,
@@ -191,8 +192,9 @@ class ExecutorCore:
     async def run(self, approval: Approval, received_mono_ns: int = 0) -> ExecutionReport | None:
         """`execute` an approval at most once, whatever goes wrong: None if it was released
         or delivered before; a store that cannot take the intent sends nothing (an empty
-        report, counted in `aborted`); any other fault after the intent is settled from the
-        journal and the venues, as after a crash."""
+        report, counted in `aborted`, and an abort journaled: `_journal_abort`); any other
+        fault after the intent is settled from the journal and the venues, as after a
+        crash."""
         opp_id = approval.opp.opp_id
         if not self.admit(opp_id):
             return None
@@ -200,10 +202,32 @@ class ExecutorCore:
             return await self.execute(approval, received_mono_ns)
         except StoreUnavailable:
             self.aborted += 1
+            await self._journal_abort(approval)
             return ExecutionReport(opp_id, "", (), 0, False, 0)
         except Exception:
             _log.exception("execution of %s failed; reconciling it", opp_id)
             return await self.reconcile_one(opp_id)
+
+    async def _journal_abort(self, approval: Approval) -> None:
+        """The intent's durable write failed and nothing was sent. The store may still write
+        the intent (a queued batch, an answer lost after Redis took it), so its outcome is
+        journaled behind it: an execution that sent no leg, which every reader of the journal
+        books as a trade released (risk, the report, a reconciling executor)."""
+        opp = approval.opp
+        await self._journal(
+            _Trail(),  # if this fails too, a restart finds no order and settles the intent
+            {
+                "type": EXECUTION,
+                "opp_id": opp.opp_id,
+                "symbol": self._universe.symbols[opp.symbol],
+                "executor": self._name,
+                "legs_failed": 0,
+                "legs_unknown": 0,
+                "unwound": False,
+                "residual_base": 0.0,
+                "reason": STORE_UNAVAILABLE,
+            },
+        )
 
     async def read_journal(self) -> list[Record]:
         """The whole journal, waiting out a store that does not answer (nothing may be

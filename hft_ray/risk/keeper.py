@@ -4,6 +4,12 @@ Risk fails closed: it approves nothing until the store has answered and the stat
 incarnation persisted has been restored (with every execution journaled since replayed), and
 nothing while the store does not answer. The state is persisted whenever it changed, checked
 every watch round; reports that arrive before the restore wait for it, so none is lost.
+
+A store that lost the run's data (`StoreLost`: Redis back without it) trips the `store_lost`
+breaker: trading halts, and stays halted, since every later round finds the store lost again
+(a resume lasts until the next round, and approves nothing meanwhile: the store is not ok).
+The first incarnation of risk writes the run's epoch if nobody has; a restarted one never
+does, so a restart onto an emptied store is a lost store, not a fresh start.
 """
 
 from __future__ import annotations
@@ -13,17 +19,20 @@ import logging
 
 from hft_ray.risk.core import RiskCore
 from hft_ray.risk.lease import Lease, NodeSync
-from hft_ray.store.base import Record, Store, StoreUnavailable
+from hft_ray.risk.state import TradingState
+from hft_ray.store.base import Record, Store, StoreLost, StoreUnavailable
 from hft_ray.types import Approval, ExecutionReport, Opportunity
 
 STATE_KEY = "risk"
+STORE_LOST = "store_lost"  # the breaker a lost store trips
 _log = logging.getLogger(__name__)
 
 
 class RiskKeeper:
-    def __init__(self, core: RiskCore, store: Store) -> None:
+    def __init__(self, core: RiskCore, store: Store, *, restarted: bool = False) -> None:
         self.core = core
         self._store = store
+        self._restarted = restarted
         self._early_reports: list[ExecutionReport] = []
         self._restored = asyncio.Event()
         self.journal_errors = 0
@@ -39,12 +48,14 @@ class RiskKeeper:
         whether risk may approve. Never raises: whatever goes wrong closes risk and is said."""
         core = self.core
         try:
-            if not await self._store.ping():
-                raise StoreUnavailable("the store does not answer")
+            await self._store.verify(create=not self._restarted)
             if not core.restored:
                 await self._restore()
             await self._store.flush()
             await self.persist()
+        except StoreLost as err:
+            core.trip(STORE_LOST, TradingState.HALTED, str(err))
+            self._close(str(err))
         except StoreUnavailable as err:
             self._close(str(err), log=False)
         except (KeyError, TypeError, ValueError) as err:
@@ -121,4 +132,10 @@ class RiskKeeper:
         self.on_execution(ExecutionReport(opp_id, "", (), 0, False, 0))
 
     async def close(self) -> None:
-        await self._store.close()
+        """Flush and release the store. If the last records cannot be written (they leave
+        with this process), risk is closed, the error said and counted, not raised."""
+        try:
+            await self._store.close()
+        except StoreUnavailable as err:
+            self.journal_errors += 1
+            self._close(str(err))
