@@ -59,6 +59,56 @@ def test_bad_arguments_name_what_was_wrong(args: list[str], expected: str) -> No
     assert expected in proc.stderr and "Traceback" not in proc.stderr
 
 
+RECORD = ["record", "--exchange", "binance", "--symbols", "BTC/USDT", "--out", "x"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["run", "--duration", "inf"], "argument --duration: must be at most 604800 seconds"),
+        (["run", "--duration", "1e400"], "argument --duration: must be at most 604800 seconds"),
+        (["run", "--duration", "700000"], "argument --duration: must be at most 604800 seconds"),
+        (["run", "--duration", "nan"], "argument --duration: not a number of seconds: 'nan'"),
+        (["run", "--duration", "-1"], "argument --duration: must be more than 0 seconds (got -1)"),
+        (["run", "--duration", "0"], "argument --duration: must be more than 0 seconds (got 0)"),
+        (["run", "--duration=-inf"], "argument --duration: must be more than 0 seconds"),
+        ([*RECORD, "--duration", "inf"], "argument --duration: must be at most 604800 seconds"),
+        (["replay", "f.jsonl", "--speed", "inf"], "argument --speed: must be at most 10000"),
+        (["replay", "f.jsonl", "--speed", "nan"], "argument --speed: not a number: 'nan'"),
+        (["replay", "f.jsonl", "--speed", "1e5"], "argument --speed: must be at most 10000"),
+        ([*RECORD, "--depth", "0"], "argument --depth: must be a whole number from 1 to 400"),
+        ([*RECORD, "--depth", "401"], "argument --depth: must be a whole number from 1 to 400"),
+        ([*RECORD, "--depth", "2.5"], "argument --depth: must be a whole number from 1 to 400"),
+        ([*RECORD, "--depth", "9" * 5000], "argument --depth: must be a whole number from 1"),
+    ],
+)
+def test_infinite_negative_and_huge_numbers_are_one_line_naming_the_argument(
+    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err, err
+    assert err.startswith(f"hft-ray {args[0]}: error: ")
+
+
+def test_every_parse_error_is_one_line_pointing_at_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["run", "--bogus"], ["fly"], [], ["replay"], ["bench", "--quick", "--smoke"]):
+        with pytest.raises(SystemExit) as done:
+            main(args)
+        assert done.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--help)" in err, err
+
+
+def test_numbers_within_bounds_parse_to_what_was_given() -> None:
+    parse = build_parser().parse_args
+    assert parse(["run", "--duration", "604800"]).duration == 604800.0
+    assert parse(["replay", "f.jsonl", "--speed", "0.25"]).speed == 0.25
+    assert parse([*RECORD, "--depth", " 400 "]).depth == 400
+
+
 def test_missing_config_file_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--config", "/nonexistent/x.yaml", "--duration", "1"]) == 2
     err = capsys.readouterr().err.strip()

@@ -37,7 +37,7 @@ import pytest
 import yaml
 
 from hft_ray.cli import build_parser
-from hft_ray.config import CcxtVenueConfig, HftConfig, parse_config
+from hft_ray.config import CcxtVenueConfig, HftConfig, parse_config_text
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
@@ -203,7 +203,7 @@ def configmap_configs() -> dict[str, HftConfig]:
         for key, text in cm.get("data", {}).items():
             if key.endswith((".yaml", ".yml")):
                 source = f"{cm['metadata']['name']}/{key}"
-                out[source] = parse_config(yaml.safe_load(text), source)
+                out[source] = parse_config_text(text, source)
     return out
 
 
@@ -624,7 +624,7 @@ def test_rayjob_runs_hft_ray_with_the_config_the_head_mounts() -> None:
         key: key for key in configmap["data"]
     }
     assert config_path.name in files, f"{source['name']} has no {config_path.name}"
-    config = parse_config(yaml.safe_load(configmap["data"][files[config_path.name]]))
+    config = parse_config_text(configmap["data"][files[config_path.name]], config_path.name)
     assert config.mode == "sim", "the RayJob runs the paper (simulated) config"
     runs_dir = PurePosixPath(str(config.run.runs_dir))
     assert any(

@@ -209,5 +209,5 @@ def test_a_feed_bundle_asks_for_its_venues_node_resource() -> None:
 @pytest.mark.parametrize("name", ["CPU", "memory", "node:127.0.0.1", "near binance", ""])
 def test_a_node_resource_must_be_a_custom_resource_name(name: str) -> None:
     data = merge(default_config_dict(), {"venues": {"binance": {"node_resource": name}}})
-    with pytest.raises(ConfigError, match=r"venues\.binance\.sim\.node_resource: .*custom Ray"):
+    with pytest.raises(ConfigError, match=r"venues\.binance\.node_resource: .*custom Ray"):
         parse_config(data)
