@@ -5,9 +5,10 @@ decide whether anything may trade on it.
 read and merged by compiled kernels one message at a time (see the level kernels), the
 exchange's original price and size strings beside each level where the venue's checksum is
 computed over them, and a state, valid or invalid with a reason. A snapshot makes it valid;
-a delta that breaks the venue's sequence rule or checksum, or leaves the book crossed, makes it
-invalid until the next snapshot. The venue rules are data (`SequenceRule`, `ChecksumRule`);
-nothing in here names an exchange except the rule tables at the bottom.
+a delta that breaks the venue's sequence rule or checksum, carries a level no venue can mean
+(NaN, infinite, non-positive or out-of-range price, negative or NaN size), or leaves the book
+crossed, makes it invalid until the next snapshot. The venue rules are data (`SequenceRule`,
+`ChecksumRule`); nothing in here names an exchange except the rule tables at the bottom.
 """
 
 from __future__ import annotations
@@ -36,17 +37,37 @@ from hft_ray.types import (  # the reasons a book is not tradable, named once
 
 Level = tuple[str, str]  # price and size as the exchange sent them
 
+#: A level whose price or size is finite and positive but outside [LEVEL_MIN, LEVEL_MAX].
+OUT_OF_RANGE = "level_out_of_range"
+#: The prices and sizes a tradable level may have: within them every product and ratio of two
+#: (notional, edge in bps, fees) stays finite and normal in float64; a price of 1e308 or a
+#: denormal is a corrupt message, not a market.
+LEVEL_MIN, LEVEL_MAX = 1e-15, 1e15
 
-_STATUS = ("", EMPTY_SIDE, BAD_LEVEL, UNSORTED, CROSSED)
+_STATUS = ("", EMPTY_SIDE, BAD_LEVEL, UNSORTED, CROSSED, OUT_OF_RANGE)
+_BAD, _OUT_OF_RANGE = 2, 5
 
 
 @njit(cache=True)
-def _bad_level(side: np.ndarray) -> bool:  # pragma: no cover - compiled
+def level_defect(price: float, size: float) -> int:  # pragma: no cover - compiled
+    """`_BAD` for a NaN, infinite or non-positive price or size, `_OUT_OF_RANGE` for one outside
+    [LEVEL_MIN, LEVEL_MAX], else 0: a status code of `_STATUS` (kernel)."""
+    if not (price > 0.0 and size > 0.0 and price < np.inf and size < np.inf):
+        return _BAD
+    if not (LEVEL_MIN <= price <= LEVEL_MAX and LEVEL_MIN <= size <= LEVEL_MAX):
+        return _OUT_OF_RANGE
+    return 0
+
+
+@njit(cache=True)
+def _side_defect(side: np.ndarray) -> int:  # pragma: no cover - compiled
+    worst = 0
     for i in range(side.shape[0]):
-        px, qty = side[i, 0], side[i, 1]
-        if not (px > 0.0 and qty > 0.0) or not (np.isfinite(px) and np.isfinite(qty)):
-            return True
-    return False
+        code = level_defect(side[i, 0], side[i, 1])
+        if code == _BAD:
+            return code
+        worst = max(worst, code)
+    return worst
 
 
 @njit(cache=True)
@@ -54,8 +75,11 @@ def levels_status(bids: np.ndarray, asks: np.ndarray) -> int:  # pragma: no cove
     """Index into `_STATUS` of what is wrong with a top-N book; 0 if nothing (kernel)."""
     if bids.shape[0] == 0 or asks.shape[0] == 0:
         return 1
-    if _bad_level(bids) or _bad_level(asks):
-        return 2
+    bad_bids, bad_asks = _side_defect(bids), _side_defect(asks)
+    if bad_bids == _BAD or bad_asks == _BAD:
+        return _BAD
+    if bad_bids or bad_asks:
+        return _OUT_OF_RANGE
     for i in range(1, bids.shape[0]):
         if bids[i, 0] >= bids[i - 1, 0]:
             return 3
@@ -79,6 +103,9 @@ def check_levels_reference(bids: np.ndarray, asks: np.ndarray) -> str:
     for side in (bids, asks):
         if not np.all(np.isfinite(side)) or np.any(side <= 0.0):
             return BAD_LEVEL
+    for side in (bids, asks):
+        if np.any(side < LEVEL_MIN) or np.any(side > LEVEL_MAX):
+            return OUT_OF_RANGE
     if np.any(np.diff(bids[:, 0]) >= 0) or np.any(np.diff(asks[:, 0]) <= 0):
         return UNSORTED
     if bids[0, 0] >= asks[0, 0]:
@@ -128,13 +155,20 @@ Verdict = Literal["apply", "skip", "gap"]
 
 
 class SequenceRule:
-    """Decides whether a delta continues the book; subclasses encode a venue's documented rule."""
+    """Decides whether a delta continues the book; subclasses encode a venue's documented rule.
+
+    `check` only judges; `accept` records a delta `check` let through once it is applied, so a
+    delta whose levels cannot be read leaves the rule as it was (the next one is then a gap).
+    """
 
     def on_snapshot(self, seq: int | None) -> None:
         """A snapshot with this sequence number was applied."""
 
     def check(self, first: int | None, last: int | None, prev: int | None) -> Verdict:
         return "apply"
+
+    def accept(self, first: int | None, last: int | None, prev: int | None) -> None:
+        """The delta `check` said to apply was applied."""
 
 
 class UpdateIdBridge(SequenceRule):
@@ -158,15 +192,12 @@ class UpdateIdBridge(SequenceRule):
         if last <= self._last:
             return "skip"
         if not self._bridged:
-            if first <= self._last + 1 <= last:
-                self._bridged = True
-                self._last = last
-                return "apply"
-            return "gap"
-        if first != self._last + 1:
-            return "gap"
+            return "apply" if first <= self._last + 1 <= last else "gap"
+        return "apply" if first == self._last + 1 else "gap"
+
+    def accept(self, first: int | None, last: int | None, prev: int | None) -> None:
+        self._bridged = True
         self._last = last
-        return "apply"
 
 
 class PrevSeqLink(SequenceRule):
@@ -184,10 +215,11 @@ class PrevSeqLink(SequenceRule):
     def check(self, first: int | None, last: int | None, prev: int | None) -> Verdict:
         if prev is None or last is None:
             return "apply"
-        if self._last is not None and prev != self._last:
-            return "gap"
-        self._last = last
-        return "apply"
+        return "gap" if self._last is not None and prev != self._last else "apply"
+
+    def accept(self, first: int | None, last: int | None, prev: int | None) -> None:
+        if prev is not None and last is not None:
+            self._last = last
 
 
 # -- checksum rules ---------------------------------------------------------------------------
@@ -391,8 +423,13 @@ def apply_pairs(
     (kernel; `apply_pairs_reference` defines it).
 
     The caller leaves room for every pair. Returns the index into `_STATUS` of what is wrong
-    with the book's best levels: 0, an empty side or a crossed book.
+    with the book's best levels: 0, an empty side or a crossed book; or, changing nothing, of
+    the first pair no venue can mean (`level_defect`; a size of 0 is a removal).
     """
+    for j in range(0, n, 2):
+        code = level_defect(vals[j], 1.0 if vals[j + 1] == 0.0 else vals[j + 1])
+        if code:
+            return code
     if snapshot:
         nb = _fill(bids, vals, 0, bid_values, True)
         na = _fill(asks, vals, bid_values, n, False)
@@ -451,11 +488,21 @@ def apply_pairs_reference(
 
 def parse_levels_reference(bids: Sequence[Level], asks: Sequence[Level]) -> list[float]:
     """Every price and size as Python's `float()` reads it, bids first: what `parse_levels`
-    must match, and how the book reads what that parser declines."""
+    must match, and how the book reads what that parser declines.
+
+    Raises ValueError naming the level (`bids[3]: ...`) for one that is not two values, or a
+    value that is no number (a boolean, None, text `float()` refuses).
+    """
     out: list[float] = []
-    for side in (bids, asks):
-        for price, size in side:
-            out += (float(price), float(size))
+    for name, side in (("bids", bids), ("asks", asks)):
+        for i, level in enumerate(side):
+            try:
+                price, size = level
+                if isinstance(price, bool) or isinstance(size, bool):
+                    raise ValueError(f"a boolean is not a number: {level!r}")
+                out += (float(price), float(size))
+            except (TypeError, ValueError, OverflowError) as err:
+                raise ValueError(f"{name}[{i}]: {err}") from None
     return out
 
 
@@ -565,7 +612,12 @@ class OrderBook:
         ts_exchange_ns: int,
         checksum: int | None = None,
     ) -> str:
-        """Replace the book; return '' or why it is invalid."""
+        """Replace the book; return '' or why it is invalid.
+
+        Raises ValueError if a level cannot be read (see `parse_levels_reference`) or `seq` is
+        no integer; the book then holds nothing (`NO_SNAPSHOT`) until a snapshot that reads.
+        """
+        _check_sequence_numbers(seq=seq)
         self.bids.clear()
         self.asks.clear()
         self.invalid_reason = NO_SNAPSHOT  # until the new one is in (its levels may not read)
@@ -590,30 +642,51 @@ class OrderBook:
         """Apply one delta; return '' or why the book is (now, or still) invalid.
 
         A delta the sequence rule says is already contained in the snapshot is skipped and
-        changes nothing. An invalid book ignores deltas until the next snapshot.
+        changes nothing. An invalid book ignores deltas until the next snapshot. A delta with a
+        level that cannot be read, or a sequence number that is no integer, raises ValueError
+        and changes nothing, as if it never came (the sequence rule then sees the next as a gap).
         """
         if not self.valid:
             return self.invalid_reason
+        _check_sequence_numbers(first=first, last=last, prev=prev)
         verdict = self._sequence.check(first, last, prev)
-        if verdict == "skip":
-            return ""
-        if verdict == "gap":
-            self.invalid_reason = SEQUENCE_GAP
+        if verdict != "apply":
+            self._read(bids, asks)  # unreadable is an error whatever the sequence says
+            if verdict == "gap":
+                self.invalid_reason = SEQUENCE_GAP
             return self.invalid_reason
         status = self._apply(bids, asks, snapshot=False)
+        self._sequence.accept(first, last, prev)
         self.seq = last if last is not None else self.seq
         self.ts_exchange_ns = ts_exchange_ns
         return self._after_change(checksum, status)
 
-    def _apply(self, bids: Sequence[Level], asks: Sequence[Level], snapshot: bool) -> int:
-        """Apply the levels; the kernel's status of the best levels."""
-        n = 2 * (len(bids) + len(asks))
+    def _text(self, bids: Sequence[Level], asks: Sequence[Level]) -> tuple[int, np.ndarray | None]:
+        """The values the levels hold (room made for them in `_vals`) and their JSON text, None
+        where it is not JSON as it stands (e.g. Decimal: `float()` reads it)."""
+        try:
+            n = 2 * (len(bids) + len(asks))
+        except TypeError:
+            raise ValueError("bids and asks must be lists of [price, size]") from None
         if n > self._vals.shape[0]:
             self._vals = np.empty(max(n, 2 * self._vals.shape[0]))
-        vals = self._vals
         try:
-            text = np.frombuffer(orjson.dumps((bids, asks)), np.uint8)
-        except TypeError:  # not JSON as it stands (e.g. Decimal): float() reads it
+            return n, np.frombuffer(orjson.dumps((bids, asks)), np.uint8)
+        except TypeError:
+            return n, None
+
+    def _read(self, bids: Sequence[Level], asks: Sequence[Level]) -> None:
+        """Raise ValueError as `_apply` would for levels that cannot be read; apply nothing."""
+        _, text = self._text(bids, asks)
+        if text is None or parse_levels(text, self._vals)[1] < 0:
+            parse_levels_reference(bids, asks)
+
+    def _apply(self, bids: Sequence[Level], asks: Sequence[Level], snapshot: bool) -> int:
+        """Apply the levels; the kernel's status: of the best levels, or of a level no venue
+        can mean (then nothing was applied)."""
+        n, text = self._text(bids, asks)
+        vals = self._vals
+        if text is None:
             status = NEEDS_FLOAT
         else:
             status = self._kernel(text, snapshot)
@@ -635,7 +708,7 @@ class OrderBook:
                 snapshot,
                 self._depth,
             )
-        if self._rules.checksum is not None:
+        if self._rules.checksum is not None and status not in (_BAD, _OUT_OF_RANGE):
             split = 2 * len(bids)
             self.bids.keep_strings(bids, vals[0:split:2].tolist())
             self.asks.keep_strings(asks, vals[split:n:2].tolist())
@@ -654,9 +727,17 @@ class OrderBook:
 
     def _after_change(self, checksum: int | None, status: int) -> str:
         self.updates += 1
+        if status in (_BAD, _OUT_OF_RANGE):  # nothing applied: the book must be resynced
+            self.invalid_reason = _STATUS[status]
+            return self.invalid_reason
         if checksum is not None and self._rules.checksum is not None:
             depth = self._rules.checksum_depth
-            got = self._rules.checksum(self.bids.strings(depth), self.asks.strings(depth))
+            try:
+                got: int | None = self._rules.checksum(
+                    self.bids.strings(depth), self.asks.strings(depth)
+                )
+            except (TypeError, AttributeError):  # a level sent as a number: not the venue's text
+                got = None
             if got != checksum:
                 self.invalid_reason = CHECKSUM
                 return self.invalid_reason
@@ -671,6 +752,14 @@ class OrderBook:
     def top(self, depth: int) -> tuple[np.ndarray, np.ndarray]:
         """(bids, asks) as (n, 2) price/size arrays, best first."""
         return self.bids.top(depth), self.asks.top(depth)
+
+
+def _check_sequence_numbers(**numbers: object) -> None:
+    for name, value in numbers.items():
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | np.integer)
+        ):
+            raise ValueError(f"{name} must be an integer or None, got {value!r:.40}")
 
 
 #: Each venue's book rules, as its documentation states them.

@@ -23,13 +23,25 @@ from hft_ray.feed.core import FeedCore
 from hft_ray.markets import resolve_markets
 from hft_ray.types import BookEvent, BookInvalid, BookSnapshot, Universe
 from hft_ray.venues.ccxt_live import CcxtBookStream
-from hft_ray.venues.replay import ReplayFormatError, format_line, open_text, read_files
+from hft_ray.venues.replay import (
+    ReplayFileError,
+    ReplayFormatError,
+    UnknownLines,
+    format_line,
+    open_text,
+    read_files,
+)
 
 _EMPTY = np.empty((0, 2))
 
 
 def detect_replay(config: HftConfig, paths: list[Path], err: TextIO = sys.stderr) -> dict[str, Any]:
-    """Every opportunity in the recorded books, line by line."""
+    """Every opportunity in the recorded books, line by line.
+
+    A malformed line is printed to `err` (one line naming file:line and why) and skipped, as
+    is, once per file, an exchange or a symbol the config does not know. A file that cannot
+    be read raises ConfigError naming it and where reading stopped.
+    """
     for p in paths:
         if not p.exists():
             raise ConfigError(f"replay: no such file {p}")
@@ -39,21 +51,28 @@ def detect_replay(config: HftConfig, paths: list[Path], err: TextIO = sys.stderr
     markets = resolve_markets(config)
     universe = Universe(tuple(config.venues), tuple(config.symbols))
     feeds = {v: FeedCore(universe, v, config.feed, 1) for v in config.venues}
+    symbols = set(config.symbols)
     clock = TestClock(start_ns=0)
     detector = DetectorCore(config, universe, markets, clock, "r")
     malformed: list[str] = []
+    unknown = UnknownLines(lambda notice: print(f"hft-ray replay: {notice}", file=err))
 
     def on_error(e: ReplayFormatError) -> None:
+        if isinstance(e, ReplayFileError):
+            raise ConfigError(f"replay: {e}")
         malformed.append(str(e))
         print(f"hft-ray replay: skipped {e}", file=err)
 
     found: list[dict[str, Any]] = []
-    lines = skipped_venue = 0
+    lines = 0
     for index, rec in enumerate(read_files(paths, on_error)):
         lines += 1
         feed = feeds.get(rec.exchange)
         if feed is None:
-            skipped_venue += 1
+            unknown.exchange(rec)
+            continue
+        if rec.book.symbol not in symbols:
+            unknown.symbol(rec)
             continue
         ts = rec.book.ts_exchange_ns
         clock.advance(max(0, ts - clock.time_ns()))
@@ -80,7 +99,9 @@ def detect_replay(config: HftConfig, paths: list[Path], err: TextIO = sys.stderr
         "venues": list(config.venues),
         "symbols": list(config.symbols),
         "lines": lines,
-        "lines_of_other_exchanges": skipped_venue,
+        "lines_of_other_exchanges": unknown.exchanges,
+        "lines_of_other_symbols": unknown.symbols,
+        "unknown": unknown.notices,
         "malformed_lines": malformed,
         "book_updates": sum(f.updates for f in feeds.values()),
         "invalid_books": {v: dict(f.invalid) for v, f in feeds.items() if f.invalid},

@@ -46,6 +46,7 @@ from hft_ray.book import (
     check_levels_reference,
     okx_checksum,
 )
+from hft_ray.types import BookSnapshot
 
 CRYPTOFEED_CHECKSUM_US = (10.0, 100.0)
 TARGET_DIFFS_PER_S = 50_000
@@ -472,7 +473,7 @@ class CcxtLive:
     def __init__(self, venue: str, loop: asyncio.AbstractEventLoop) -> None:
         from hft_ray.clock import LiveClock
         from hft_ray.config import CcxtVenueConfig
-        from hft_ray.venues.ccxt_live import CcxtBookStream, make_exchange
+        from hft_ray.venues.ccxt_live import CcxtBookStream, book_event, make_exchange
 
         cfg = CcxtVenueConfig(kind="ccxt")
 
@@ -488,6 +489,7 @@ class CcxtLive:
             self.client.subscriptions["books:" + symbol] = {}  # what watch_order_book leaves
         self.stream = CcxtBookStream(venue, cfg, [], TOP, LiveClock(), exchange=self.exchange)
         self.stream._install_raw_check()
+        self._event = book_event
 
     def _books(self, snapshots: dict[str, str]) -> dict[str, Any]:
         """ccxt's books after the REST snapshots, as `fetch_order_book_snapshot` leaves them."""
@@ -503,7 +505,7 @@ class CcxtLive:
     def path(self, frames: Frames, snapshots: dict[str, str] | None = None) -> BookPath:
         """Each frame through ccxt, then the book its watcher is handed, extracted as
         `CcxtBookStream` extracts it (unless our raw check holds the book broken)."""
-        exchange, stream, raw = self.exchange, self.stream, self.stream._raw
+        exchange, raw = self.exchange, self.stream._raw
         handle = self.client.handle_text_or_binary_message
         work = [(text, self.symbols[market]) for text, market in frames]
         markets = {symbol: market for market, symbol in self.symbols.items()}
@@ -519,13 +521,15 @@ class CcxtLive:
                 if raw is not None and not raw.valid(symbol):
                     bad += 1
                     continue
-                stream._snapshot(symbol, books[symbol])
+                self._event(symbol, books[symbol], TOP, 0)
             return bad
 
         def tops(books: dict[str, Any]) -> Tops:
             out = {}
             for symbol, book in books.items():
-                snap = stream._snapshot(symbol, book)
+                snap = self._event(symbol, book, TOP, 0)
+                if not isinstance(snap, BookSnapshot):
+                    raise RuntimeError(f"bench: {symbol}: the book could not be read")
                 out[markets[symbol]] = (snap.bids, snap.asks)
             return out
 

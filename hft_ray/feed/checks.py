@@ -1,10 +1,10 @@
 """The feed's per-book checks over BookUpdate rows, in numba, each beside its plain reference.
 
 `level_status` judges each row's levels as `book.levels_status` judges a book (empty side,
-non-positive / NaN / infinite level, unsorted, crossed); `jump_status` then runs the
-`book.JumpFilter` rule, one state per symbol, over the rows that passed, in row order. Both
-write a status code per row (an index into `STATUS`, 0 for a good book). The jump state lives
-in flat arrays (`JumpState`); its standard deviation is summed oldest return first, twice
+non-positive / NaN / infinite level, level out of range, unsorted, crossed); `jump_status` then
+runs the `book.JumpFilter` rule, one state per symbol, over the rows that passed, in row order.
+Both write a status code per row (an index into `STATUS`, 0 for a good book). The jump state
+lives in flat arrays (`JumpState`); its standard deviation is summed oldest return first, twice
 (mean, then squared deviations), where `JumpFilter` calls `np.std`: the same definition, with
 the last bits of rounding fixed so that kernel and reference agree exactly.
 """
@@ -16,11 +16,30 @@ import math
 import numpy as np
 from numba import float64, int16, int64, njit, void
 
-from hft_ray.book import check_levels_reference
+from hft_ray.book import OUT_OF_RANGE, check_levels_reference, level_defect
 from hft_ray.types import BAD_LEVEL, CROSSED, EMPTY_SIDE, PRICE_JUMP, UNSORTED
 
-#: Why a row is not tradable, by status code.
-STATUS = ("", EMPTY_SIDE, BAD_LEVEL, UNSORTED, CROSSED, PRICE_JUMP)
+#: A book event that cannot become a row: its sequence number or exchange timestamp is no
+#: integer that fits a row's int64 (or is negative), or its levels are no (n, 2) float array.
+NONCE_OUT_OF_RANGE = "nonce_out_of_range"
+TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
+MALFORMED_BOOK = "malformed_book"
+
+#: Why a row is not tradable, by status code (the first six are `book.levels_status`'s; the
+#: last three are judged on the event, before it is a row).
+STATUS = (
+    "",
+    EMPTY_SIDE,
+    BAD_LEVEL,
+    UNSORTED,
+    CROSSED,
+    OUT_OF_RANGE,
+    PRICE_JUMP,
+    NONCE_OUT_OF_RANGE,
+    TIMESTAMP_OUT_OF_RANGE,
+    MALFORMED_BOOK,
+)
+BAD = STATUS.index(BAD_LEVEL)
 JUMP = STATUS.index(PRICE_JUMP)
 #: Returns a symbol's jump filter keeps, and how many it needs before it flags anything
 #: (`JumpFilter`'s defaults).
@@ -32,12 +51,15 @@ JUMP_MIN_SAMPLES = 30
 
 
 @njit(cache=True)
-def _side_bad(px: np.ndarray, qty: np.ndarray, n: int) -> bool:  # pragma: no cover - compiled
+def _side_defect(px: np.ndarray, qty: np.ndarray, n: int) -> int:  # pragma: no cover - compiled
+    """The worst `book.level_defect` of the first `n` levels."""
+    worst = 0
     for j in range(n):
-        p, q = px[j], qty[j]
-        if not (p > 0.0 and q > 0.0) or not (np.isfinite(p) and np.isfinite(q)):
-            return True
-    return False
+        code = level_defect(px[j], qty[j])
+        if code == BAD:
+            return code
+        worst = max(worst, code)
+    return worst
 
 
 # Explicit signatures over any-layout ('A') arrays: one compiled kernel serves a one-row array
@@ -63,9 +85,11 @@ def level_status(
         code = 0
         if nb == 0 or na == 0:
             code = 1
-        elif _side_bad(bid_px[i], bid_qty[i], nb) or _side_bad(ask_px[i], ask_qty[i], na):
-            code = 2
         else:
+            bad_bids = _side_defect(bid_px[i], bid_qty[i], nb)
+            bad_asks = _side_defect(ask_px[i], ask_qty[i], na)
+            code = BAD if bad_bids == BAD or bad_asks == BAD else max(bad_bids, bad_asks)
+        if code == 0:
             for j in range(1, nb):
                 if bid_px[i, j] >= bid_px[i, j - 1]:
                     code = 3

@@ -17,7 +17,10 @@ import numpy as np
 from hft_ray.config import FeedConfig
 from hft_ray.feed.checks import (
     JUMP_MIN_SAMPLES,
+    MALFORMED_BOOK,
+    NONCE_OUT_OF_RANGE,
     STATUS,
+    TIMESTAMP_OUT_OF_RANGE,
     JumpState,
     jump_status,
     level_status,
@@ -26,12 +29,50 @@ from hft_ray.types import (
     BOOK_VALID,
     BookEvent,
     BookInvalid,
+    BookSnapshot,
     Universe,
     book_update_dtype,
 )
 
 _LEVELS = ("bid_px", "bid_qty", "ask_px", "ask_qty")
 _META = ("symbol", "seq", "ts_exchange_ns", "n_bids", "n_asks")
+_INT64_MAX = np.iinfo(np.int64).max
+#: A row's preset status: an invalidation the venue adapter judged (no level or jump check).
+_VENUE_INVALID = -1
+_MALFORMED, _NONCE, _TIMESTAMP = (
+    STATUS.index(r) for r in (MALFORMED_BOOK, NONCE_OUT_OF_RANGE, TIMESTAMP_OUT_OF_RANGE)
+)
+
+
+def _row_int(value: object) -> bool:
+    """`value` fits a row's int64 field, and is not negative."""
+    return (
+        isinstance(value, int | np.integer)
+        and not isinstance(value, bool)
+        and 0 <= int(value) <= _INT64_MAX
+    )
+
+
+def _levels(value: object) -> bool:
+    return (
+        isinstance(value, np.ndarray)
+        and value.ndim == 2
+        and value.shape[1] == 2
+        and value.dtype.kind == "f"
+    )
+
+
+def event_defect(event: BookSnapshot) -> int:
+    """The status code of what makes a book event unfit to be a row, or 0: levels that are no
+    (n, 2) float array, a sequence number or timestamp that is no int64 >= 0 (a nonce of 2**63
+    would overflow the row, and the kernels after it)."""
+    if not (_levels(event.bids) and _levels(event.asks)):
+        return _MALFORMED
+    if not _row_int(event.seq):
+        return _NONCE
+    if not _row_int(event.ts_exchange_ns):
+        return _TIMESTAMP
+    return 0
 
 
 class FeedCore:
@@ -85,7 +126,7 @@ class FeedCore:
             self._check_dtype(rows)
         else:
             self._validate(rows)
-        self._check(rows, recv_ns, recv_mono_ns, invalidated=None)
+        self._check(rows, recv_ns, recv_mono_ns, preset=None)
         return rows
 
     def rows_from_events(
@@ -94,15 +135,17 @@ class FeedCore:
         """The events of a live or replayed venue as checked rows (as `check_rows` leaves them).
 
         An unknown symbol is counted and skipped; an invalidation becomes a row without the
-        valid flag (no levels, `seq` 0), counted under its reason.
+        valid flag (no levels, `seq` 0), counted under its reason; so does a book that cannot
+        be a row (`event_defect`), counted under its defect as a book that failed a check.
         """
         rows = np.empty(len(events), self._raw)
         rows[:] = self._blank
         rows = rows.view(self._dtype)
         bid_px, bid_qty, ask_px, ask_qty = (rows[f] for f in _LEVELS)
-        # (symbol, seq, ts_exchange_ns, n_bids, n_asks) of each kept event, and if invalidated
+        # (symbol, seq, ts_exchange_ns, n_bids, n_asks) of each kept event, and its preset
+        # status: 0 to be judged by its levels, else `_VENUE_INVALID` or an `event_defect`
         meta: list[tuple[int, int, int, int, int]] = []
-        invalidated: list[bool] = []
+        preset: list[int] = []
         depth = self._depth
         for event in events:
             symbol_id = self._symbol_ids.get(event.symbol)
@@ -111,22 +154,25 @@ class FeedCore:
             elif isinstance(event, BookInvalid):
                 self.invalid[event.reason] += 1
                 meta.append((symbol_id, 0, recv_ns, 0, 0))
-                invalidated.append(True)
+                preset.append(_VENUE_INVALID)
+            elif defect := event_defect(event):
+                meta.append((symbol_id, 0, recv_ns, 0, 0))
+                preset.append(defect)
             else:
                 bids, asks = event.bids[:depth], event.asks[:depth]
                 n, nb, na = len(meta), len(bids), len(asks)
                 bid_px[n, :nb], bid_qty[n, :nb] = bids[:, 0], bids[:, 1]
                 ask_px[n, :na], ask_qty[n, :na] = asks[:, 0], asks[:, 1]
                 meta.append((symbol_id, event.seq, event.ts_exchange_ns, nb, na))
-                invalidated.append(False)
+                preset.append(0)
         rows = rows[: len(meta)]
         for field, values in zip(_META, zip(*meta, strict=True), strict=False):
             rows[field] = values
-        self._check(rows, recv_ns, recv_mono_ns, np.array(invalidated, dtype=bool))
+        self._check(rows, recv_ns, recv_mono_ns, np.array(preset, dtype=np.int64))
         return rows
 
     def _check(
-        self, rows: np.ndarray, recv_ns: int, recv_mono_ns: int, invalidated: np.ndarray | None
+        self, rows: np.ndarray, recv_ns: int, recv_mono_ns: int, preset: np.ndarray | None
     ) -> None:
         rows["ts_recv_ns"] = recv_ns
         rows["ts_recv_mono_ns"] = recv_mono_ns
@@ -135,8 +181,9 @@ class FeedCore:
         level_status(
             bid_px, rows["bid_qty"], ask_px, rows["ask_qty"], rows["n_bids"], rows["n_asks"], status
         )
-        if invalidated is not None:
-            status[invalidated] = -1  # judged by the venue adapter: no level or jump check
+        if preset is not None:
+            judged = preset != 0
+            status[judged] = preset[judged]  # no level or jump check
         if self._max_z:
             j = self._jumps
             jump_status(
@@ -158,7 +205,7 @@ class FeedCore:
             for code, count in enumerate(np.bincount(bad, minlength=len(STATUS)).tolist()):
                 if count:
                     self.invalid[STATUS[code]] += count
-        self.updates += len(rows) - (0 if invalidated is None else int(invalidated.sum()))
+        self.updates += len(rows) - (0 if preset is None else int((preset == _VENUE_INVALID).sum()))
 
     def _validate(self, rows: np.ndarray) -> None:
         """Refuse rows the kernels cannot read safely: another depth, venue or symbol set."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +24,8 @@ from ccxt.base.errors import BaseError, ChecksumError, InvalidNonce, NetworkErro
 
 from hft_ray.book import VENUE_BOOK_RULES, OrderBook
 from hft_ray.clock import Clock
-from hft_ray.config import CcxtVenueConfig, ConfigError, deep_merge
+from hft_ray.config import CcxtVenueConfig, ConfigError, deep_merge, read_secret
+from hft_ray.feed.checks import MALFORMED_BOOK
 from hft_ray.types import BookEvent, BookInvalid, BookSnapshot
 from hft_ray.venues.base import MarketSpec
 
@@ -42,26 +42,18 @@ _CCXT_LOG = logging.getLogger("hft_ray.ccxt")
 _CCXT_LOG.setLevel(logging.INFO)
 
 
-def _secret(env: str | None, what: str, venue: str) -> str | None:
-    if env is None:
-        return None
-    value = os.environ.get(env)
-    if value is None:
-        raise ConfigError(f"venues.{venue}.{what}: environment variable {env} is not set")
-    return value
-
-
 def make_exchange(venue: str, cfg: CcxtVenueConfig) -> Any:
-    """A ccxt.pro exchange as the config describes it; credentials only from the environment."""
+    """A ccxt.pro exchange as the config describes it; credentials read here, at use, from
+    the environment or a mounted file (never carried in the config or a message)."""
     exchange_id = cfg.exchange or venue
     klass = getattr(ccxt.pro, exchange_id)
     params: dict[str, Any] = {"enableRateLimit": True}
-    for field, env, what in (
-        ("apiKey", cfg.api_key_env, "api_key_env"),
-        ("secret", cfg.secret_env, "secret_env"),
-        ("password", cfg.password_env, "password_env"),
+    for field, env, file, what in (
+        ("apiKey", cfg.api_key_env, cfg.api_key_file, "api_key"),
+        ("secret", cfg.secret_env, cfg.secret_file, "secret"),
+        ("password", cfg.password_env, cfg.password_file, "password"),
     ):
-        value = _secret(env, what, venue)
+        value = read_secret(env, file, f"venues.{venue}.{what}")
         if value is not None:
             params[field] = value
     exchange = klass(params)
@@ -118,6 +110,64 @@ async def load_ccxt_markets(
         await exchange.close()
 
 
+def _ccxt_levels(side: Any, depth: int) -> np.ndarray:
+    """The best `depth` levels of a ccxt book side as an (n, 2) array: each level's first two
+    values (some venues add a count or an id)."""
+    top = [level[:2] for level in side[:depth]]
+    if not top:
+        return np.empty((0, 2))
+    arr = np.array(top, dtype=np.float64)  # ragged levels, or values that are no numbers, raise
+    if arr.shape != (len(top), 2):
+        raise ValueError("levels must be [price, amount, ...]")
+    return arr
+
+
+def book_event(symbol: str, book: Any, depth: int, now_ns: int) -> BookEvent:
+    """The event of a book as ccxt.pro's `watch_order_book` gives it (a dict of `bids` and
+    `asks` lists of [price, amount, ...], `nonce`, `timestamp` in ms): a snapshot of its best
+    `depth` levels, or, if any of that cannot be read, an invalidation (`MALFORMED_BOOK`).
+
+    The values are not judged here: the feed's checks do that for every venue alike. A book
+    without a timestamp is stamped `now_ns`.
+    """
+    try:
+        bids = _ccxt_levels(book["bids"], depth)
+        asks = _ccxt_levels(book["asks"], depth)
+        nonce, ts_ms = book.get("nonce"), book.get("timestamp")
+        for value in (nonce, ts_ms):
+            if isinstance(value, bool) or not (value is None or isinstance(value, int | float)):
+                raise ValueError(f"not a number: {value!r:.40}")
+        if isinstance(nonce, float):
+            raise ValueError(f"nonce {nonce!r} is no integer")
+        # inf and NaN raise here; a nonce or timestamp too large for a row the feed refuses
+        ts_ns = int(ts_ms) * 1_000_000 if ts_ms else now_ns
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError):
+        return BookInvalid(symbol, MALFORMED_BOOK)
+    return BookSnapshot(symbol, nonce or 0, ts_ns, bids, asks)
+
+
+def _okx_levels(raw: Any) -> list[tuple[Any, Any]]:
+    if not isinstance(raw, list) or not all(isinstance(x, list) and len(x) >= 2 for x in raw):
+        raise ValueError("levels must be lists of [price, size, ...]")
+    return [(x[0], x[1]) for x in raw]
+
+
+def _okx_apply(book: OrderBook, snapshot: bool, d: Any) -> str:
+    """Apply one entry of an OKX `books` message's `data`; raise ValueError if it cannot be
+    read."""
+    if not isinstance(d, dict):
+        raise ValueError("a book entry must be an object")
+    bids, asks = _okx_levels(d.get("bids", [])), _okx_levels(d.get("asks", []))
+    try:
+        ts = int(d.get("ts", 0)) * 1_000_000
+    except (TypeError, OverflowError):
+        raise ValueError(f"ts {d.get('ts')!r:.40}") from None
+    seq, prev, checksum = d.get("seqId"), d.get("prevSeqId"), d.get("checksum")
+    if snapshot:
+        return book.apply_snapshot(bids, asks, seq, ts, checksum)
+    return book.apply_delta(bids, asks, ts, last=seq, prev=prev, checksum=checksum)
+
+
 class OkxRawChecksum:
     """OKX's CRC32 over the top 25 levels, checked on the raw `books` messages, since ccxt
     4.5.90 applies them without checking. Keeps an `OrderBook` per instrument beside ccxt's."""
@@ -126,23 +176,28 @@ class OkxRawChecksum:
         self._exchange = exchange
         self._books: dict[str, OrderBook] = {}
 
-    def observe(self, message: dict[str, Any]) -> tuple[str, str] | None:
-        """Check one raw message; return (symbol, reason) when it breaks the book."""
-        action = message.get("action")
-        if action not in ("snapshot", "update"):
+    def observe(self, message: Any) -> tuple[str, str] | None:
+        """Check one raw message; return (symbol, reason) when it breaks the book, or when its
+        book data cannot be read (`MALFORMED_BOOK`: the book waits for a new snapshot). A
+        message that names no instrument is left to ccxt's own handler."""
+        if not isinstance(message, dict) or message.get("action") not in ("snapshot", "update"):
             return None
-        symbol = self._exchange.safe_symbol(message.get("arg", {}).get("instId"))
+        arg = message.get("arg")
+        inst = arg.get("instId") if isinstance(arg, dict) else None
+        if not isinstance(inst, str):
+            return None
+        symbol = self._exchange.safe_symbol(inst)
         book = self._books.setdefault(symbol, OrderBook(VENUE_BOOK_RULES["okx"]))
         reason = ""
-        for d in message.get("data", []):
-            bids = [(p, q) for p, q, *_ in d.get("bids", [])]
-            asks = [(p, q) for p, q, *_ in d.get("asks", [])]
-            ts = int(d.get("ts", 0)) * 1_000_000
-            seq, prev, checksum = d.get("seqId"), d.get("prevSeqId"), d.get("checksum")
-            if action == "snapshot":
-                reason = book.apply_snapshot(bids, asks, seq, ts, checksum)
-            else:
-                reason = book.apply_delta(bids, asks, ts, last=seq, prev=prev, checksum=checksum)
+        try:
+            data = message.get("data")
+            if not isinstance(data, list):
+                raise ValueError("data must be a list")
+            for d in data:
+                reason = _okx_apply(book, message["action"] == "snapshot", d)
+        except ValueError:  # the book's error for a level it cannot read, and the message's
+            book.invalidate(MALFORMED_BOOK)
+            reason = MALFORMED_BOOK
         return (symbol, reason) if reason else None
 
     def valid(self, symbol: str) -> bool:
@@ -258,7 +313,8 @@ class CcxtBookStream:
             backoff, patience = first, self._cfg.stall_timeout_s
             if self._raw is not None and not self._raw.valid(symbol):
                 continue  # our own check says this book is broken until its next snapshot
-            self._queue.put_nowait(self._snapshot(symbol, task.result()))
+            book = task.result()
+            self._queue.put_nowait(book_event(symbol, book, self._depth, self._clock.time_ns()))
 
     @staticmethod
     def _failure(task: asyncio.Future[Any]) -> str:
@@ -275,13 +331,6 @@ class CcxtBookStream:
         if isinstance(err, NetworkError):
             return DISCONNECTED
         return VENUE_ERROR  # anything else, ccxt's or not: a watcher must never die quietly
-
-    def _snapshot(self, symbol: str, book: Any) -> BookSnapshot:
-        bids = np.array(book["bids"][: self._depth], dtype=np.float64).reshape(-1, 2)
-        asks = np.array(book["asks"][: self._depth], dtype=np.float64).reshape(-1, 2)
-        ts_ms = book.get("timestamp")
-        ts_ns = int(ts_ms) * 1_000_000 if ts_ms else self._clock.time_ns()
-        return BookSnapshot(symbol, int(book.get("nonce") or 0), ts_ns, bids, asks)
 
     async def next(self, timeout_s: float) -> list[BookEvent]:
         """Every event so far, waiting up to `timeout_s` for the first."""

@@ -16,22 +16,35 @@ import heapq
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+import zlib
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 import numpy as np
+import orjson
 import ray
 
+from hft_ray.book import OUT_OF_RANGE, check_levels
 from hft_ray.config import HftConfig
-from hft_ray.types import BookSnapshot, OrderResult, Side
+from hft_ray.types import BAD_LEVEL, BookSnapshot, OrderResult, Side
 from hft_ray.venues.sim import Backlog, InProcessSimVenue, SimExchange, sim_exchange_from_config
 
 _RING_BOOKS = 256  # lines a venue keeps for its feed
+#: Longest line read, in bytes: a top-N book of thousands of levels is a few hundred kB, and a
+#: file with no line breaks (binary, corrupt) must not be read into memory whole.
+_MAX_LINE = 4 << 20
+_INT64_MAX = (1 << 63) - 1
+_MAX_TS_MS = _INT64_MAX // 1_000_000  # a row holds the timestamp in int64 nanoseconds
+_EMPTY = np.empty((0, 2))
 
 
 class ReplayFormatError(ValueError):
     """A line that is not a recorded book; the message names file, line and problem."""
+
+
+class ReplayFileError(ReplayFormatError):
+    """A file that cannot be read (any further): not there, not gzip, corrupt, binary."""
 
 
 class RecordedBook(NamedTuple):
@@ -47,64 +60,135 @@ def open_text(path: Path, mode: str = "rt") -> IO[str]:
     return open(path, mode, encoding="utf-8")
 
 
+def _is_number(value: Any) -> bool:
+    """A JSON number: int or float, not a boolean (which Python counts as an int)."""
+    return type(value) is int or type(value) is float
+
+
 def _levels(value: Any, side: str) -> np.ndarray:
+    """`[[price, amount], ...]`, each a JSON number, price finite and above 0, amount finite
+    and not negative."""
     if not isinstance(value, list):
         raise ValueError(f"{side} must be a list of [price, amount]")
-    try:
-        arr = np.array(value, dtype=np.float64).reshape(-1, 2)
-    except (TypeError, ValueError):
-        raise ValueError(f"{side} must be a list of [price, amount] numbers") from None
-    if len(arr) and not np.all(np.isfinite(arr)):
-        raise ValueError(f"{side} has a non-finite number")
-    return arr
+    for i, level in enumerate(value):
+        if not (
+            isinstance(level, list)
+            and len(level) == 2
+            and _is_number(level[0])
+            and _is_number(level[1])
+        ):
+            raise ValueError(f"{side}[{i}] must be [price, amount] numbers, got {level!r:.60}")
+        price, amount = level
+        if not (0 < price < math.inf and 0 <= amount < math.inf):
+            raise ValueError(
+                f"{side}[{i}] needs a finite price above 0 and amount from 0, got {level!r:.60}"
+            )
+    return np.array(value, dtype=np.float64).reshape(-1, 2)
 
 
-def parse_line(text: str, path: str, line: int) -> RecordedBook:
+def parse_line(text: str | bytes, path: str, line: int) -> RecordedBook:
     """Decode one line; raise ReplayFormatError naming `path:line` and what is wrong."""
     try:
-        obj = json.loads(text)
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError as err:
+            raise ValueError(f"not JSON ({err})") from None
         if not isinstance(obj, dict):
             raise ValueError("not a JSON object")
         missing = [k for k in ("exchange", "symbol", "timestamp", "bids", "asks") if k not in obj]
         if missing:
             raise ValueError(f"missing {', '.join(missing)}")
         ts = obj["timestamp"]
-        if not isinstance(ts, int | float) or isinstance(ts, bool) or not math.isfinite(ts):
-            raise ValueError(f"timestamp must be milliseconds, got {ts!r}")
+        if not (_is_number(ts) and 0 <= ts <= _MAX_TS_MS):
+            raise ValueError(f"timestamp must be milliseconds from 0 to {_MAX_TS_MS}, got {ts!r}")
         nonce = obj.get("nonce")
-        if nonce is not None and not isinstance(nonce, int):
+        if nonce is not None and type(nonce) is not int:
             raise ValueError(f"nonce must be an integer or null, got {nonce!r}")
+        if nonce is not None and not 0 <= nonce <= _INT64_MAX:
+            raise ValueError(f"nonce must be from 0 to 2**63-1, got {nonce}")
         exchange, symbol = obj["exchange"], obj["symbol"]
         if not isinstance(exchange, str) or not isinstance(symbol, str):
             raise ValueError("exchange and symbol must be strings")
         book = BookSnapshot(
             symbol,
-            int(nonce or 0),
+            nonce or 0,
             int(ts * 1_000_000),
             _levels(obj["bids"], "bids"),
             _levels(obj["asks"], "asks"),
         )
-    except ValueError as err:  # json.JSONDecodeError is a ValueError
+    except ValueError as err:
         raise ReplayFormatError(f"{path}:{line}: {err}") from None
     return RecordedBook(path, line, exchange, book)
 
 
+def _open_binary(path: Path) -> IO[bytes]:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def _raw_lines(f: IO[bytes]) -> Iterator[bytes | None]:
+    """Each line's bytes; None for one longer than `_MAX_LINE`, which is skipped unread."""
+    while raw := f.readline(_MAX_LINE + 1):
+        if len(raw) > _MAX_LINE and not raw.endswith(b"\n"):
+            while (rest := f.readline(_MAX_LINE)) and not rest.endswith(b"\n"):
+                pass
+            yield None
+        else:
+            yield raw
+
+
+def _text(raw: bytes | None) -> str:
+    """A line's text, or ValueError naming why it has none."""
+    if raw is None:
+        raise ValueError(f"line longer than {_MAX_LINE} bytes")
+    if b"\0" in raw:
+        raise ValueError("binary data (a NUL byte)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        byte = f"{raw[err.start]:#04x}"
+        raise ValueError(f"not UTF-8 text (byte {byte} at column {err.start + 1})") from None
+
+
 def read_file(path: Path, on_error: Callable[[ReplayFormatError], None]) -> Iterator[RecordedBook]:
-    """The books of one file, in order; malformed lines go to `on_error` and are skipped."""
-    with open_text(path) as f:
-        last_ts = -1
-        for n, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                rec = parse_line(text, str(path), n)
-                if rec.book.ts_exchange_ns < last_ts:
-                    raise ReplayFormatError(f"{path}:{n}: timestamp goes back in time")
-            except ReplayFormatError as err:
-                on_error(err)
-                continue
-            last_ts = rec.book.ts_exchange_ns
-            yield rec
+    """The books of one file, in order; malformed lines go to `on_error` and are skipped.
+
+    A file that cannot be read (missing, not gzip, corrupt compressed data, or binary: its
+    first line is no UTF-8 text) goes to `on_error` as one `ReplayFileError` naming where
+    reading stopped, and ends there; the books before it are kept.
+    """
+    n, seen_text = 0, False
+    try:
+        with _open_binary(path) as f:
+            last_ts = -1
+            for n, raw in enumerate(_raw_lines(f), start=1):
+                try:
+                    text = _text(raw)
+                except ValueError as err:
+                    if not seen_text:
+                        why = f"not a JSON Lines file ({err})"
+                        raise ReplayFileError(f"{path}:{n}: {why}") from None
+                    on_error(ReplayFormatError(f"{path}:{n}: {err}"))
+                    continue
+                if not text.strip():
+                    continue
+                seen_text = True
+                try:
+                    rec = parse_line(text, str(path), n)
+                    if rec.book.ts_exchange_ns < last_ts:
+                        raise ReplayFormatError(f"{path}:{n}: timestamp goes back in time")
+                except ReplayFormatError as err:
+                    on_error(err)
+                    continue
+                last_ts = rec.book.ts_exchange_ns
+                yield rec
+    except ReplayFileError as err:
+        on_error(err)
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        past = f" past line {n}" if n else ""
+        on_error(ReplayFileError(f"{path}:{n + 1}: cannot read{past} ({why})"))
 
 
 def read_files(
@@ -113,6 +197,35 @@ def read_files(
     """Every book of every file, merged by timestamp (ties keep file order)."""
     streams = [read_file(Path(p), on_error) for p in paths]
     return heapq.merge(*streams, key=lambda r: r.book.ts_exchange_ns)
+
+
+class UnknownLines:
+    """Lines of an exchange or a symbol the run does not know, counted and reported once per
+    (file, exchange) or (file, symbol) through `report`, naming the first such line."""
+
+    def __init__(self, report: Callable[[str], None] | None = None) -> None:
+        self._report = report
+        self._seen: set[tuple[str, str, str]] = set()
+        self.notices: list[str] = []
+        self.exchanges = 0
+        self.symbols = 0
+
+    def exchange(self, rec: RecordedBook) -> None:
+        self.exchanges += 1
+        self._notice(rec, "exchange", rec.exchange, "is not a venue of the run")
+
+    def symbol(self, rec: RecordedBook) -> None:
+        self.symbols += 1
+        self._notice(rec, "symbol", rec.book.symbol, "is not a symbol of the run")
+
+    def _notice(self, rec: RecordedBook, kind: str, name: str, why: str) -> None:
+        if (rec.path, kind, name) in self._seen:
+            return
+        self._seen.add((rec.path, kind, name))
+        notice = f"{rec.path}:{rec.line}: {kind} {name} {why}: its lines are skipped"
+        self.notices.append(notice)
+        if self._report is not None:
+            self._report(notice)
 
 
 def format_line(exchange: str, book: BookSnapshot) -> str:
@@ -140,6 +253,12 @@ class ReplayMarket:
     Paced at `speed` times recorded time; with `fast`, in lockstep instead: the next line is
     released once every feed has taken all earlier ones, so venues never drift apart in file
     time however fast the pipeline runs.
+
+    Malformed lines and unreadable files are listed in `malformed` and skipped; lines of an
+    exchange not among `exchanges`, or of a symbol not among `run_symbols` (when given: a
+    fused node's market holds only its own symbols), are noticed once per file in `unknown`.
+    A book whose levels no venue can mean (zero sizes, prices out of range) reaches the feeds,
+    which refuse it, while the matching engine sees an empty book in its place.
     """
 
     def __init__(
@@ -149,6 +268,7 @@ class ReplayMarket:
         paths: list[Path],
         speed: float,
         fast: bool,
+        run_symbols: Collection[str] | None = None,
     ) -> None:
         self._exchanges = exchanges
         self.orders = {v: InProcessSimVenue(ex, late_ack_s) for v, ex in exchanges.items()}
@@ -162,22 +282,40 @@ class ReplayMarket:
         self._fast = fast
         # A fused node's market holds only its own symbols: it skips the others' lines.
         self._symbols = {s for ex in exchanges.values() for s in ex.symbols}
+        self._run_symbols = None if run_symbols is None else set(run_symbols)
         self.lines = 0
         self.other_exchanges = 0
         self.other_symbols = 0
         self.malformed: list[str] = []
+        self._unknown = UnknownLines()
         self.done = False
 
+    @property
+    def unknown(self) -> list[str]:
+        """One notice per (file, exchange) and (file, symbol) the run does not know."""
+        return self._unknown.notices
+
     async def play(self) -> None:
+        """Release every line; done (`done`) even if reading fails, so a run never waits for
+        lines that will not come."""
+        try:
+            await self._play()
+        finally:
+            self.done = True
+
+    async def _play(self) -> None:
         t0_wall = time.monotonic()
         t0_file: int | None = None
         for rec in read_files(self._paths, lambda e: self.malformed.append(str(e))):
             ring = self._rings.get(rec.exchange)
             if ring is None:
                 self.other_exchanges += 1
+                self._unknown.exchange(rec)
                 continue
             if rec.book.symbol not in self._symbols:
                 self.other_symbols += 1
+                if self._run_symbols is not None and rec.book.symbol not in self._run_symbols:
+                    self._unknown.symbol(rec)
                 continue
             ts = rec.book.ts_exchange_ns
             t0_file = ts if t0_file is None else t0_file
@@ -187,12 +325,14 @@ class ReplayMarket:
                 await asyncio.sleep(
                     max(0.0, t0_wall + (ts - t0_file) / 1e9 / self._speed - time.monotonic())
                 )
-            self._exchanges[rec.exchange].install(rec.book)
+            book = rec.book
+            if check_levels(book.bids, book.asks) in (BAD_LEVEL, OUT_OF_RANGE):
+                book = book._replace(bids=_EMPTY, asks=_EMPTY)
+            self._exchanges[rec.exchange].install(book)
             ring.push([rec.book])
             self.lines += 1
         if self._fast:
             await self._all_taken()
-        self.done = True
 
     async def _all_taken(self) -> None:
         while any(self._taken[v] < r.last_seq for v, r in self._rings.items()):
@@ -228,6 +368,7 @@ class ReplayMarketActor:
             list(config.replay.files),
             config.replay.speed,
             config.replay.fast,
+            run_symbols=config.symbols,
         )
         self._task: asyncio.Task[None] | None = None
 
@@ -263,5 +404,6 @@ class ReplayMarketActor:
             "other_exchanges": m.other_exchanges,
             "other_symbols": m.other_symbols,
             "malformed_lines": list(m.malformed),
+            "unknown": list(m.unknown),
             "done": m.done,
         }
