@@ -8,40 +8,107 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from hft_ray import __version__
-from hft_ray.config import SYMBOL_RE, ConfigError, HftConfig, load_config
+from hft_ray.config import (
+    MAX_BOOK_DEPTH,
+    MAX_REPLAY_SPEED,
+    MAX_SYMBOLS,
+    SYMBOL_RE,
+    ConfigError,
+    HftConfig,
+    load_config,
+)
 
 EXIT_USAGE = 2
 EXIT_CLUSTER = 3
 EXIT_RUN_FAILED = 4
 
 
-def _positive(unit: str = "") -> Callable[[str], float]:
-    """An argparse type for a number above zero, its errors naming the unit."""
+#: Longest --duration: a run or a recording meant to last longer is a service, not a command.
+MAX_DURATION_S = 7 * 86_400.0
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose every error is one line on stderr (the usage is for --help),
+    exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        line = " ".join(message.split())
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {line} (see {self.prog} --help)\n")
+
+
+def _positive(most: float, unit: str = "") -> Callable[[str], float]:
+    """An argparse type for a finite number above zero and at most `most`, its errors naming
+    the unit."""
     of_unit, in_unit = (f" of {unit}", f" {unit}") if unit else ("", "")
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number{of_unit}: {text!r}") from None
+            value = math.nan
+        if math.isnan(value):
+            raise argparse.ArgumentTypeError(f"not a number{of_unit}: {text!r}")
         if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be more than 0{in_unit} (got {text})")
+            raise argparse.ArgumentTypeError(f"must be more than 0{in_unit} (got {text.strip()})")
+        if value > most:  # inf and 1e400 included
+            raise argparse.ArgumentTypeError(
+                f"must be at most {most:g}{in_unit} (got {text.strip()})"
+            )
         return value
 
     return parse
 
 
-_positive_seconds = _positive("seconds")
-_positive_float = _positive()
+def _whole(most: int, unit: str = "") -> Callable[[str], int]:
+    """An argparse type for a whole number from 1 to `most`."""
+    in_unit = f" {unit}" if unit else ""
+
+    def parse(text: str) -> int:
+        digits = text.strip()
+        # ASCII digits only, and no more of them than `most` has: int() of a long string is
+        # slow, and refused past 4300 digits.
+        if (
+            not re.fullmatch(r"[0-9]+", digits)
+            or len(digits.lstrip("0")) > len(str(most))
+            or not 1 <= int(digits) <= most
+        ):
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number from 1 to {most}{in_unit} (got {text!r})"
+            )
+        return int(digits)
+
+    return parse
+
+
+def _symbols(text: str) -> list[str]:
+    symbols = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in symbols if not SYMBOL_RE.match(s)]
+    if not symbols or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected ccxt unified symbols like BTC/USDT,ETH/USDT (got {text!r})"
+        )
+    if len(symbols) > MAX_SYMBOLS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SYMBOLS} symbols (got {len(symbols)})")
+    return symbols
+
+
+_positive_seconds = _positive(MAX_DURATION_S, "seconds")
+_speed = _positive(MAX_REPLAY_SPEED)
+_depth = _whole(MAX_BOOK_DEPTH, "levels")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from hft_ray.soak import MAX_MINUTES, MAX_RATE
+
+    parser = _Parser(
         prog="hft-ray",
         description="Ray-distributed, multi-exchange crypto arbitrage: feeds, detectors, "
         "one risk actor and executors on a Ray cluster.",
@@ -99,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     pace = replay.add_mutually_exclusive_group()
     pace.add_argument(
         "--speed",
-        type=_positive_float,
+        type=_speed,
         metavar="X",
         help="replay at X times recorded speed (full replay)",
     )
@@ -142,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     record.add_argument(
         "--depth",
-        type=_positive_int,
+        type=_depth,
         default=20,
         metavar="D",
         help="levels per side to record (default 20)",
@@ -179,15 +246,21 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         control = sub.add_parser(command, help=summary, description=text)
         control.add_argument(
+            "--run",
+            metavar="RUN",
+            help="the run: its directory (runs/<run_id>) or its id (default: the one run live "
+            "on this host)",
+        )
+        control.add_argument(
             "--address",
             metavar="RAY_ADDRESS",
-            help="the Ray cluster of the run (default: $RAY_ADDRESS, then the local one)",
+            help="instead of --run, the Ray cluster of the run (default: $RAY_ADDRESS)",
         )
         control.add_argument(
             "--namespace",
-            default="hft_ray",
             metavar="NS",
-            help="Ray namespace of the run, cluster.namespace in its config (default hft_ray)",
+            help="with --address, the Ray namespace of the run, cluster.namespace in its "
+            "config (default hft_ray)",
         )
         control.add_argument("--json", action="store_true", help="print the state as JSON")
         if command == "halt":
@@ -198,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
                 "--reduce-only",
                 action="store_true",
                 help="admit orders that shrink exposure instead of nothing",
+            )
+        if command == "resume":
+            control.add_argument(
+                "--force",
+                action="store_true",
+                help="clear a loss breaker (max_daily_loss, max_drawdown) without asking",
             )
     report = sub.add_parser(
         "report",
@@ -244,7 +323,47 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S1,S2",
         help=f"run only these sections ({', '.join(_bench_sections())})",
     )
+    soak = sub.add_parser(
+        "soak",
+        help="a long run at a high update rate, checking memory, queues and latency drift",
+        description="Run the fused pipeline for --minutes at --rate book updates/s on a local "
+        "Ray of its own, sampling every process's RSS/PSS, the feed queues and tick_to_trade; "
+        "write the figures as JSON and exit non-zero when memory grew past its bound after "
+        "warm-up, a queue grew, or the last minute's p99 drifted from the first's.",
+    )
+    soak.add_argument(
+        "--minutes",
+        required=True,
+        type=_positive(MAX_MINUTES, "minutes"),
+        metavar="N",
+        help="how long (<= 1440)",
+    )
+    soak.add_argument(
+        "--rate",
+        type=_whole(MAX_RATE, "updates/s"),
+        default=10_000,
+        metavar="UPDATES_PER_S",
+        help="book updates per second over all venues (default 10000)",
+    )
+    soak.add_argument(
+        "--out",
+        type=Path,
+        default=Path("soak.json"),
+        metavar="PATH",
+        help="where to write the JSON (default soak.json)",
+    )
     return parser
+
+
+def _cmd_soak(args: argparse.Namespace) -> int:
+    from hft_ray.soak import soak, summary
+
+    result = soak(args.minutes, args.rate)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(summary(result))
+    print(f"soak: {args.out}")
+    return 0 if result["ok"] else EXIT_RUN_FAILED
 
 
 def _bench_sections() -> list[str]:
@@ -274,22 +393,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(line)
     print(f"bench: {args.out}")
     return 0
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number above 0 (got {text!r})")
-    return int(text)
-
-
-def _symbols(text: str) -> list[str]:
-    symbols = [s.strip() for s in text.split(",") if s.strip()]
-    bad = [s for s in symbols if not SYMBOL_RE.match(s)]
-    if not symbols or bad:
-        raise argparse.ArgumentTypeError(
-            f"expected ccxt unified symbols like BTC/USDT,ETH/USDT (got {text!r})"
-        )
-    return symbols
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -344,6 +447,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from hft_ray.cluster import ClusterError
     from hft_ray.runner import run
+    from hft_ray.store import StoreUnavailable
 
     config = load_config(args.config)
     try:
@@ -353,16 +457,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ClusterError as err:
         print(f"hft-ray: cluster error: {err}", file=sys.stderr)
         return EXIT_CLUSTER
+    except StoreUnavailable as err:
+        print(f"hft-ray: {err}", file=sys.stderr)
+        return EXIT_CLUSTER
     return _run_outcome(report)
 
 
-def _run_outcome(report: dict[str, object]) -> int:
-    """Exit status of a finished run: a failed feed or trades left unreported are failures."""
+def _run_outcome(report: dict[str, Any]) -> int:
+    """Exit status of a finished run: non-zero whenever the report finds something wrong (a
+    failure that stopped it, trades left unreported, positions that do not reconcile, a stop
+    that could not ask every actor)."""
     problems = []
     if report.get("failure"):
-        problems.append(f"a feed failed ({report['failure']})")
+        problems.append(str(report["failure"]))
     if report.get("in_flight_at_stop"):
         problems.append(f"{report['in_flight_at_stop']} trades unreported at stop")
+    if report.get("positions_match_journal") is False:
+        problems.append("risk's positions do not match the journal")
+    if report.get("positions_match_venues") is False:
+        problems.append("the journal's positions do not match the venues'")
+    if report.get("risk_answered_at_stop") is False:
+        problems.append("risk did not answer at the stop (report made from the journal)")
+    if "store_lost" in (report.get("risk_breakers") or {}):
+        problems.append("the store lost its data during the run")
+    read = (report.get("journal") or {}).get("read") or {}
+    if read.get("corrupt_records") or read.get("missing"):
+        problems.append(
+            f"the journal has {read.get('corrupt_records', 0)} corrupt and "
+            f"{read.get('missing', 0)} missing records"
+        )
+    if report.get("stop_errors"):
+        problems.append(f"the stop met {len(report['stop_errors'])} errors")
     if problems:
         print(f"hft-ray: run ended badly: {'; '.join(problems)}", file=sys.stderr)
         return EXIT_RUN_FAILED
@@ -371,27 +496,45 @@ def _run_outcome(report: dict[str, object]) -> int:
 
 def _cmd_control(args: argparse.Namespace) -> int:
     from hft_ray.cluster import ClusterError
-    from hft_ray.control import call_risk, format_status, read_status
+    from hft_ray.control import call_risk, format_status, loss_breakers, read_status, target
     from hft_ray.status import format_document
 
-    kwargs: dict[str, object] = {}
-    method = {"status": "stats", "halt": "halt", "resume": "resume"}[args.command]
-    if args.command == "halt":
-        kwargs = {"reason": args.reason, "reduce_only": args.reduce_only}
     whole = False
     try:
+        to = target(args.address, args.namespace, args.run)
         if args.command == "status":
-            state, whole = read_status(args.address, args.namespace)
+            state, whole = read_status(to)
+        elif args.command == "halt":
+            state = call_risk(to, "halt", reason=args.reason, reduce_only=args.reduce_only)
         else:
-            state = call_risk(args.address, args.namespace, method, **kwargs)
+            losses = loss_breakers(call_risk(to, "stats"))
+            if losses and not args.force and not _confirmed(to.describe({}), losses):
+                print(
+                    "hft-ray: resume refused: it would clear "
+                    + ", ".join(f"{n} ({d})" for n, d in losses.items())
+                    + "; pass --force to clear them",
+                    file=sys.stderr,
+                )
+                return EXIT_USAGE
+            state = call_risk(to, "resume")
     except ClusterError as err:
         print(f"hft-ray: cluster error: {err}", file=sys.stderr)
         return EXIT_CLUSTER
     if args.json:
         print(json.dumps(state, indent=2))
     else:
+        print(f"{to.describe(state)}:")
         print(format_document(state) if whole else format_status(state))
     return 0
+
+
+def _confirmed(run: str, losses: dict[str, str]) -> bool:
+    """Ask on a terminal before a loss breaker is cleared by hand; elsewhere, never assume."""
+    if not sys.stdin.isatty():
+        return False
+    listed = ", ".join(f"{n} ({d})" for n, d in losses.items())
+    answer = input(f"{run} tripped {listed}. Resume trading anyway? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -429,7 +572,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if "positions_match_risk" in rebuilt:
         match = "yes" if rebuilt["positions_match_risk"] else "NO"
         print(f"  positions match the risk actor's: {match}")
-    return 0 if rebuilt.get("positions_match_risk", True) else EXIT_RUN_FAILED
+    read = rebuilt["journal_read"]
+    for c in read["corrupt"]:
+        print(f"  corrupt record skipped: {c['segment']} at byte {c['offset']} ({c['length']} B)")
+    if read["duplicates"] or read["missing"]:
+        print(f"  duplicates dropped {read['duplicates']}, records missing {read['missing']}")
+    damaged = read["corrupt_records"] or read["missing"]
+    return 0 if rebuilt.get("positions_match_risk", True) and not damaged else EXIT_RUN_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -443,6 +592,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_record(args)
         if args.command == "bench":
             return _cmd_bench(args)
+        if args.command == "soak":
+            return _cmd_soak(args)
         if args.command in ("status", "halt", "resume"):
             return _cmd_control(args)
         if args.command == "report":

@@ -31,7 +31,7 @@ from ray.util.scheduling_strategies import (
     PlacementGroupSchedulingStrategy,
 )
 
-from hft_ray import names
+from hft_ray import names, startup
 from hft_ray.config import HftConfig
 from hft_ray.markets import Markets
 from hft_ray.pinning import allowed_cores, assign_cores
@@ -40,9 +40,6 @@ from hft_ray.types import Universe
 #: Units of a venue's `node_resource` a bundle asks for: a token, so that every run's feed
 #: for that venue fits on the node however many units the node was started with.
 NODE_RESOURCE_UNITS = 0.001
-
-#: Ray >= 2.59 turns token auth on for new local clusters; a local run says what it wants.
-DEFAULT_LOCAL_AUTH_MODE = "disabled"
 
 Topology = Literal["fused", "distributed"]
 Role = tuple[str, int]
@@ -65,14 +62,21 @@ def connect(config: HftConfig, address: str | None) -> bool:
         "log_to_driver": True,
         "logging_level": "WARNING",
     }
+    try:
+        startup.check_ports(config, starting_ray=not address)
+    except startup.PortTaken as err:
+        raise ClusterError(str(err)) from None
     if address:
         check_reachable(address)
+        startup.use_token_if_held()
         try:
             ray.init(address=address, **common)
+        except ray.exceptions.AuthenticationError:
+            raise ClusterError(startup.refused(address)) from None
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise ClusterError(f"cannot join the Ray cluster at {address}: {err}") from None
         return False
-    os.environ.setdefault("RAY_AUTH_MODE", DEFAULT_LOCAL_AUTH_MODE)
+    startup.ensure_local_token()
     system: dict[str, Any] = {}
     if config.metrics.enabled:
         system["_metrics_export_port"] = config.metrics.export_port

@@ -151,4 +151,13 @@ def human_summary(report: dict[str, Any]) -> str:
         per = "  ".join(f"{n} {lat[n]['p50']:.0f}/{lat[n]['p99']:.0f}" for n in stages)
         lines.append(f"  stages us p50/p99: {per}")
     lines.append(f"  pinning: {report['placement']['pinning']}")
+    read = report["journal"].get("read") or {}
+    if read.get("duplicates") or read.get("missing") or read.get("corrupt_records"):
+        where = ", ".join(f"{c['segment']}@{c['offset']}" for c in read.get("corrupt", [])[:5])
+        lines.append(
+            f"  journal: {read.get('corrupt_records', 0)} corrupt records skipped"
+            + (f" ({where})" if where else "")
+            + f", {read.get('duplicates', 0)} duplicates dropped, "
+            f"{read.get('missing', 0)} missing"
+        )
     return "\n".join(lines)

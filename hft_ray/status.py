@@ -82,9 +82,11 @@ class StatusBuilder:
         detectors: list[dict[str, Any]],
         risk: dict[str, Any] | None,
         executors: list[dict[str, Any]] | None = None,
+        down: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         """The status document now; `risk` None when the risk actor did not answer,
-        `executors` None when their stats are not at hand."""
+        `executors` None when their stats are not at hand, `down` the actors that did not
+        answer the driver and for how many seconds."""
         now_mono = self._clock.monotonic_ns()
         now_ns = self._clock.time_ns()
         venues = {
@@ -111,6 +113,7 @@ class StatusBuilder:
             "orders": _orders(executors),
             # Each stage of the last trades, from the book to both acknowledgements.
             "latency_us": merge_recent([e.get("latency_us", {}) for e in executors or []]),
+            "actors_down": {a: round(s, 1) for a, s in sorted((down or {}).items())},
         }
         return with_risk(doc, risk, self._quote)
 
@@ -134,6 +137,8 @@ class StatusBuilder:
         problems = []
         if s.get("error"):
             problems.append(f"feed failed: {s['error']}")
+        elif not s.get("answering", True):
+            problems.append("feed not answering")
         elif not s["running"]:
             problems.append("feed not running")
         max_age = self._config.feed.max_book_age_ms
@@ -233,16 +238,23 @@ def with_risk(doc: dict[str, Any], risk: dict[str, Any] | None, quote: str = "")
             fills=risk.get("fills", 0),
         )
     out["counts"] = counts
-    out["status"], out["reasons"] = assess(doc.get("venues", {}), risk)
+    out["status"], out["reasons"] = assess(doc.get("venues", {}), risk, doc.get("actors_down", {}))
     return out
 
 
-def assess(venues: dict[str, dict[str, Any]], risk: dict[str, Any] | None) -> tuple[str, list[str]]:
-    """Overall health and its reasons, from the venues' health and risk's stats."""
+def assess(
+    venues: dict[str, dict[str, Any]],
+    risk: dict[str, Any] | None,
+    silent: dict[str, float] | None = None,
+) -> tuple[str, list[str]]:
+    """Overall health and its reasons, from the venues' health, risk's stats and the
+    actors that did not answer the driver (`silent`, seconds each)."""
     down: list[str] = []
     degraded: list[str] = []
+    silent = silent or {}
     if risk is None:
-        down.append("risk: did not answer")
+        since = f" for {silent['risk']:.1f} s" if "risk" in silent else ""
+        down.append(f"risk: did not answer{since}")
     else:
         state = risk["state"]
         why = f" ({risk['state_reason']})" if risk.get("state_reason") else ""
@@ -254,6 +266,7 @@ def assess(venues: dict[str, dict[str, Any]], risk: dict[str, Any] | None) -> tu
             down.append("risk: store unavailable, approving nothing")
         elif not risk["restored"]:
             down.append("risk: state not restored yet, approving nothing")
+    degraded.extend(f"{a}: not answering for {t:.1f} s" for a, t in silent.items() if a != "risk")
     for venue, v in venues.items():
         degraded.extend(f"{venue}: {p}" for p in v["problems"])
     healthy = [venue for venue, v in venues.items() if v["healthy"]]
@@ -407,6 +420,10 @@ def metrics_registry(document: Callable[[], dict[str, Any]]) -> CollectorRegistr
 # -- the actor ---------------------------------------------------------------------------------
 
 
+#: Bytes of a request line, of one header, and of a body the status server accepts.
+_MAX_REQUEST_BYTES = 4096
+
+
 @ray.remote(num_cpus=0, max_restarts=0)
 class StatusActor:
     """Holds the latest status document and serves it over HTTP."""
@@ -419,11 +436,20 @@ class StatusActor:
 
     async def serve(self, host: str, port: int) -> dict[str, Any]:
         """Listen on host:port; return the URL, or the error that prevented it."""
-        app = web.Application()
+        # Read-only and small: GET and HEAD of three paths (any other method is 405), no
+        # request body, request line and headers capped well below aiohttp's defaults.
+        app = web.Application(client_max_size=_MAX_REQUEST_BYTES)
         app.router.add_get("/health", self._health)
         app.router.add_get("/status", self._status)
         app.router.add_get("/metrics", self._metrics)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            max_line_size=_MAX_REQUEST_BYTES,
+            max_field_size=_MAX_REQUEST_BYTES,
+            max_headers=32,
+            keepalive_timeout=15,
+        )
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()
@@ -511,18 +537,19 @@ class StatusPublisher:
         self,
         feeds: list[dict[str, Any]],
         detectors: list[dict[str, Any]],
-        risk: dict[str, Any],
+        risk: dict[str, Any] | None,
         executors: list[dict[str, Any]] | None = None,
+        down: dict[str, float] | None = None,
     ) -> None:
         """Build the document from the stats the driver just read and send it, one actor call;
         executors' stats, unless the driver read them (a trading node's), are asked for here
-        and used once they have answered."""
+        and used once they have answered. `risk` None and `down` as in `StatusBuilder.build`."""
         if self._actor is None:
             return
         if executors is None:
             self._poll_executors()
             executors = self._executor_stats
-        doc = self.builder.build(feeds, detectors, risk, executors)
+        doc = self.builder.build(feeds, detectors, risk, executors, down)
         if self._last_push is not None and ray.wait([self._last_push], timeout=0)[0]:
             try:
                 ray.get(self._last_push)

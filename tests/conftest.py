@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +19,9 @@ import yaml
 
 from hft_ray.config import HftConfig, deep_merge, parse_config
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # the session's instance; test_security: token
+# Runs record where they can be reached (hft_ray.run_registry): keep the tests' records apart.
+os.environ.setdefault("HFT_RAY_STATE_DIR", tempfile.mkdtemp(prefix="hft_ray_state_"))
 
 
 def free_port() -> int:
@@ -50,13 +53,14 @@ def make_config(tmp_path: Path) -> Callable[..., HftConfig]:
 class RedisServer:
     """A real redis-server on a free loopback port, which a test may stop and start again."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed: run tests/run.sh, which installs it")
         self.binary = binary
         self.port = free_port()
         self.workdir = workdir
+        self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -79,11 +83,12 @@ class RedisServer:
                 "always",
                 "--dir",
                 str(self.workdir),
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port)
+        client = redis.Redis(port=self.port, password=self.password)
         deadline = time.monotonic() + 10
         while True:
             try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -126,8 +127,11 @@ def start_head(log: Path) -> RayHead:
     while len(set(ports.values())) < len(names):
         ports = {name: free_port_outside_worker_range() for name in names}
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    # Set explicitly: Ray >= 2.59 may turn token auth on by itself.
-    env["RAY_AUTH_MODE"] = "disabled"
+    # As README shows: token authentication, the token readable by its owner alone.
+    token = temp_dir / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
     # On SIGTERM, stop at once instead of draining the node for up to 30 s.
     env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
     command = [
@@ -163,7 +167,11 @@ def start_head(log: Path) -> RayHead:
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         try:
-            with urllib.request.urlopen(f"{head.dashboard_url}/api/version", timeout=2):
+            version = urllib.request.Request(
+                f"{head.dashboard_url}/api/version",
+                headers={"Authorization": f"Bearer {token.read_text()}"},
+            )
+            with urllib.request.urlopen(version, timeout=2):
                 return head
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -256,7 +264,8 @@ def wait_for_job(head: RayHead, submission_id: str) -> str:
     """The job's final status, waiting at most JOB_TIMEOUT_S."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    client = JobSubmissionClient(head.dashboard_url)
+    token = Path(head.env["RAY_AUTH_TOKEN_PATH"]).read_text()
+    client = JobSubmissionClient(head.dashboard_url, headers={"Authorization": f"Bearer {token}"})
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while True:
         status = client.get_job_status(submission_id)

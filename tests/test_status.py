@@ -356,9 +356,10 @@ def test_status_port_must_lie_outside_rays_worker_ports() -> None:
 # -- on the session's Ray ----------------------------------------------------------------------
 
 
-def _get(url: str) -> tuple[int, bytes]:
+def _get(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        with urllib.request.urlopen(request, timeout=10) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
@@ -391,6 +392,9 @@ def test_a_running_run_serves_health_status_and_metrics_and_the_cli_shows_them(
             return False
         seen["status"] = doc
         seen["metrics"] = _get(f"{base}/metrics")
+        seen["refused"] = [
+            _get(f"{base}/status", method)[0] for method in ("POST", "PUT", "DELETE")
+        ] + [_get(f"{base}/status", headers={"X-Big": "x" * 10_000})[0]]
         seen["cli"] = subprocess.Popen(
             [sys.executable, "-m", "hft_ray.cli", "status", "--address", ray_session, "--json"],
             stdout=subprocess.PIPE,
@@ -422,6 +426,9 @@ def test_a_running_run_serves_health_status_and_metrics_and_the_cli_shows_them(
         elif answer["status"] != OK:
             assert code == 503 and answer["reasons"]
     assert any(code == 200 for _, code, _ in seen["health"])
+
+    # Read-only, and requests are small.
+    assert seen["refused"][:3] == [405, 405, 405] and seen["refused"][3] in (400, 431)
 
     code, text = seen["metrics"]
     assert code == 200

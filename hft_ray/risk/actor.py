@@ -50,8 +50,12 @@ class RiskActor:
         self.placement = pin_actor(cores, config.cluster)
         self._clock = LiveClock()
         core = RiskCore(config, universe, markets, self._clock, nodes=nodes)
-        self._keeper = RiskKeeper(core, open_store(config.store, run_id, Path(run_dir), "risk"))
+        # A restarted risk must find the run's epoch: an emptied store is a lost one.
+        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        store = open_store(config.store, run_id, Path(run_dir), "risk")
+        self._keeper = RiskKeeper(core, store, restarted=restarted)
         self._core = core
+        self._run_id = run_id
         # Peers are found by name on first use: they are created after risk, and a restarted
         # risk finds the same ones.
         self._namespace = config.cluster.namespace
@@ -88,9 +92,13 @@ class RiskActor:
         return [ray.get_actor(n, namespace=self._namespace) for n in wanted]
 
     async def _watch_store(self) -> None:
-        """Every 50 ms: is the store answering, has every decision left, is the state saved?"""
+        """Every 50 ms: is the store answering (and still holding the run's data), has every
+        decision left, is the state saved? A store found lost halts trading: every lease
+        is revoked at once."""
         while True:
+            before = self._core.state
             await self._keeper.watch_round()
+            self._revoke_if_worse(before)
             self._metrics.maybe_push(self._metrics_reading)
             await asyncio.sleep(_STORE_CHECK_S)
 
@@ -203,6 +211,11 @@ class RiskActor:
         for detector in self._detectors:
             detector.set_positions.remote(positions)
 
+    def _snapshot(self) -> dict[str, Any]:
+        """Risk's state, naming its run: control commands check they reached the run they
+        were pointed at."""
+        return {**self._core.snapshot(), "run_id": self._run_id}
+
     @idempotent
     async def halt(self, reason: str = "operator", reduce_only: bool = False) -> dict[str, Any]:
         """Stop trading (or admit only exposure-reducing orders) by hand; persisted at once."""
@@ -215,7 +228,7 @@ class RiskActor:
             self._core.halt(reason)
         self._revoke_if_worse(before)
         await self._keeper.persist()
-        return self._core.snapshot()
+        return self._snapshot()
 
     @idempotent
     async def resume(self) -> dict[str, Any]:
@@ -224,12 +237,12 @@ class RiskActor:
         await self._keeper.until_restored()
         self._core.resume()
         await self._keeper.persist()
-        return self._core.snapshot()
+        return self._snapshot()
 
     @idempotent
     async def stats(self) -> dict[str, Any]:
         self._ensure_watch()
-        return self._core.snapshot()
+        return self._snapshot()
 
     @idempotent
     async def latency_samples(self) -> dict[str, list[int]]:
@@ -244,7 +257,8 @@ class RiskActor:
         await self._keeper.close()
         self._metrics.maybe_push(self._metrics_reading, force=True)
         return {
-            **self._core.snapshot(),
+            **self._snapshot(),
             "journal_errors": self._keeper.journal_errors,
+            "store_error": self._keeper.error,
             "executions_lost": self.executions_lost,
         }
