@@ -93,31 +93,25 @@ def _read(path: Path) -> RunAddress:
         raise RegistryError(f"{path}: not a run address record") from None
 
 
-def live_runs() -> list[RunAddress]:
-    """Runs recorded on this host whose driver still runs; records of dead drivers are kept
-    for `orphans` and otherwise ignored."""
+def _recorded() -> list[RunAddress]:
+    """Every readable record in this host's state directory."""
     runs = []
     for path in sorted(state_dir().glob("*.json")):
         try:
-            run = _read(path)
+            runs.append(_read(path))
         except RegistryError:
             continue
-        if run.driver_alive():
-            runs.append(run)
     return runs
+
+
+def live_runs() -> list[RunAddress]:
+    """Runs recorded on this host whose driver still runs."""
+    return [run for run in _recorded() if run.driver_alive()]
 
 
 def orphans() -> list[RunAddress]:
     """Runs recorded on this host whose driver died without stopping them (SIGKILL, OOM)."""
-    out = []
-    for path in sorted(state_dir().glob("*.json")):
-        try:
-            run = _read(path)
-        except RegistryError:
-            continue
-        if not run.driver_alive():
-            out.append(run)
-    return out
+    return [run for run in _recorded() if not run.driver_alive()]
 
 
 def start_time(pid: int) -> int | None:

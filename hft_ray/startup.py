@@ -19,8 +19,6 @@ from hft_ray import run_registry
 from hft_ray.config import HftConfig
 
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
-#: The dashboard's port when hft_ray starts Ray (Ray's default).
-DASHBOARD_PORT = 8265
 
 
 class PortTaken(RuntimeError):
@@ -40,14 +38,13 @@ def port_free(port: int, host: str = "0.0.0.0") -> bool:
 
 
 def needed_ports(config: HftConfig, starting_ray: bool) -> list[tuple[int, str, str]]:
-    """(port, host, what it is) for every port this driver's node must offer the run."""
+    """(port, host, what it is) for every port this driver's node must offer the run. The
+    dashboard is not among them: given its default port taken, Ray tries the next ones."""
     ports: list[tuple[int, str, str]] = []
     if config.status.enabled:
         ports.append((config.status.port, config.status.host, "status.port"))
-    if starting_ray:
-        if config.metrics.enabled:
-            ports.append((config.metrics.export_port, "0.0.0.0", "metrics.export_port"))
-        ports.append((DASHBOARD_PORT, "127.0.0.1", "the Ray dashboard"))
+    if starting_ray and config.metrics.enabled:
+        ports.append((config.metrics.export_port, "0.0.0.0", "metrics.export_port"))
     return ports
 
 

@@ -203,13 +203,16 @@ def test_merge_keys_that_expand_without_bound_are_refused(count: int, fan: int) 
     for i in range(1, count + 1):
         merged = ", ".join(f"*m{max(i - 1 - j, 0)}" for j in range(fan))
         lines.append(f"m{i}: &m{i} {{<<: [{merged}], k{i}: 1}}")
-    outcome(parse_config_text, "\n".join(lines) + "\n", "merge.yaml")
+    refused = outcome(parse_config_text, "\n".join(lines) + "\n", "merge.yaml")
+    assert isinstance(refused, str) and refused.startswith("merge.yaml")
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(1, 20_000), st.sampled_from(["[", "{a: ", "- ", "? "]))
 def test_deep_nesting_is_refused_not_a_recursion_error(depth: int, opener: str) -> None:
-    outcome(parse_config_text, opener * depth, "deep.yaml")
+    refused = outcome(parse_config_text, opener * depth, "deep.yaml")
+    assert isinstance(refused, str) and refused.startswith("deep.yaml")
+    assert "RecursionError" not in refused
 
 
 KEY_LINE = re.compile(r"^(\s*)([A-Za-z_]+):")

@@ -41,6 +41,35 @@ def _env(home: Path, state: Path) -> dict[str, str]:
     return env
 
 
+_HFT_RAY_RUN = (sys.executable, "-m", "hft_ray.cli", "run")
+
+
+def _start_run(
+    config: Path, duration_s: int, env: dict[str, str], cwd: Path
+) -> tuple[subprocess.Popen[str], run_registry.RunAddress]:
+    """`hft-ray run` in its own environment, once it has recorded where it can be reached
+    (in that environment's state directory)."""
+    proc = subprocess.Popen(
+        [*_HFT_RAY_RUN, "--config", str(config), "--duration", str(duration_s)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+    saved = os.environ[run_registry.STATE_DIR_ENV]
+    os.environ[run_registry.STATE_DIR_ENV] = env[run_registry.STATE_DIR_ENV]
+    try:
+        deadline = time.monotonic() + 180
+        while not (live := run_registry.live_runs()):
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "the run never recorded its address"
+            time.sleep(0.2)
+    finally:
+        os.environ[run_registry.STATE_DIR_ENV] = saved
+    return proc, live[0]
+
+
 @pytest.fixture(scope="module")
 def token_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenRun]:
     """`hft-ray run` as a user starts it: its own local Ray, the auth mode left to hft_ray."""
@@ -57,31 +86,12 @@ def token_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenRun]:
     )
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hft_ray.cli", "run", "--config", str(path), "--duration", "300"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=root,
-    )
-    os.environ[run_registry.STATE_DIR_ENV], saved = (
-        env[run_registry.STATE_DIR_ENV],
-        os.environ[run_registry.STATE_DIR_ENV],
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while not (live := run_registry.live_runs()):
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "the run never recorded its address"
-            time.sleep(0.2)
-    finally:
-        os.environ[run_registry.STATE_DIR_ENV] = saved
+    proc, record = _start_run(path, 300, env, root)
     stranger = _env(root / "stranger", root / "stranger_state")
     for knob in ("connect", "reconnect"):  # refused either way: sooner
         stranger[f"RAY_gcs_rpc_server_{knob}_timeout_s"] = "3"
     (root / "stranger").mkdir()
-    yield TokenRun(proc, live[0], env, stranger)
+    yield TokenRun(proc, record, env, stranger)
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=180)
@@ -225,27 +235,7 @@ def test_secrets_reach_no_output_and_no_worker_environment(tmp_path: Path) -> No
         path.write_text(yaml.safe_dump(config))
         env = {**_env(tmp_path / "home", tmp_path / "state"), **SENTINELS}
         (tmp_path / "home").mkdir()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hft_ray.cli", "run", "--config", str(path), "--duration", "15"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-        )
-        os.environ[run_registry.STATE_DIR_ENV], saved = (
-            str(tmp_path / "state"),
-            os.environ[run_registry.STATE_DIR_ENV],
-        )
-        try:
-            deadline = time.monotonic() + 180
-            while not (live := run_registry.live_runs()):
-                assert proc.poll() is None, proc.communicate()[1][-3000:]
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
-        finally:
-            os.environ[run_registry.STATE_DIR_ENV] = saved
-        record = live[0]
+        proc, record = _start_run(path, 15, env, tmp_path)
         time.sleep(6)  # orders are tried and refused meanwhile
         served = [
             _http(f"http://127.0.0.1:{status_port}/status"),
