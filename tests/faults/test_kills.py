@@ -80,20 +80,7 @@ def _kill_mid_trade(executor: str) -> None:
     kill(pid_of(executor))
 
 
-@pytest.mark.parametrize(
-    "topology",
-    [
-        "fused",
-        pytest.param(
-            "distributed",
-            marks=pytest.mark.xfail(
-                reason="failed once on a clean checkout (2026-12-02), not yet diagnosed: "
-                "the kill's timing between legs; see the stop note on issue 11",
-                strict=False,
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("topology", TOPOLOGIES)
 def test_an_executor_killed_between_its_legs_then_risk_and_an_executor_at_once(
     ray_session: str, fault_config: Callable[..., HftConfig], topology: str
 ) -> None:
