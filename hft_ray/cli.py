@@ -412,6 +412,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             f"{report['lines']} lines, {report['opportunities']} opportunities, "
             f"{len(report['malformed_lines'])} malformed; report: {args.report}"
         )
+    if report["unreadable_files"]:
+        print(
+            f"hft-ray: replay ended badly: {len(report['unreadable_files'])} files could not "
+            "be read to their end",
+            file=sys.stderr,
+        )
+        return EXIT_RUN_FAILED
     return 0
 
 
@@ -466,7 +473,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _run_outcome(report: dict[str, Any]) -> int:
     """Exit status of a finished run: non-zero whenever the report finds something wrong (a
     failure that stopped it, trades left unreported, positions that do not reconcile, a stop
-    that could not ask every actor)."""
+    that could not ask every actor, a replayed file that could not be read to its end)."""
     problems = []
     if report.get("failure"):
         problems.append(str(report["failure"]))
@@ -488,6 +495,9 @@ def _run_outcome(report: dict[str, Any]) -> int:
         )
     if report.get("stop_errors"):
         problems.append(f"the stop met {len(report['stop_errors'])} errors")
+    unreadable = (report.get("replay") or {}).get("unreadable_files")
+    if unreadable:
+        problems.append(f"{len(unreadable)} replay files could not be read to their end")
     if problems:
         print(f"hft-ray: run ended badly: {'; '.join(problems)}", file=sys.stderr)
         return EXIT_RUN_FAILED

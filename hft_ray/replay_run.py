@@ -40,7 +40,8 @@ def detect_replay(config: HftConfig, paths: list[Path], err: TextIO = sys.stderr
 
     A malformed line is printed to `err` (one line naming file:line and why) and skipped, as
     is, once per file, an exchange or a symbol the config does not know. A file that cannot
-    be read raises ConfigError naming it and where reading stopped.
+    be read to its end is printed the same way, naming where reading stopped, and listed in
+    `unreadable_files`: the lines before the damage count, the other files are read.
     """
     for p in paths:
         if not p.exists():
@@ -55,13 +56,16 @@ def detect_replay(config: HftConfig, paths: list[Path], err: TextIO = sys.stderr
     clock = TestClock(start_ns=0)
     detector = DetectorCore(config, universe, markets, clock, "r")
     malformed: list[str] = []
+    unreadable: list[str] = []
     unknown = UnknownLines(lambda notice: print(f"hft-ray replay: {notice}", file=err))
 
     def on_error(e: ReplayFormatError) -> None:
         if isinstance(e, ReplayFileError):
-            raise ConfigError(f"replay: {e}")
-        malformed.append(str(e))
-        print(f"hft-ray replay: skipped {e}", file=err)
+            unreadable.append(str(e))
+            print(f"hft-ray replay: {e}", file=err)
+        else:
+            malformed.append(str(e))
+            print(f"hft-ray replay: skipped {e}", file=err)
 
     found: list[dict[str, Any]] = []
     lines = 0
@@ -103,6 +107,7 @@ def detect_replay(config: HftConfig, paths: list[Path], err: TextIO = sys.stderr
         "lines_of_other_symbols": unknown.symbols,
         "unknown": unknown.notices,
         "malformed_lines": malformed,
+        "unreadable_files": unreadable,
         "book_updates": sum(f.updates for f in feeds.values()),
         "invalid_books": {v: dict(f.invalid) for v, f in feeds.items() if f.invalid},
         "opportunities": len(found),

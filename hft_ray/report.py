@@ -151,6 +151,7 @@ def human_summary(report: dict[str, Any]) -> str:
         per = "  ".join(f"{n} {lat[n]['p50']:.0f}/{lat[n]['p99']:.0f}" for n in stages)
         lines.append(f"  stages us p50/p99: {per}")
     lines.append(f"  pinning: {report['placement']['pinning']}")
+    lines += _replay_lines(report.get("replay"))
     read = report["journal"].get("read") or {}
     if read.get("duplicates") or read.get("missing") or read.get("corrupt_records"):
         where = ", ".join(f"{c['segment']}@{c['offset']}" for c in read.get("corrupt", [])[:5])
@@ -161,3 +162,21 @@ def human_summary(report: dict[str, Any]) -> str:
             f"{read.get('missing', 0)} missing"
         )
     return "\n".join(lines)
+
+
+def _replay_lines(replay: dict[str, Any] | None, shown: int = 5) -> list[str]:
+    """What a replay released and skipped, with the first few reasons (file:line: why)."""
+    if not replay:
+        return []
+    unreadable = replay.get("unreadable_files", [])
+    malformed = replay.get("malformed_lines", [])
+    others = replay.get("other_exchanges", 0) + replay.get("other_symbols", 0)
+    lines = [
+        f"  replay: {replay['lines']} lines released, {len(malformed)} malformed skipped, "
+        f"{others} of venues or symbols outside the run, {len(unreadable)} files cut short"
+    ]
+    reasons = [*unreadable, *replay.get("unknown", []), *malformed]
+    lines += [f"    {r}" for r in reasons[:shown]]
+    if len(reasons) > shown:
+        lines.append(f"    ... {len(reasons) - shown} more in the report")
+    return lines

@@ -12,8 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hft_ray.book import (
+    BAD_LEVEL,
     CHECKSUM,
     CROSSED,
+    LEVEL_MAX,
+    LEVEL_MIN,
+    OUT_OF_RANGE,
     SEQUENCE_GAP,
     VENUE_BOOK_RULES,
     BookRules,
@@ -241,8 +245,10 @@ def test_gateio_update_ids_continue_from_the_snapshot_id() -> None:
     assert applied > 100
 
 
-PRICE = st.one_of(st.floats(-5, 200), st.just(float("nan")), st.just(float("inf")))
-SIZE = st.one_of(st.floats(-1, 5), st.just(float("nan")))
+PRICE = st.one_of(
+    st.floats(-5, 200), st.sampled_from([float("nan"), float("inf"), 1e308, 5e-324, 1e16])
+)
+SIZE = st.one_of(st.floats(-1, 5), st.sampled_from([float("nan"), 1e300, 1e-20]))
 
 
 @settings(max_examples=300, deadline=None)
@@ -467,3 +473,78 @@ def test_strings_of_levels_gone_do_not_pile_up() -> None:
         book.apply_delta([(f"{50 + i / 100:.2f}", "0")], [], 0)
     assert book.bids.strings(5) == [("100", "1")]
     assert len(book.bids._strings or {}) <= 2 * len(book.bids) + 64
+
+
+# -- levels no venue can mean -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("venue", ["binance", "okx", "kraken"])
+@pytest.mark.parametrize(
+    ("price", "size", "reason"),
+    [
+        ("nan", "1", BAD_LEVEL),
+        ("100", "nan", BAD_LEVEL),
+        ("inf", "1", BAD_LEVEL),
+        ("-100", "1", BAD_LEVEL),
+        ("0", "1", BAD_LEVEL),
+        ("100", "-1", BAD_LEVEL),
+        ("100", "inf", BAD_LEVEL),
+        ("1e308", "1", OUT_OF_RANGE),
+        ("5e-324", "1", OUT_OF_RANGE),
+        ("100", "1e308", OUT_OF_RANGE),
+        (1e308, 1.0, OUT_OF_RANGE),
+    ],
+)
+def test_a_level_no_venue_can_mean_invalidates_the_book_until_a_snapshot(
+    venue: str, price: object, size: object, reason: str
+) -> None:
+    """In a delta or a snapshot: the book is invalid with the reason, never a KeyError, and
+    nothing of the message is applied; the next snapshot makes it valid again."""
+    book = OrderBook(VENUE_BOOK_RULES[venue])
+    assert book.apply_snapshot([("99", "1")], [("101", "1")], 1, 0) == ""
+    assert book.apply_delta([(price, size)], [], 0, first=2, last=2, prev=1) == reason
+    assert not book.valid and book.invalid_reason == reason
+    assert [t.tolist() for t in book.top(5)] == [[[99.0, 1.0]], [[101.0, 1.0]]]
+    assert book.apply_delta([("98", "1")], [], 0, first=3, last=3, prev=2) == reason
+    assert book.apply_snapshot([("99", "1")], [("101", "1")], 5, 0) == ""
+    assert book.apply_snapshot([("99", "1"), (price, size)], [("101", "1")], 6, 0) == reason
+    assert not book.valid
+    assert book.apply_snapshot([("99", "1")], [("101", "1")], 7, 0) == "" and book.valid
+
+
+def test_a_checksum_over_levels_sent_as_numbers_fails_not_raises() -> None:
+    """OKX's CRC32 is over the venue's text; levels given as numbers cannot match it."""
+    book = OrderBook(VENUE_BOOK_RULES["okx"])
+    crc = okx_checksum([("99", "1")], [("101", "1")])
+    assert book.apply_snapshot([("99", "1")], [("101", "1")], None, 0, crc) == ""
+    assert book.apply_snapshot([(99.0, 1.0)], [("101", "1")], None, 0, crc) == CHECKSUM
+
+
+def test_an_unreadable_delta_changes_nothing_and_the_next_one_is_a_gap() -> None:
+    """A delta whose levels or sequence numbers cannot be read raises, is not applied, and
+    does not advance the sequence rule: the book missed it, so the next delta is a gap."""
+    book = OrderBook(VENUE_BOOK_RULES["binance"])
+    book.apply_snapshot([("100", "1")], [("101", "1")], 1, 0)
+    for bad in ([(True, "1")], [("100", None)], [("100",)], [["1", "2", "3"]]):
+        with pytest.raises(ValueError, match=r"bids\[0\]: "):
+            book.apply_delta(bad, [], 0, first=2, last=2)
+    with pytest.raises(ValueError, match="last must be an integer or None, got '2'"):
+        book.apply_delta([("100", "2")], [], 0, first=2, last="2")  # type: ignore[arg-type]
+    assert book.valid
+    assert book.apply_delta([("100", "3")], [], 0, first=3, last=3) == SEQUENCE_GAP
+
+
+def test_sequence_numbers_beyond_int64_are_compared_not_overflowed() -> None:
+    book = OrderBook(VENUE_BOOK_RULES["binance"])
+    big = 2**70
+    assert book.apply_snapshot([("100", "1")], [("101", "1")], big, 0) == ""
+    assert book.apply_delta([("100", "2")], [], 0, first=big + 1, last=big + 1) == ""
+    assert book.seq == big + 1 and book.valid
+
+
+def test_check_levels_names_levels_out_of_range() -> None:
+    good_a = np.array([[101.0, 1.0]])
+    assert check_levels(np.array([[1e308, 1.0]]), np.array([[1.5e308, 1.0]])) == OUT_OF_RANGE
+    assert check_levels(np.array([[5e-324, 1.0]]), good_a) == OUT_OF_RANGE
+    assert check_levels(np.array([[100.0, 1e16]]), good_a) == OUT_OF_RANGE
+    assert check_levels(np.array([[LEVEL_MIN, LEVEL_MAX]]), good_a) == ""

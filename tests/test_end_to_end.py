@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import json
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from hft_ray import names
+from hft_ray.cli import EXIT_RUN_FAILED
 from hft_ray.config import parse_config
 from hft_ray.latency import STAGES
 from hft_ray.markets import simulated_markets
@@ -177,6 +179,16 @@ def test_replay_fast_drives_the_actors_in_lockstep(
     data = on(topology, run={"runs_dir": str(tmp_path)})
     recording = tmp_path / "books.jsonl.gz"
     write_sim_recording(parse_config(data), recording, ticks=400)
+    strangers = tmp_path / "strangers.jsonl"  # lines the run does not know: noticed, skipped
+    line = {"timestamp": 1, "bids": [[1.0, 1.0]], "asks": [[2.0, 1.0]]}
+    strangers.write_text(
+        json.dumps({**line, "exchange": "nowhere", "symbol": "BTC/USDT"})
+        + "\n"
+        + json.dumps({**line, "exchange": "okx", "symbol": "XYZ/USDT"})
+        + "\n"
+    )
+    cut = tmp_path / "cut.jsonl.gz"  # a file cut short: the run finishes and fails
+    cut.write_bytes(gzip.compress(strangers.read_bytes() * 50)[:30])
     config = tmp_path / "replay.yaml"
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     report_path = tmp_path / "replay-report.json"
@@ -187,6 +199,8 @@ def test_replay_fast_drives_the_actors_in_lockstep(
             "hft_ray.cli",
             "replay",
             str(recording),
+            str(strangers),
+            str(cut),
             "--fast",
             "--config",
             str(config),
@@ -198,10 +212,18 @@ def test_replay_fast_drives_the_actors_in_lockstep(
         timeout=240,
         env={**os.environ, "RAY_ADDRESS": ray_session},
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == EXIT_RUN_FAILED, proc.stderr[-3000:]
+    assert "1 replay files could not be read to their end" in proc.stderr
+    assert "1 files cut short" in proc.stdout and f"{cut}:1: cannot read" in proc.stdout
     report = json.loads(report_path.read_text())
     assert report["mode"] == "replay" and report["topology"] == topology
-    assert report["replay"]["lines"] == 400 * 9 and report["replay"]["malformed_lines"] == []
+    replay = report["replay"]
+    assert replay["lines"] == 400 * 9 and replay["malformed_lines"] == []
+    assert [u.split(": ", 1)[1] for u in replay["unknown"]] == [
+        "exchange nowhere is not a venue of the run: its lines are skipped",
+        "symbol XYZ/USDT is not a symbol of the run: its lines are skipped",
+    ]
+    assert len(replay["unreadable_files"]) == 1
     assert report["book_updates"] == 400 * 9  # lockstep: every recorded book reached a feed
     assert report["opportunities"] > 0 and report["trades"] > 0
     journal = asyncio.run(LocalStore(Path(report["run_dir"]), "test").read_journal())

@@ -28,8 +28,10 @@ from hft_ray.types import book_update_dtype
 from tests.captures import DATA, ws_frames
 
 DEPTH = 4
-PRICE = st.one_of(st.floats(-5, 200), st.just(0.0), st.just(float("nan")), st.just(float("inf")))
-SIZE = st.one_of(st.floats(-1, 5), st.just(float("nan")), st.just(float("-inf")))
+PRICE = st.one_of(
+    st.floats(-5, 200), st.sampled_from([0.0, float("nan"), float("inf"), 1e308, 5e-324, 1e16])
+)
+SIZE = st.one_of(st.floats(-1, 5), st.sampled_from([float("nan"), float("-inf"), 1e300, 1e-20]))
 SIDE = st.lists(st.tuples(PRICE, SIZE), max_size=DEPTH)
 
 
@@ -83,6 +85,10 @@ def test_level_kernel_names_each_defect() -> None:
             (good_b, [(101.0, 0.0)]),
             (good_b[::-1], good_a),
             ([(101.5, 1.0)], good_a),
+            ([(1e308, 1.0)], [(1.5e308, 1.0)]),
+            ([(5e-324, 1.0)], good_a),
+            (good_b, [(101.0, 1e300)]),
+            ([(5e-324, 1.0)], [(101.0, float("nan"))]),  # the worse defect is named
         ]
     )
     reasons = [STATUS[c] for c in run_level_status(rows)]
@@ -93,6 +99,10 @@ def test_level_kernel_names_each_defect() -> None:
         "non_positive_or_nan_level",
         "unsorted_levels",
         "crossed",
+        "level_out_of_range",
+        "level_out_of_range",
+        "level_out_of_range",
+        "non_positive_or_nan_level",
     ]
 
 

@@ -11,6 +11,7 @@ import pytest
 from hft_ray.config import FeedConfig, HftConfig
 from hft_ray.feed.core import FeedCore
 from hft_ray.types import BOOK_VALID, BookInvalid, BookSnapshot, Universe, book_update_dtype
+from hft_ray.venues.ccxt_live import book_event
 from hft_ray.venues.sim import sim_exchange_from_config
 
 UNIVERSE = Universe(("binance", "okx"), ("BTC/USDT", "ETH/USDT", "SOL/USDT"))
@@ -50,6 +51,61 @@ def test_a_deeper_book_is_cut_to_the_feed_depth() -> None:
     (row,) = core.rows_from_events([book(n=5)], 0, 0)
     assert (row["n_bids"], row["n_asks"]) == (2, 2)
     assert list(row["bid_px"]) == [100.0, 99.0] and list(row["ask_px"]) == [100.1, 101.1]
+
+
+def test_extreme_numbers_invalidate_the_book_and_never_stop_the_feed() -> None:
+    """A price of 1e308 or 5e-324, a nonce of 2**63 or below 0, a timestamp past int64, or
+    levels that are no (n, 2) float array: each a row without the valid flag, counted under
+    its reason as a book that failed a check; the good books around them pass."""
+    core = FeedCore(UNIVERSE, "okx", FeedConfig(depth=3, max_jump_z=4.0), 1)
+    good = book()
+    bad = [
+        good._replace(bids=np.array([[1e308, 1.0]]), asks=np.array([[1.5e308, 1.0]])),
+        good._replace(bids=np.array([[5e-324, 1.0]])),
+        good._replace(asks=np.array([[100.1, 1e308]])),
+        good._replace(seq=2**63),
+        good._replace(seq=-1),
+        good._replace(ts_exchange_ns=10**30),
+        good._replace(bids=np.array([100.0, 1.0])),
+        good._replace(asks=np.array([[100.1]])),
+    ]
+    rows = core.rows_from_events([good, *bad, good], 5, 6)
+    assert valid(rows) == [True] + [False] * len(bad) + [True]
+    assert core.invalid == {
+        "level_out_of_range": 3,
+        "nonce_out_of_range": 2,
+        "timestamp_out_of_range": 1,
+        "malformed_book": 2,
+    }
+    assert core.updates == len(bad) + 2
+    assert (rows["seq"][4:9] == 0).all() and (rows["n_bids"][4:9] == 0).all()
+
+
+def test_ccxt_books_as_rows() -> None:
+    """Books as ccxt.pro gives them: extra fields per level are dropped, a missing timestamp
+    is the receipt's, and what cannot be read is an invalidation, never an exception."""
+    now = 1_700_000_000_000_000_000
+    ok = {"bids": [[100.0, 1.0, 3]], "asks": [[100.1, 2.0, 1]], "nonce": 9, "timestamp": None}
+    event = book_event("BTC/USDT", ok, 5, now)
+    assert isinstance(event, BookSnapshot) and (event.seq, event.ts_exchange_ns) == (9, now)
+    assert event.bids.tolist() == [[100.0, 1.0]] and event.asks.tolist() == [[100.1, 2.0]]
+    broken = [
+        {**ok, "bids": [[100.0]]},
+        {**ok, "bids": [[100.0, "x"]]},
+        {**ok, "asks": None},
+        {**ok, "nonce": "9"},
+        {**ok, "nonce": 9.5},
+        {**ok, "timestamp": float("nan")},
+        {**ok, "timestamp": True},
+        {"bids": []},
+        None,
+    ]
+    events = [book_event("BTC/USDT", b, 5, now) for b in broken]
+    assert events == [BookInvalid("BTC/USDT", "malformed_book")] * len(broken)
+    huge = book_event("BTC/USDT", {**ok, "nonce": 2**63, "timestamp": 1e308}, 5, now)
+    core = FeedCore(UNIVERSE, "okx", FeedConfig(), 1)
+    assert valid(core.rows_from_events([event, huge], 0, 0)) == [True, False]
+    assert core.invalid == {"nonce_out_of_range": 1}
 
 
 def test_batch_leaves_when_full_or_old() -> None:

@@ -3,8 +3,11 @@ the reference definition of an opportunity."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import io
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,11 +15,18 @@ from pathlib import Path
 
 import pytest
 
+from hft_ray.cli import EXIT_RUN_FAILED
 from hft_ray.config import HftConfig
 from hft_ray.detect.reference import PairLimits, cross_venue_quote
 from hft_ray.markets import simulated_markets
 from hft_ray.replay_run import detect_replay
-from hft_ray.venues.replay import ReplayFormatError, format_line, parse_line
+from hft_ray.venues.replay import (
+    ReplayFormatError,
+    ReplayMarket,
+    format_line,
+    parse_line,
+    read_file,
+)
 from hft_ray.venues.sim import sim_exchange_from_config
 
 T0 = 1_700_000_000_000_000_000
@@ -193,3 +203,174 @@ def test_cli_replay_writes_the_report(busy: HftConfig, tmp_path: Path) -> None:
         timeout=60,
     )
     assert missing.returncode == 2 and "no such file" in missing.stderr
+    fake = tmp_path / "fake.jsonl.gz"
+    fake.write_text(path.read_text())
+    unreadable = subprocess.run(
+        [sys.executable, "-m", "hft_ray.cli", "replay", str(path), str(fake), "--detect-only"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert unreadable.returncode == EXIT_RUN_FAILED
+    assert unreadable.stderr.splitlines() == [
+        f"hft-ray replay: {fake}:1: cannot read (Not a gzipped file (b'{{\"'))",
+        "hft-ray: replay ended badly: 1 files could not be read to their end",
+    ]
+    assert json.loads(unreadable.stdout)["lines"] == 90
+
+
+GOOD = {"exchange": "okx", "symbol": "BTC/USDT", "timestamp": 5, "bids": [[1, 2]], "asks": [[3, 1]]}
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"bids": [1.0, 2.0]}, r"bids\[0\] must be \[price, amount\] numbers, got 1.0"),
+        ({"asks": [["3", "1"]]}, r"asks\[0\] must be \[price, amount\] numbers"),
+        ({"bids": [[True, 2]]}, r"bids\[0\] must be \[price, amount\] numbers, got \[True, 2\]"),
+        ({"bids": [[1, 2, 3]]}, r"bids\[0\] must be \[price, amount\] numbers"),
+        ({"bids": [[0, 2]]}, r"bids\[0\] needs a finite price above 0 and amount from 0"),
+        ({"asks": [[3, -1]]}, r"asks\[0\] needs a finite price above 0"),
+        ({"timestamp": 1e308}, "timestamp must be milliseconds from 0 to 9223372036854"),
+        ({"timestamp": -1}, "timestamp must be milliseconds"),
+        ({"timestamp": True}, "timestamp must be milliseconds"),
+        ({"nonce": 2**63}, r"nonce must be from 0 to 2\*\*63-1, got 9223372036854775808"),
+        ({"nonce": -5}, r"nonce must be from 0 to 2\*\*63-1"),
+        ({"nonce": True}, "nonce must be an integer or null, got True"),
+    ],
+)
+def test_the_parser_is_strict_about_numbers_and_levels(change: dict, problem: str) -> None:
+    with pytest.raises(ReplayFormatError, match=f"^f.jsonl:2: {problem}"):
+        parse_line(json.dumps({**GOOD, **change}), "f.jsonl", 2)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "not JSON (depth limit exceeded"),
+        ('{"a": NaN}', "not JSON"),
+        ('{"a": 1e400}', "not JSON (number is infinity"),
+    ],
+)
+def test_text_that_is_not_json_is_one_line(text: str, problem: str) -> None:
+    with pytest.raises(ReplayFormatError, match=rf"^f:1: {re.escape(problem)}"):
+        parse_line(text, "f", 1)
+
+
+def read(path: Path) -> tuple[int, list[str]]:
+    errors: list[ReplayFormatError] = []
+    books = list(read_file(path, errors.append))
+    return len(books), [str(e) for e in errors]
+
+
+def test_unreadable_files_are_one_error_naming_where_reading_stopped(tmp_path: Path) -> None:
+    line = json.dumps(GOOD) + "\n"
+    packed = gzip.compress((line * 2_000).encode())
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    fake = tmp_path / "fake.jsonl.gz"
+    fake.write_text(line)
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(bytes(range(256)) * 8)
+    books, errors = read(cut)
+    assert 0 < books < 2_000 and len(errors) == 1
+    assert errors[0] == (
+        f"{cut}:{books + 1}: cannot read past line {books} "
+        "(Compressed file ended before the end-of-stream marker was reached)"
+    )
+    assert read(fake) == (0, [f"{fake}:1: cannot read (Not a gzipped file (b'{{\"'))"])
+    assert read(binary) == (0, [f"{binary}:1: not a JSON Lines file (binary data (a NUL byte))"])
+    assert read(tmp_path) == (0, [f"{tmp_path}:1: cannot read (Is a directory)"])
+
+
+def test_bad_lines_in_a_text_file_are_skipped_one_line_each(tmp_path: Path) -> None:
+    line = json.dumps(GOOD).encode() + b"\n"
+    path = tmp_path / "books.jsonl"
+    path.write_bytes(line + b'{"x": "\xff"}\n' + b"\0\0\n" + b"[" * (5 << 20) + b"\n" + line)
+    assert read(path) == (
+        2,
+        [
+            f"{path}:2: not UTF-8 text (byte 0xff at column 8)",
+            f"{path}:3: binary data (a NUL byte)",
+            f"{path}:4: line longer than {4 << 20} bytes",
+        ],
+    )
+
+
+def test_detect_only_names_an_unreadable_file_and_reads_the_others(
+    busy: HftConfig, tmp_path: Path
+) -> None:
+    path = tmp_path / "books.jsonl.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    good = tmp_path / "good.jsonl"
+    write_sim_recording(busy, good, ticks=10)
+    err = io.StringIO()
+    report = detect_replay(busy, [path, good], err=err)
+    assert report["lines"] == 10 * len(busy.venues) * len(busy.symbols)
+    assert len(report["unreadable_files"]) == 1
+    assert re.match(rf"hft-ray replay: {re.escape(str(path))}:1: cannot read", err.getvalue())
+
+
+def test_lines_the_config_does_not_know_are_counted_and_noticed_once_per_file(
+    busy: HftConfig, tmp_path: Path
+) -> None:
+    paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    for path in paths:
+        lines = [
+            {**GOOD, "timestamp": t, "symbol": s, "exchange": x}
+            for t, (s, x) in enumerate([("XYZ/USDT", "okx"), ("BTC/USDT", "kraken")] * 3)
+        ]
+        path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    err = io.StringIO()
+    report = detect_replay(busy, paths, err=err)
+    assert report["lines_of_other_symbols"] == 6 and report["lines_of_other_exchanges"] == 6
+    assert report["unknown"] == [
+        f"{paths[0]}:1: symbol XYZ/USDT is not a symbol of the run: its lines are skipped",
+        f"{paths[1]}:1: symbol XYZ/USDT is not a symbol of the run: its lines are skipped",
+        f"{paths[0]}:2: exchange kraken is not a venue of the run: its lines are skipped",
+        f"{paths[1]}:2: exchange kraken is not a venue of the run: its lines are skipped",
+    ]
+    assert err.getvalue().splitlines() == [f"hft-ray replay: {n}" for n in report["unknown"]]
+
+
+def test_a_full_replay_of_a_corrupt_file_finishes_and_keeps_bad_books_off_the_venue(
+    busy: HftConfig, tmp_path: Path
+) -> None:
+    """The replay market (as its actor and a fused node run it) on a file cut short: every
+    line before the cut is released, the error is listed, and it is done, so the run never
+    waits at 0 books/s; a book of 1e308 reaches the feed (which refuses it) while the
+    matching engine sees an empty book."""
+    kinds = [
+        {"bids": [[100.0, 1.0]], "asks": [[101.0, 1.0]]},
+        {"bids": [[1e308, 1.0]], "asks": [[1e308, 1.0]]},
+        {"exchange": "nowhere"},
+    ]
+    lines = [{**GOOD, **kinds[t % 3], "timestamp": t} for t in range(1_200)]
+    packed = gzip.compress("".join(json.dumps(x) + "\n" for x in lines).encode())
+    path = tmp_path / "books.jsonl.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    exchanges = {v: sim_exchange_from_config(busy, v) for v in busy.venues}
+    market = ReplayMarket(exchanges, 0.1, [path], 1.0, True, run_symbols=busy.symbols)
+
+    async def play() -> list:
+        task = asyncio.create_task(market.play())
+        books, after = [], 0
+        while not (market.done and after == market.lines):
+            after, got = await market.poll("okx", after, 0.05)
+            books += got
+        await task
+        return books
+
+    books = asyncio.run(asyncio.wait_for(play(), 60))
+    assert market.done and len(books) == market.lines > 100
+    assert market.malformed == [] and len(market.unreadable) == 1
+    assert "cannot read past line" in market.unreadable[0]
+    assert market.unknown == [
+        f"{path}:3: exchange nowhere is not a venue of the run: its lines are skipped"
+    ]
+    last = books[-1]
+    bids, asks = exchanges["okx"].book("BTC/USDT")
+    if last.bids[0, 0] == 1e308:
+        assert len(bids) == len(asks) == 0
+    else:
+        assert bids.tolist() == [[100.0, 1.0]]

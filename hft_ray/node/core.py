@@ -246,16 +246,7 @@ class TradingNode:
         return {v.name: b for v in self._venues if (b := v.balances()) is not None}
 
     def replay_progress(self) -> dict[str, Any] | None:
-        m = self._replay
-        if m is None:
-            return None
-        return {
-            "lines": m.lines,
-            "other_exchanges": m.other_exchanges,
-            "other_symbols": m.other_symbols,
-            "malformed_lines": list(m.malformed),
-            "done": m.done,
-        }
+        return None if self._replay is None else self._replay.progress()
 
     def stats(self) -> dict[str, Any]:
         gate = self.gate

@@ -186,7 +186,14 @@ def open_node_venues(
     replay = config.replay
     if replay is not None:
         exchanges = {v: sim_exchange_from_config(config, v, only=symbols) for v in config.venues}
-        market = ReplayMarket(exchanges, late_ack_s, list(replay.files), replay.speed, replay.fast)
+        market = ReplayMarket(
+            exchanges,
+            late_ack_s,
+            list(replay.files),
+            replay.speed,
+            replay.fast,
+            run_symbols=config.symbols,
+        )
         for v in config.venues:
             core = FeedCore(universe, v, config.feed, 1)
             venues.append(

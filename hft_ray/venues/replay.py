@@ -254,7 +254,8 @@ class ReplayMarket:
     released once every feed has taken all earlier ones, so venues never drift apart in file
     time however fast the pipeline runs.
 
-    Malformed lines and unreadable files are listed in `malformed` and skipped; lines of an
+    Malformed lines are listed in `malformed` and skipped, files that could not be read to
+    their end in `unreadable` (the books before the damage are kept); lines of an
     exchange not among `exchanges`, or of a symbol not among `run_symbols` (when given: a
     fused node's market holds only its own symbols), are noticed once per file in `unknown`.
     A book whose levels no venue can mean (zero sizes, prices out of range) reaches the feeds,
@@ -287,6 +288,7 @@ class ReplayMarket:
         self.other_exchanges = 0
         self.other_symbols = 0
         self.malformed: list[str] = []
+        self.unreadable: list[str] = []
         self._unknown = UnknownLines()
         self.done = False
 
@@ -294,6 +296,21 @@ class ReplayMarket:
     def unknown(self) -> list[str]:
         """One notice per (file, exchange) and (file, symbol) the run does not know."""
         return self._unknown.notices
+
+    def progress(self) -> dict[str, Any]:
+        """How far the replay got and what it skipped, as the report shows it."""
+        return {
+            "lines": self.lines,
+            "other_exchanges": self.other_exchanges,
+            "other_symbols": self.other_symbols,
+            "malformed_lines": list(self.malformed),
+            "unreadable_files": list(self.unreadable),
+            "unknown": list(self.unknown),
+            "done": self.done,
+        }
+
+    def _skipped(self, err: ReplayFormatError) -> None:
+        (self.unreadable if isinstance(err, ReplayFileError) else self.malformed).append(str(err))
 
     async def play(self) -> None:
         """Release every line; done (`done`) even if reading fails, so a run never waits for
@@ -306,7 +323,7 @@ class ReplayMarket:
     async def _play(self) -> None:
         t0_wall = time.monotonic()
         t0_file: int | None = None
-        for rec in read_files(self._paths, lambda e: self.malformed.append(str(e))):
+        for rec in read_files(self._paths, self._skipped):
             ring = self._rings.get(rec.exchange)
             if ring is None:
                 self.other_exchanges += 1
@@ -398,12 +415,4 @@ class ReplayMarketActor:
         return self._market.balances(venue)
 
     async def progress(self) -> dict[str, Any]:
-        m = self._market
-        return {
-            "lines": m.lines,
-            "other_exchanges": m.other_exchanges,
-            "other_symbols": m.other_symbols,
-            "malformed_lines": list(m.malformed),
-            "unknown": list(m.unknown),
-            "done": m.done,
-        }
+        return self._market.progress()
