@@ -13,9 +13,7 @@ crossed, makes it invalid until the next snapshot. The venue rules are data (`Se
 
 from __future__ import annotations
 
-import math
 import zlib
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -113,42 +111,6 @@ def check_levels_reference(bids: np.ndarray, asks: np.ndarray) -> str:
     return ""
 
 
-class JumpFilter:
-    """Flags a mid price that jumps more than `max_z` standard deviations of recent mid-to-mid
-    log returns: a fat-fingered print or a corrupt level is not traded on.
-
-    A real move is confirmed by the next mid landing near the jumped one; it is then accepted
-    as the new level, one update late. Until `min_samples` returns are seen nothing is flagged,
-    and a flagged mid is never learned from, so one bad print cannot widen the band.
-    """
-
-    def __init__(self, max_z: float, window: int = 200, min_samples: int = 30) -> None:
-        self._max_z = max_z
-        self._returns: deque[float] = deque(maxlen=window)
-        self._min = min_samples
-        self._last: float | None = None
-        self._pending: float | None = None
-
-    def check(self, mid: float) -> bool:
-        """True if `mid` may be traded on."""
-        if self._last is None:
-            self._last = mid
-            return True
-        r = math.log(mid / self._last)
-        if len(self._returns) >= self._min:
-            band = self._max_z * max(float(np.std(self._returns)), 1e-9)
-            if abs(r) > band:
-                confirmed = self._pending is not None and abs(math.log(mid / self._pending)) <= band
-                self._pending = None if confirmed else mid
-                if confirmed:
-                    self._last = mid
-                return confirmed
-        self._pending = None
-        self._returns.append(r)
-        self._last = mid
-        return True
-
-
 # -- sequence rules ---------------------------------------------------------------------------
 
 Verdict = Literal["apply", "skip", "gap"]
@@ -201,9 +163,10 @@ class UpdateIdBridge(SequenceRule):
 
 
 class PrevSeqLink(SequenceRule):
-    """OKX: each message's `prevSeqId` is the previous message's `seqId` (`-1` on snapshots).
+    """OKX: each message's `prevSeqId` is the previous message's `seqId` (`-1` on snapshots);
+    Deribit likewise with `prev_change_id` and `change_id`.
 
-    Older captures carry no sequence ids; then only the checksum guards the book.
+    Older OKX captures carry no sequence ids; then only the checksum guards the book.
     """
 
     def __init__(self) -> None:
@@ -220,6 +183,58 @@ class PrevSeqLink(SequenceRule):
     def accept(self, first: int | None, last: int | None, prev: int | None) -> None:
         if prev is not None and last is not None:
             self._last = last
+
+
+class PrevUpdateIdLink(UpdateIdBridge):
+    """Binance USD-M and COIN-M futures: deltas carry `U..u` and `pu`, the previous event's `u`.
+
+    After a REST snapshot with `lastUpdateId` L: drop deltas with `u < L`; the first applied
+    must have `U <= L <= u`; after that every `pu` is the previous `u` (a repeat is a gap).
+    """
+
+    def check(self, first: int | None, last: int | None, prev: int | None) -> Verdict:
+        if self._last is None or first is None or last is None:
+            return "gap"
+        if self._bridged:
+            return "apply" if prev == self._last else "gap"
+        if last < self._last:
+            return "skip"
+        return "apply" if first <= self._last else "gap"
+
+
+class RangeOverlap(UpdateIdBridge):
+    """KuCoin spot: deltas carry `sequenceStart..sequenceEnd`; the snapshot, `sequence`.
+
+    Deltas ending at or before the snapshot's sequence are dropped; every applied delta must
+    start at or before the previous end + 1 and end after it. Once one is applied, a delta
+    that does not (a repeat included) is a gap.
+    """
+
+    def check(self, first: int | None, last: int | None, prev: int | None) -> Verdict:
+        if self._last is None or first is None or last is None:
+            return "gap"
+        if last <= self._last:
+            return "gap" if self._bridged else "skip"
+        return "apply" if first <= self._last + 1 else "gap"
+
+
+class ConsecutiveId(SequenceRule):
+    """Bybit v5 (`u`), Coinbase Advanced Trade (`sequence_num`): every message's number is
+    the previous one's + 1, counted from the snapshot's; anything else is a gap."""
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+
+    def on_snapshot(self, seq: int | None) -> None:
+        self._last = seq
+
+    def check(self, first: int | None, last: int | None, prev: int | None) -> Verdict:
+        if self._last is None or last is None:
+            return "gap"
+        return "apply" if last == self._last + 1 else "gap"
+
+    def accept(self, first: int | None, last: int | None, prev: int | None) -> None:
+        self._last = last
 
 
 # -- checksum rules ---------------------------------------------------------------------------
@@ -768,4 +783,12 @@ VENUE_BOOK_RULES: dict[str, BookRules] = {
     "gateio": BookRules(UpdateIdBridge),
     "okx": BookRules(PrevSeqLink, okx_checksum, checksum_depth=25),
     "kraken": BookRules(SequenceRule, kraken_checksum, checksum_depth=10),
+    "binanceusdm": BookRules(PrevUpdateIdLink),
+    "binancecoinm": BookRules(PrevUpdateIdLink),
+    "bybit": BookRules(ConsecutiveId),
+    "kucoin": BookRules(RangeOverlap),
+    # `sequence_num` counts every message of a connection, not of a book: checked per
+    # connection (`hft_ray.venues.integrity`), so a book's own rule has nothing to link.
+    "coinbase": BookRules(SequenceRule),
+    "deribit": BookRules(PrevSeqLink),
 }

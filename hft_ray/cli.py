@@ -24,7 +24,9 @@ from hft_ray.config import (
     ConfigError,
     HftConfig,
     load_config,
+    load_record_config,
 )
+from hft_ray.venues.base import VenueUnavailable
 
 EXIT_USAGE = 2
 EXIT_CLUSTER = 3
@@ -188,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
         "record",
         help="record live order books to a file",
         description="Watch a live exchange's order books through ccxt.pro and write each book "
-        "(and each moment a book was not tradable, as an empty book) as one line of JSON.",
+        "as one line of JSON, after the same checks a run's feed makes; a moment a book was "
+        "not tradable is an empty book with its reason. A status line every few seconds, a "
+        "summary at the end. --config may hold just the venue (and feed) sections.",
     )
     record.add_argument("--exchange", required=True, metavar="ID", help="ccxt exchange id")
     record.add_argument(
@@ -446,7 +450,7 @@ def _replay_through_actors(config: HftConfig, args: argparse.Namespace) -> int:
 def _cmd_record(args: argparse.Namespace) -> int:
     from hft_ray.replay_run import run_record
 
-    config = load_config(args.config)
+    config = load_record_config(args.config)
     run_record(config, args.exchange, args.symbols, args.out, args.duration, args.depth)
     return 0
 
@@ -611,6 +615,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"hft-ray: config error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except VenueUnavailable as err:
+        print(f"hft-ray: venue unavailable: {err}", file=sys.stderr)
+        return EXIT_CLUSTER
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -17,7 +17,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
@@ -259,7 +259,9 @@ class CcxtVenueConfig(_VenueBase):
         None,
         ge=1,
         le=5_000,
-        description="Levels asked of watch_order_book (default: the exchange's).",
+        description="Levels asked of watch_order_book, which ccxt also keeps and fetches as "
+        "the snapshot (default: the deepest the venue's snapshot offers, per "
+        "hft_ray/venues/depth.py; ccxt's own default for a venue not listed there).",
     )
     stall_timeout_s: PositiveSeconds = Field(
         10.0, description="A stream silent this long is resubscribed; its books go invalid."
@@ -353,11 +355,37 @@ class FeedConfig(_Frozen):
     max_book_age_ms: PositiveMillis = Field(
         500.0, description="A book older than this is never tradable."
     )
+    resync_after_failures: int = Field(
+        3,
+        ge=1,
+        le=1_000,
+        description="A live book failing the checks this many times in a row is resynced "
+        "from a fresh snapshot.",
+    )
     max_jump_z: Annotated[float, Field(ge=0, le=1_000)] = Field(
         12.0,
-        description="A mid jumping more than this many std-devs of recent mid returns is not "
-        "tradable until the next update confirms it; 0 turns the check off.",
+        description="A mid moving more than this many times the RMS of its recent mid returns "
+        "(kept within min_jump_bps..max_jump_bps) is not tradable until the next update "
+        "confirms it; 0 turns the check off.",
     )
+    min_jump_bps: PositiveBps = Field(
+        10.0,
+        description="A mid move of this many bps or less is never a jump, however still the "
+        "mid was (a mid that rarely moves would otherwise flag every tick).",
+    )
+    max_jump_bps: PositiveBps = Field(
+        40.0,
+        description="A mid move of more than this many bps always waits for confirmation, "
+        "and is the band until 30 returns are seen.",
+    )
+
+    @model_validator(mode="after")
+    def _jump_band_ordered(self) -> FeedConfig:
+        if self.min_jump_bps > self.max_jump_bps:
+            raise ValueError(
+                f"min_jump_bps {self.min_jump_bps} is above max_jump_bps {self.max_jump_bps}"
+            )
+        return self
 
 
 class StatArbConfig(_Frozen):
@@ -765,15 +793,43 @@ def _check_values(data: Any) -> None:
 
 def parse_config(data: Any, source: str = "<config>") -> HftConfig:
     """Validate a decoded YAML document; raise `ConfigError` naming the key path."""
+    return _validated(HftConfig, data, source)
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _validated(model: type[_Model], data: Any, source: str) -> _Model:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections")
     try:
         _check_values(data)
-        return HftConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(f"{source}: {format_validation_error(err, data)}") from None
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
+
+
+class RecordConfig(_Frozen):
+    """What `hft-ray record` needs of a config: the venue it records (one is enough) and the
+    feed's checks, which a recording passes through as a run does."""
+
+    venues: dict[str, VenueConfig] = Field(default_factory=dict, max_length=MAX_VENUES)
+    feed: FeedConfig = Field(default_factory=FeedConfig)
+
+
+def load_record_config(path: str | os.PathLike[str] | None) -> RecordConfig:
+    """A config for `record`: a file holding only `venues` (any number) and `feed`, or a
+    whole run config (validated as `run` would); none: ccxt's endpoints and default checks."""
+    if path is None:
+        return RecordConfig()
+    source = str(path)
+    data = _yaml_document(_read_config_text(Path(path)), source)
+    if isinstance(data, dict) and not set(data) <= {"venues", "feed"}:
+        run = parse_config(data, source)
+        return RecordConfig(venues=run.venues, feed=run.feed)
+    return _validated(RecordConfig, data, source)
 
 
 class _Refused(yaml.YAMLError):
@@ -941,13 +997,16 @@ def load_config(path: str | os.PathLike[str] | None = None) -> HftConfig:
 def parse_config_text(text: str, source: str = "<config>") -> HftConfig:
     """Validate a config's YAML text (a file's, a ConfigMap key's); raise `ConfigError` naming
     `source` and the line or key path."""
+    return parse_config(_yaml_document(text, source), source)
+
+
+def _yaml_document(text: str, source: str) -> Any:
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES} bytes; not a config")
     try:
-        data = yaml.load(text, Loader=_ConfigLoader)
+        return yaml.load(text, Loader=_ConfigLoader)
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: {_yaml_problem(err)}") from None
-    return parse_config(data, source)
 
 
 #: Key names whose values are masked when the config is shown (substrings, any case).

@@ -118,6 +118,18 @@ BOOKS_CONFLATED = _counter(
 FEED_RESYNCS = _counter(
     "hft_ray_feed_resyncs_total", "Stream resubscriptions for a fresh snapshot.", "venue"
 )
+FEED_OUTAGES = _counter(
+    "hft_ray_feed_outages_total",
+    "Episodes of a live book not tradable for the venue's reasons (gap, stall, disconnect, "
+    "failed checks), each counted once it ends.",
+    "venue",
+)
+FEED_OUTAGE_SECONDS = _counter(
+    "hft_ray_feed_outage_seconds_total", "Seconds the ended outages lasted, summed.", "venue"
+)
+FEED_OUTAGE_LONGEST = _gauge(
+    "hft_ray_feed_outage_longest_seconds", "The longest ended outage so far.", "venue"
+)
 BOOK_AGE = _gauge(
     "hft_ray_book_age_seconds", "Seconds since the feed last received a book.", "venue"
 )
@@ -243,6 +255,7 @@ def feed_reading(
     resyncs: int,
     book_age_s: float | None,
     conflated: int = 0,
+    outages: Mapping[str, float] | None = None,
 ) -> Reading:
     r = Reading()
     r.count(BOOK_UPDATES, updates, venue=venue)
@@ -252,6 +265,10 @@ def feed_reading(
     r.count(SEQUENCE_GAPS, invalid.get(SEQUENCE_GAP, 0), venue=venue)
     r.count(CHECKSUM_FAILURES, invalid.get(CHECKSUM, 0), venue=venue)
     r.count(FEED_RESYNCS, resyncs, venue=venue)
+    if outages:
+        r.count(FEED_OUTAGES, int(outages["count"]), venue=venue)
+        r.count(FEED_OUTAGE_SECONDS, float(outages["seconds"]), venue=venue)
+        r.level(FEED_OUTAGE_LONGEST, float(outages["longest_s"]), venue=venue)
     r.count(FEED_BATCHES, batches, venue=venue)
     r.count(FEED_BACKPRESSURE, backpressure_waits, venue=venue)
     r.level(FEED_IN_FLIGHT, in_flight, venue=venue)

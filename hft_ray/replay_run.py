@@ -2,7 +2,8 @@
 
 Detect-only replay feeds every recorded line through the same FeedCore checks and
 DetectorCore as a live run, in file time (staleness is judged by the recorded timestamps), and
-evaluates after every line with no cooldown, no risk and no execution.
+evaluates after every line with no cooldown, no risk and no execution. A recording passes every
+book through the same checks as a run's feed, so it never holds a book a run would refuse.
 """
 
 from __future__ import annotations
@@ -10,18 +11,19 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-
 from hft_ray.clock import LiveClock, TestClock
-from hft_ray.config import CcxtVenueConfig, ConfigError, HftConfig
+from hft_ray.config import CcxtVenueConfig, ConfigError, HftConfig, RecordConfig
 from hft_ray.detect.core import DetectorCore
+from hft_ray.feed.checks import STATUS
 from hft_ray.feed.core import FeedCore
+from hft_ray.feed.source import CheckedRows
 from hft_ray.markets import resolve_markets
-from hft_ray.types import BookEvent, BookInvalid, BookSnapshot, Universe
+from hft_ray.types import BookInvalid, Universe
 from hft_ray.venues.ccxt_live import CcxtBookStream
 from hft_ray.venues.replay import (
     ReplayFileError,
@@ -31,8 +33,6 @@ from hft_ray.venues.replay import (
     open_text,
     read_files,
 )
-
-_EMPTY = np.empty((0, 2))
 
 
 def detect_replay(config: HftConfig, paths: list[Path], err: TextIO = sys.stderr) -> dict[str, Any]:
@@ -78,9 +78,9 @@ def detect_replay(config: HftConfig, paths: list[Path], err: TextIO = sys.stderr
         if rec.book.symbol not in symbols:
             unknown.symbol(rec)
             continue
-        ts = rec.book.ts_exchange_ns
+        ts = rec.at_ns
         clock.advance(max(0, ts - clock.time_ns()))
-        feed.on_event(rec.book, ts, clock.monotonic_ns())
+        feed.on_event(rec.event, ts, clock.monotonic_ns())
         for opp in detector.on_batch(feed.take(0)):
             found.append(
                 {
@@ -116,20 +116,22 @@ def detect_replay(config: HftConfig, paths: list[Path], err: TextIO = sys.stderr
 
 
 async def record(
-    config: HftConfig,
+    config: RecordConfig,
     exchange: str,
     symbols: list[str],
     out: Path,
     duration_s: float | None,
     depth: int,
     status: TextIO = sys.stdout,
-    observe: Callable[[BookEvent], None] | None = None,
     stream: CcxtBookStream | None = None,
-) -> dict[str, int]:
-    """Write every book (and every invalidation, as an empty book) of a live venue to `out`.
+    status_every_s: float = 5.0,
+) -> RecordCounts:
+    """Write every book of a live venue to `out` as the feed of a run would pass it on: each
+    book through the same checks (`CheckedRows`, which also resyncs a book that keeps failing
+    them), a book that fails them written as its invalidation, never as levels; every
+    `status_every_s` a status line, at the end a summary, both on `status`.
 
-    `observe` also receives each event as the feed saw it; `stream` replaces the stream the
-    config describes (both for callers that compare a recording with its live run).
+    `stream` replaces the stream the config describes (for callers that drive it themselves).
     """
     venue_cfg = next(
         (
@@ -141,45 +143,78 @@ async def record(
     )
     if stream is None:
         stream = CcxtBookStream(exchange, venue_cfg, symbols, depth, LiveClock())
-    counts = {"books": 0, "invalidations": 0}
-    last_ns = 0  # lines stay time-ordered even where a venue's clock steps back across symbols
+    core = FeedCore(
+        Universe((exchange,), tuple(symbols)),
+        exchange,
+        config.feed.model_copy(update={"depth": depth}),
+        1,
+        stale_at_receipt=True,
+    )
+    feed = CheckedRows(stream, core)
+    counts = RecordCounts()
+    last_ns = 0  # our receipt stamps never go back within a file, whatever the wall clock does
     deadline = None if duration_s is None else time.monotonic() + duration_s
+    next_status = time.monotonic() + status_every_s
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        await stream.start()
+        await feed.start()
         with open_text(out, "wt") as f:
             while deadline is None or time.monotonic() < deadline:
                 wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
-                for event in await stream.next(wait):
-                    if observe is not None:
-                        observe(event)
-                    if isinstance(event, BookInvalid):
-                        counts["invalidations"] += 1
-                        book = BookSnapshot(event.symbol, 0, last_ns, _EMPTY, _EMPTY)
+                events, rows = await feed.next_with_events(wait)
+                for event, received, code in zip(
+                    events, rows["ts_recv_ns"].tolist(), core.last_status.tolist(), strict=True
+                ):
+                    last_ns = max(last_ns, received)
+                    if code:
+                        reason = event.reason if isinstance(event, BookInvalid) else STATUS[code]
+                        counts.invalid[reason] += 1
+                        event = BookInvalid(event.symbol, reason)
                     else:
-                        counts["books"] += 1
-                        book = event._replace(ts_exchange_ns=max(event.ts_exchange_ns, last_ns))
-                    last_ns = book.ts_exchange_ns
-                    f.write(format_line(exchange, book) + "\n")
+                        counts.books += 1
+                    f.write(format_line(exchange, event, last_ns) + "\n")
                 f.flush()
+                counts.resyncs, counts.outages = feed.resyncs, feed.outages
+                if time.monotonic() >= next_status:
+                    next_status += status_every_s
+                    print(f"record {exchange}: {counts.line()}", file=status, flush=True)
     finally:
-        await stream.close()
-    print(
-        f"recorded {counts['books']} books, {counts['invalidations']} invalidations to {out}",
-        file=status,
-    )
+        await feed.close()
+    print(f"recorded to {out}: {counts.line()}", file=status, flush=True)
     return counts
 
 
+@dataclass
+class RecordCounts:
+    """What a recording holds: books, invalidations by reason; the stream's resyncs and
+    outages (how many, longest)."""
+
+    books: int = 0
+    invalid: Counter[str] = field(default_factory=Counter)
+    resyncs: int = 0
+    outages: dict[str, float] = field(default_factory=dict)
+
+    def line(self) -> str:
+        reasons = ", ".join(f"{r} {n}" for r, n in self.invalid.most_common())
+        longest = self.outages.get("longest_s", 0.0)
+        return (
+            f"{self.books} books, {sum(self.invalid.values())} invalid"
+            + (f" ({reasons})" if reasons else "")
+            + f", {self.resyncs} resyncs, {int(self.outages.get('count', 0))} outages"
+            + (f" (longest {longest:.1f}s)" if longest else "")
+        )
+
+
 def run_record(
-    config: HftConfig,
+    config: RecordConfig,
     exchange: str,
     symbols: list[str],
     out: Path,
     duration_s: float | None,
     depth: int,
-) -> dict[str, int]:
+) -> RecordCounts | None:
+    """`record` until its duration or Ctrl-C (None then: the file holds what came)."""
     try:
         return asyncio.run(record(config, exchange, symbols, out, duration_s, depth))
     except KeyboardInterrupt:
-        return {}
+        return None

@@ -38,6 +38,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from hft_ray import names
 from hft_ray.clock import Clock, LiveClock
 from hft_ray.config import HftConfig
+from hft_ray.feed.source import NO_OUTAGES
 from hft_ray.latency import merge_recent
 from hft_ray.report import format_positions
 
@@ -164,6 +165,8 @@ class StatusBuilder:
             "last_book_age_source": source,
             "queue_depth": int(s.get("queue_depth", 0)),
             "backpressure_waits": int(s.get("backpressure_waits", 0)),
+            "resyncs": int(s.get("resyncs", 0)),
+            "outages": dict(s.get("outages") or NO_OUTAGES),
         }
 
 

@@ -38,6 +38,26 @@ truth; the taker fee is charged in the asset received. Orders are remembered by 
 id. `fail_next_order` makes the next order meet a fault: a rejection for insufficient balance,
 a rate-limit answer, a response held past the client's timeout (the order is still recorded as
 matched), or an IOC order the venue reports open until it is cancelled.
+
+Book-frame faults, for tests of what a client makes of bad market data (both venues):
+  `corrupt_next_frame(kind)` queues a fault for the next delta frame (one fault per frame):
+    negative_ask     the frame also carries an ask at minus the best ask's price (it sorts first)
+    negative_bid     ... the best bid's price with its size negated ("-<size>")
+    nan_bid          ... a bid at price "NaN"
+    non_numeric_qty  ... the best bid's price with size "abc" (ccxt reads it as a delete)
+    truncated        the frame's JSON text cut in half
+    duplicate        the last delta sent is sent again (the book does not move that tick)
+    reorder          the next two deltas are sent in swapped order
+  `stale_next_snapshot()` makes the next snapshot served (Binance REST depth, OKX snapshot frame
+  or REST books) the book as it was `STALE_STATES` states ago: its lastUpdateId / seqId is below
+  that of every delta a client subscribed since then has received, so no buffered delta bridges
+  it. Binance leaves it to the client to find that out; OKX's next update links to the current
+  book (`prevSeqId`, checksum), not to the stale one.
+The truth (`sent_books`, `book_at`) stays what a correct client shows: a bad value rides on a
+real delta whose own levels move the truth as usual, the bad level never does; a truncated or
+reordered frame carries real deltas, so the truth moves as they say; a duplicate moves nothing;
+a stale snapshot is an earlier truth. `faults_sent` lists each fault as sent, with the truth the
+frame belongs to (for a stale snapshot, the earlier book it served).
 """
 
 from __future__ import annotations
@@ -50,10 +70,11 @@ import json
 import secrets
 import socket
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 from urllib.parse import urlsplit
 
 import ccxt.pro
@@ -64,12 +85,23 @@ from tests.captures import DATA, http_bodies, ws_frames
 
 Venue = Literal["binance", "okx"]
 OrderFault = Literal["insufficient_funds", "rate_limit", "timeout", "rest"]
+FrameFault = Literal[
+    "negative_ask",
+    "negative_bid",
+    "nan_bid",
+    "non_numeric_qty",
+    "truncated",
+    "duplicate",
+    "reorder",
+]
+FRAME_FAULTS: tuple[FrameFault, ...] = get_args(FrameFault)
 Level = list[str]  # as on the wire: binance [px, sz]; okx [px, sz, liquidated, orders]
 
 BINANCE_ID, BINANCE_SYMBOL, BINANCE_STREAM = "NKNUSDT", "NKN/USDT", "nknusdt@depth"
 OKX_ID, OKX_SYMBOL, OKX_CHANNEL = "BTC-USDT", "BTC/USDT", "books"
 OKX_BOOK_DEPTH = 400  # levels per side the 'books' channel snapshot carries
-TOP = 5  # levels per side kept in each `ServedBook`
+TOP = 20  # levels per side kept in each `ServedBook`: the feed's default depth
+STALE_STATES = 16  # how many book states a stale snapshot lags behind
 API_KEY = "local-test-key"  # the only API key the server accepts
 TAKER_FEE = Decimal("0.001")
 BINANCE_BTC_ID = "BTCUSDT"
@@ -256,15 +288,23 @@ class _Side:
         self._keys: list[float] = []
         self._levels: dict[float, Level] = {}
 
-    def set(self, level: Level) -> None:
+    def set(self, level: Level) -> Level | None:
+        """Set (size 0: remove) one level; return the level it replaced, for undoing it."""
         key = self._sign * float(level[0])
+        old = self._levels.get(key)
         if float(level[1]) == 0.0:
             if self._levels.pop(key, None) is not None:
                 del self._keys[bisect.bisect_left(self._keys, key)]
-            return
-        if key not in self._levels:
+            return old
+        if old is None:
             bisect.insort(self._keys, key)
         self._levels[key] = list(level)
+        return old
+
+    def copy(self) -> _Side:
+        side = _Side(descending=self._sign < 0)
+        side._keys, side._levels = list(self._keys), dict(self._levels)
+        return side
 
     def levels(self, n: int | None = None) -> list[Level]:
         keys = self._keys if n is None else self._keys[:n]
@@ -349,6 +389,15 @@ class ExchangeServer:
         self._resnapshotted = False  # okx: the snapshot after the capture ran out was sent
         self._drop_next = False
         self._corrupt_next = False
+        self._frame_faults: list[FrameFault] = []
+        self._stale_next = False
+        self._held: tuple[dict[str, Any], ServedBook] | None = None  # a reorder's first delta
+        self._last_delta: dict[str, Any] | None = None  # the last delta payload sent
+        # per state change: the book before it and (is bid, price, level replaced) per level
+        self._history: deque[tuple[ServedBook, list[tuple[bool, str, Level | None]]]] = deque(
+            maxlen=4 * STALE_STATES
+        )
+        self.faults_sent: list[tuple[FrameFault | Literal["stale_snapshot"], ServedBook]] = []
         self._stalled = False
         self._conns: set[_Conn] = set()
         self._runner: web.AppRunner | None = None
@@ -464,6 +513,20 @@ class ExchangeServer:
             raise ValueError("binance depth frames carry no checksum")
         self._corrupt_next = True
 
+    def corrupt_next_frame(self, kind: FrameFault) -> None:
+        """Send the next delta frame with fault `kind` (see the module docstring); faults queue
+        up, one per frame."""
+        if kind not in FRAME_FAULTS:
+            raise ValueError(f"unknown frame fault {kind!r}: one of {', '.join(FRAME_FAULTS)}")
+        self._frame_faults.append(kind)
+
+    def stale_next_snapshot(self) -> None:
+        """Serve the next snapshot as the book was `STALE_STATES` states ago (or at the oldest
+        state remembered, if the book has moved less often since the server started)."""
+        if not self._history:
+            raise ValueError("the book has not moved yet: there is no older book to serve")
+        self._stale_next = True
+
     def stall(self) -> None:
         """Keep sockets open and answering (subscribe, ping) but send no data frames; the book
         does not move meanwhile."""
@@ -499,10 +562,25 @@ class ExchangeServer:
         self._record(sent=True)
 
     def _apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
-        for level in bids:
-            self._bids.set(level)
-        for level in asks:
-            self._asks.set(level)
+        changes = [(True, lv[0], self._bids.set(lv)) for lv in bids]
+        changes += [(False, lv[0], self._asks.set(lv)) for lv in asks]
+        if self.sent_books:
+            self._history.append((self.book, changes))
+
+    def _snapshot_book(self) -> tuple[_Side, _Side, ServedBook]:
+        """(bids, asks, state) a snapshot serves: the book now, or after `stale_next_snapshot`
+        the book `STALE_STATES` states ago, rebuilt by undoing the changes since."""
+        if not self._stale_next:
+            return self._bids, self._asks, self.book
+        self._stale_next = False
+        bids, asks = self._bids.copy(), self._asks.copy()
+        undone = list(self._history)[-STALE_STATES:]
+        for _, changes in reversed(undone):
+            for is_bid, price, old in reversed(changes):
+                (bids if is_bid else asks).set(old if old is not None else [price, "0"])
+        state = undone[0][0]
+        self.faults_sent.append(("stale_snapshot", state))
+        return bids, asks, state
 
     def _next_ts(self) -> int:
         self._last_ts = max(int(time.time() * 1000), self._last_ts + 1)
@@ -527,6 +605,11 @@ class ExchangeServer:
                 self._step()
 
     def _step(self) -> None:
+        if self._frame_faults[:1] == ["duplicate"] and self._last_delta is not None:
+            self._frame_faults.pop(0)
+            self.faults_sent.append(("duplicate", self.book))
+            self._broadcast(self._last_delta)
+            return
         if self.venue == "binance":
             self._step_binance()
         else:
@@ -544,7 +627,7 @@ class ExchangeServer:
             self._cursor += 1
             if delta["u"] <= self._seq:  # already in the snapshot: on the wire, changes nothing
                 delta["E"] = self._last_ts
-                self._broadcast_binance(delta)
+                self._broadcast(delta)
                 return
         else:
             delta = self._synthetic_binance()
@@ -554,7 +637,7 @@ class ExchangeServer:
         self._record(sent=not drop)
         delta["E"] = self._last_ts
         if not drop:
-            self._broadcast_binance(delta)
+            self._send_delta(delta)
 
     def _synthetic_binance(self) -> dict[str, Any]:
         """A depthUpdate continuing the ids (U = last u + 1) that moves one top-3 level's size."""
@@ -576,13 +659,56 @@ class ExchangeServer:
             "a": [[price, new_size]] if side is self._asks else [],
         }
 
-    def _broadcast_binance(self, delta: dict[str, Any]) -> None:
-        stream = BINANCE_STREAM + "@100ms"
-        bare = json.dumps(delta, separators=(",", ":"))
-        wrapped = json.dumps({"stream": stream, "data": delta}, separators=(",", ":"))
+    def _send_delta(self, payload: dict[str, Any]) -> None:
+        """Send one delta that moved the book to `self.book`, meeting the next frame fault."""
+        if self._held is not None:  # a reorder: this delta overtakes the one held back
+            (held, state), self._held = self._held, None
+            self.faults_sent.append(("reorder", state))
+            self._broadcast(payload)
+            self._broadcast(held)
+            self._last_delta = held
+            return
+        fault = self._frame_faults.pop(0) if self._frame_faults else None
+        if fault == "reorder":
+            self._held = (payload, self.book)
+            return
+        self._last_delta = payload
+        if fault is None:
+            self._broadcast(payload)
+            return
+        self.faults_sent.append((fault, self.book))
+        if fault == "truncated":
+            self._broadcast(payload, truncated=True)
+        else:
+            self._broadcast(self._with_bad_level(payload, fault))
+
+    def _with_bad_level(self, payload: dict[str, Any], fault: FrameFault) -> dict[str, Any]:
+        """`payload` with one bad level appended (after its own, so it is applied last)."""
+        bids_key, asks_key = ("b", "a") if self.venue == "binance" else ("bids", "asks")
+        tail = [] if self.venue == "binance" else ["0", "1"]  # okx: liquidated orders, orders
+        bid_px, bid_sz = self._bids.levels(1)[0][:2]
+        ask_px, ask_sz = self._asks.levels(1)[0][:2]
+        key, level = {
+            "negative_ask": (asks_key, ["-" + ask_px, ask_sz]),
+            "negative_bid": (bids_key, [bid_px, "-" + bid_sz]),
+            "nan_bid": (bids_key, ["NaN", bid_sz]),
+            "non_numeric_qty": (bids_key, [bid_px, "abc"]),
+        }[fault]
+        return {**payload, key: [*payload[key], level + tail]}
+
+    def _broadcast(self, payload: dict[str, Any], truncated: bool = False) -> None:
+        """One delta to every live socket, in its venue's frame (Binance: bare, or wrapped as
+        {"stream","data"} on /stream)."""
+        if self.venue == "binance":
+            bare = json.dumps(payload, separators=(",", ":"))
+            stream = BINANCE_STREAM + "@100ms"
+            wrapped = json.dumps({"stream": stream, "data": payload}, separators=(",", ":"))
+        else:
+            bare = wrapped = self._okx_frame("update", payload)
         for conn in self._conns:
             if conn.live:
-                conn.send(wrapped if conn.combined else bare)
+                text = wrapped if conn.combined else bare
+                conn.send(text[: len(text) // 2] if truncated else text)
 
     def _step_okx(self) -> None:
         _, captured = _okx_capture()
@@ -618,10 +744,7 @@ class ExchangeServer:
         }
         if self._seq is not None:
             data["prevSeqId"], data["seqId"] = prev, self._seq
-        text = self._okx_frame("update", data)
-        for conn in self._conns:
-            if conn.live:
-                conn.send(text)
+        self._send_delta(data)
 
     def _synthetic_okx(self) -> tuple[list[Level], list[Level]]:
         """An update moving one top-3 level's size by a few lots (prices and counts kept)."""
@@ -634,11 +757,12 @@ class ExchangeServer:
         level[1] = format(size.normalize(), "f")
         return ([level], []) if side is self._bids else ([], [level])
 
-    def _checksum(self) -> int:
-        """OKX's CRC32 over the top 25 levels of the book now, as the project computes it."""
-        bids = [(lv[0], lv[1]) for lv in self._bids.levels(25)]
-        asks = [(lv[0], lv[1]) for lv in self._asks.levels(25)]
-        return okx_checksum(bids, asks)
+    def _checksum(self, bids: _Side | None = None, asks: _Side | None = None) -> int:
+        """OKX's CRC32 over the top 25 levels of a book (default: now), as the project
+        computes it."""
+        top_bids = [(lv[0], lv[1]) for lv in (bids or self._bids).levels(25)]
+        top_asks = [(lv[0], lv[1]) for lv in (asks or self._asks).levels(25)]
+        return okx_checksum(top_bids, top_asks)
 
     def _okx_frame(self, action: str, data: dict[str, Any]) -> str:
         arg = {"channel": OKX_CHANNEL, "instId": OKX_ID}
@@ -646,14 +770,15 @@ class ExchangeServer:
 
     def _send_okx_snapshot(self, conn: _Conn) -> None:
         """The book now, as the 'books' channel's snapshot frame; the socket then gets updates."""
+        bids, asks, state = self._snapshot_book()
         data: dict[str, Any] = {
-            "asks": self._asks.levels(OKX_BOOK_DEPTH),
-            "bids": self._bids.levels(OKX_BOOK_DEPTH),
-            "ts": str(self.book.ts),
-            "checksum": self._checksum(),
+            "asks": asks.levels(OKX_BOOK_DEPTH),
+            "bids": bids.levels(OKX_BOOK_DEPTH),
+            "ts": str(state.ts),
+            "checksum": self._checksum(bids, asks),
         }
-        if self._seq is not None:
-            data["prevSeqId"], data["seqId"] = -1, self._seq
+        if state.seq is not None:
+            data["prevSeqId"], data["seqId"] = -1, state.seq
         conn.needs_snapshot = False
         conn.live = True
         conn.send(self._okx_frame("snapshot", data))
@@ -795,11 +920,8 @@ class ExchangeServer:
         except ValueError:
             return web.json_response({"code": -1100, "msg": "Illegal characters."}, status=400)
         self.snapshots_served += 1
-        body = {
-            "lastUpdateId": self._seq,
-            "bids": self._bids.levels(limit),
-            "asks": self._asks.levels(limit),
-        }
+        bids, asks, state = self._snapshot_book()
+        body = {"lastUpdateId": state.seq, "bids": bids.levels(limit), "asks": asks.levels(limit)}
         return web.json_response(body)
 
     async def _binance_time(self, request: web.Request) -> web.Response:
@@ -859,11 +981,8 @@ class ExchangeServer:
         if request.query.get("instId") != OKX_ID:
             return web.json_response({"code": "51001", "data": [], "msg": "Instrument ID error"})
         depth = min(int(request.query.get("sz", "1")), OKX_BOOK_DEPTH)
-        data = {
-            "asks": self._asks.levels(depth),
-            "bids": self._bids.levels(depth),
-            "ts": str(self.book.ts),
-        }
+        bids, asks, state = self._snapshot_book()
+        data = {"asks": asks.levels(depth), "bids": bids.levels(depth), "ts": str(state.ts)}
         return web.json_response({"code": "0", "data": [data], "msg": ""})
 
     # -- orders: shared ------------------------------------------------------------------------

@@ -21,7 +21,6 @@ from hft_ray.book import (
     SEQUENCE_GAP,
     VENUE_BOOK_RULES,
     BookRules,
-    JumpFilter,
     OrderBook,
     SequenceRule,
     apply_pairs,
@@ -199,20 +198,6 @@ def test_crossed_book_from_deltas_is_invalid() -> None:
     book = OrderBook(VENUE_BOOK_RULES["kraken"])
     book.apply_snapshot([("100", "1")], [("101", "1")], None, 0)
     assert book.apply_delta([("102", "1")], [], 0) == CROSSED
-
-
-def test_jump_filter_rejects_a_lone_print_and_confirms_a_real_move() -> None:
-    f = JumpFilter(max_z=8, min_samples=20)
-    rng = np.random.default_rng(1)
-    mid = 100.0
-    for _ in range(60):
-        mid *= 1 + 2e-4 * rng.standard_normal()
-        assert f.check(mid)
-    assert not f.check(mid * 1.05)  # a lone print far outside the band
-    assert f.check(mid)  # and the market was where it was: nothing learned from the print
-    assert not f.check(mid * 0.99)  # a real move: flagged once...
-    assert f.check(mid * 0.99 * (1 + 1e-5))  # ...accepted when the next mid confirms it
-    assert f.check(mid * 0.99)
 
 
 def test_check_levels_names_each_defect() -> None:

@@ -9,12 +9,17 @@ a broken state may reach a detector as tradable.
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from hft_ray.clock import LiveClock
 from hft_ray.config import CcxtVenueConfig, parse_config
@@ -23,7 +28,7 @@ from hft_ray.feed.core import FeedCore
 from hft_ray.markets import Markets
 from hft_ray.types import BookEvent, BookInvalid, BookSnapshot, Universe
 from hft_ray.venues.base import MarketSpec
-from hft_ray.venues.ccxt_live import DISCONNECTED, OUT_OF_SYNC, STALLED, CcxtBookStream
+from hft_ray.venues.ccxt_live import DISCONNECTED, OUT_OF_SYNC, RESYNC, STALLED, CcxtBookStream
 from tests.conftest import default_config_dict
 from tests.exchange_server import ExchangeServer
 
@@ -118,6 +123,11 @@ def test_binance_gap_invalidates_and_resyncs_from_a_new_snapshot() -> None:
         assert server.snapshots_served > snapshots  # ccxt fetched a fresh REST snapshot
         books = [e for e in before + after if isinstance(e, BookSnapshot)]
         assert_matches_server(server, books)  # nothing from the broken state was emitted
+        # one invalidation for the episode, and a few retries with backoff, not a storm: ccxt
+        # fails every watch at once until its new snapshot is in
+        assert not [e for e in after if isinstance(e, BookInvalid)]
+        assert 1 <= stream.errors[OUT_OF_SYNC] <= 4, stream.errors
+        assert stream.outages["count"] == 1 and stream.outages["longest_s"] > 0
 
     live("binance", scenario)
 
@@ -250,3 +260,61 @@ def test_a_missing_market_is_a_config_error() -> None:
             await server.stop()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("command", ["record", "run"])
+def test_markets_that_cannot_load_are_one_line_naming_the_venue(
+    command: str, tmp_path: Path
+) -> None:
+    """No traceback, no URL: the venue and the error's class, exit 3, before anything starts
+    (a `record` config holding only its venue will do)."""
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    urls = {"api": {k: f"{dead}/api/v3" for k in ("public", "private", "v1")}}
+    venue = {"kind": "ccxt", "urls": urls, "options": {"fetchMarkets": {"types": ["spot"]}}}
+    if command == "record":
+        data: dict[str, Any] = {"venues": {"binance": venue}}
+        args = ["--exchange", "binance", "--symbols", "BTC/USDT", "--out", "x.jsonl"]
+    else:
+        data = default_config_dict()
+        data["venues"]["binance"] = venue
+        data["run"] = {"runs_dir": str(tmp_path / "runs")}
+        args = ["--duration", "5"]
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(data))
+    proc = subprocess.run(
+        [sys.executable, "-m", "hft_ray.cli", command, *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert proc.stderr.splitlines() == [
+        "hft-ray: venue unavailable: venues.binance: cannot load markets from binance "
+        "(ExchangeNotAvailable)"
+    ]
+    assert "127.0.0.1" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_feed_asking_for_a_resync_gets_a_fresh_snapshot() -> None:
+    """What `CheckedRows` does with a book that keeps failing the checks: one invalidation,
+    the connection started again, a new snapshot, books that follow the exchange again."""
+
+    async def scenario(server: ExchangeServer, stream: CcxtBookStream) -> None:
+        await collect(stream, is_book)
+        requests = len(server.rest_requests)
+        stream.resync(server.symbol)
+        stream.resync(server.symbol)  # asked twice before it happens: one resubscribe
+        events = await collect(stream, is_book)
+        assert [e for e in events if isinstance(e, BookInvalid)] == [
+            BookInvalid(server.symbol, RESYNC)
+        ]
+        assert stream.resubscribes == 1
+        assert any("depth" in r for r in server.rest_requests[requests:])
+        after = await collect(stream, lambda e: is_book(e) and e.seq > events[-1].seq)
+        assert_matches_server(server, [e for e in events + after if isinstance(e, BookSnapshot)])
+
+    live("binance", scenario, watch_depth=100)

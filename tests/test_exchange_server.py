@@ -5,16 +5,25 @@ resyncs exactly as it would against the real venue."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import ccxt
 import ccxt.pro
 import pytest
 
-from hft_ray.book import CHECKSUM, SEQUENCE_GAP, VENUE_BOOK_RULES, OrderBook
-from tests.exchange_server import ExchangeServer, Venue
+from hft_ray.book import CHECKSUM, SEQUENCE_GAP, VENUE_BOOK_RULES, OrderBook, okx_checksum
+from tests.exchange_server import (
+    STALE_STATES,
+    TOP,
+    ExchangeServer,
+    FrameFault,
+    ServedBook,
+    Venue,
+)
 
 WATCH_TIMEOUT_S = 5.0
 
@@ -310,3 +319,218 @@ def test_okx_stream_checksums_hold_and_faults_break_them() -> None:
             await server.stop()
 
     asyncio.run(main())
+
+
+# -- book-frame faults, as sent on the wire (no ccxt) ------------------------------------------
+
+
+class RawStream:
+    """A plain websocket subscribed to the server's book: delta frames as text or payload."""
+
+    def __init__(self, server: ExchangeServer, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.server, self.ws = server, ws
+        self.snapshot: dict[str, Any] | None = None  # okx: the last snapshot frame's data
+        self.last = ""  # the last delta frame read
+
+    async def subscribe(self) -> None:
+        if self.server.venue == "binance":
+            await self.ws.send_json({"method": "SUBSCRIBE", "params": [BINANCE_DEPTH], "id": 1})
+        else:
+            await self.ws.send_json({"op": "subscribe", "args": [OKX_ARG]})
+        await self.ws.receive_json()  # the ack
+
+    async def text(self) -> str:
+        """The next delta frame's text (an okx snapshot frame is kept in `snapshot`)."""
+        while True:
+            text = (await asyncio.wait_for(self.ws.receive(), WATCH_TIMEOUT_S)).data
+            assert isinstance(text, str)
+            if self.server.venue == "okx" and '"action":"snapshot"' in text:
+                self.snapshot = json.loads(text)["data"][0]
+                continue
+            self.last = text
+            return text
+
+    async def delta(self) -> dict[str, Any]:
+        body = json.loads(await self.text())
+        return body if self.server.venue == "binance" else body["data"][0]
+
+    async def drain(self) -> str:
+        """Stall the server and read until the wire is quiet; the last frame read."""
+        self.server.stall()
+        with contextlib.suppress(TimeoutError):
+            while True:
+                await asyncio.wait_for(self.text(), 0.2)
+        return self.last
+
+
+BINANCE_DEPTH = "nknusdt@depth@100ms"
+OKX_ARG = {"channel": "books", "instId": "BTC-USDT"}
+RawBody = Callable[[ExchangeServer, RawStream, aiohttp.ClientSession], Awaitable[None]]
+
+
+def run_raw(venue: Venue, body: RawBody) -> None:
+    """Run `body` with a started server (OKX with seqIds) and a subscribed plain websocket."""
+
+    async def main() -> None:
+        server = ExchangeServer(venue, interval_s=0.002, okx_seq_ids=True)
+        await server.start()
+        path = "/ws/0" if venue == "binance" else "/ws/v5/public"
+        try:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.ws_connect(f"ws://127.0.0.1:{server.port}{path}") as ws,
+            ):
+                stream = RawStream(server, ws)
+                await stream.subscribe()
+                for _ in range(3):
+                    await stream.delta()
+                await body(server, stream, http)
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
+
+
+def sides(venue: Venue, d: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
+    return (d["b"], d["a"]) if venue == "binance" else (d["bids"], d["asks"])
+
+
+def seq_of(venue: Venue, d: dict[str, Any]) -> int:
+    return int(d["u"] if venue == "binance" else d["seqId"])
+
+
+VENUES = ["binance", "okx"]
+BAD_LEVELS: list[tuple[FrameFault, Callable[[list[str], ServedBook], bool], bool]] = [
+    # (fault, is the bad level, on the bid side)
+    ("negative_ask", lambda lv, b: float(lv[0]) == -b.asks[0][0], False),
+    ("negative_bid", lambda lv, b: float(lv[0]) == b.bids[0][0] and float(lv[1]) < 0, True),
+    ("nan_bid", lambda lv, b: lv[0] == "NaN", True),
+    ("non_numeric_qty", lambda lv, b: lv[1] == "abc" and float(lv[0]) == b.bids[0][0], True),
+]
+
+
+@pytest.mark.parametrize("venue", VENUES)
+@pytest.mark.parametrize(("fault", "is_bad", "on_bids"), BAD_LEVELS, ids=[f[0] for f in BAD_LEVELS])
+def test_a_bad_level_rides_on_one_real_delta_and_the_truth_ignores_it(
+    venue: Venue, fault: FrameFault, is_bad: Callable[[list[str], ServedBook], bool], on_bids: bool
+) -> None:
+    async def body(server: ExchangeServer, stream: RawStream, _: Any) -> None:
+        server.corrupt_next_frame(fault)
+        read = [await stream.delta() for _ in range(20)]
+        (kind, state) = server.faults_sent[0]
+        (d,) = [d for d in read if seq_of(venue, d) == state.seq]
+        bids, asks = sides(venue, d)
+        bad = bids[-1] if on_bids else asks[-1]  # appended after the delta's own levels
+        assert kind == fault and is_bad(bad, state)
+        assert all(px > 0 and qty > 0 for px, qty in (*state.bids, *state.asks))
+        for _ in range(5):  # only that frame carries it
+            later = await stream.delta()
+            assert not any(
+                is_bad(lv, state) for lv in (*sides(venue, later)[0], *sides(venue, later)[1])
+            )
+
+    run_raw(venue, body)
+
+
+@pytest.mark.parametrize("venue", VENUES)
+def test_a_truncated_frame_is_cut_json_and_the_next_one_is_whole(venue: Venue) -> None:
+    async def body(server: ExchangeServer, stream: RawStream, _: Any) -> None:
+        server.corrupt_next_frame("truncated")
+        texts = [await stream.text() for _ in range(60)]
+        cut = [t for t in texts if not t.endswith("}")]
+        assert len(cut) == 1 and server.faults_sent[0][0] == "truncated"
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(cut[0])
+        assert json.loads(texts[texts.index(cut[0]) + 1])
+
+    run_raw(venue, body)
+
+
+@pytest.mark.parametrize("venue", VENUES)
+def test_duplicate_sends_the_last_delta_again(venue: Venue) -> None:
+    async def body(server: ExchangeServer, stream: RawStream, _: Any) -> None:
+        last = await stream.drain()
+        books = len(server.sent_books)
+        server.corrupt_next_frame("duplicate")
+        server.resume()
+        assert await stream.text() == last
+        assert server.faults_sent == [("duplicate", server.sent_books[books - 1])]
+        assert await stream.text() != last
+
+    run_raw(venue, body)
+
+
+@pytest.mark.parametrize("venue", VENUES)
+def test_reorder_swaps_the_next_two_deltas(venue: Venue) -> None:
+    async def body(server: ExchangeServer, stream: RawStream, _: Any) -> None:
+        await stream.drain()
+        seq = server.book.seq
+        assert seq is not None
+        server.corrupt_next_frame("reorder")
+        server.resume()
+        second, first = await stream.delta(), await stream.delta()
+        if venue == "binance":
+            assert first["U"] == seq + 1 and second["U"] == first["u"] + 1
+        else:
+            assert first["prevSeqId"] == seq and second["prevSeqId"] == first["seqId"]
+        assert server.faults_sent == [("reorder", server.book_at(seq_of(venue, first)))]
+        assert seq_of(venue, await stream.delta()) > seq_of(venue, second)  # in order again
+
+    run_raw(venue, body)
+
+
+def test_binance_stale_snapshot_is_older_than_every_delta_streamed() -> None:
+    async def body(server: ExchangeServer, stream: RawStream, http: aiohttp.ClientSession) -> None:
+        for _ in range(2 * STALE_STATES):  # the book moves; then a client subscribes anew
+            await stream.delta()
+        await stream.ws.send_json({"method": "UNSUBSCRIBE", "params": [BINANCE_DEPTH], "id": 2})
+        await stream.drain()
+        server.resume()
+        await stream.subscribe()
+        buffered = [await stream.delta() for _ in range(3)]
+        server.stale_next_snapshot()
+        url = f"http://127.0.0.1:{server.port}/api/v3/depth?symbol=NKNUSDT&limit=5000"
+        async with http.get(url) as response:
+            snap = await response.json()
+        last_id = snap["lastUpdateId"]
+        assert last_id + 1 < buffered[0]["U"]  # no buffered delta bridges it
+        state = server.book_at(last_id)
+        assert state is not None and server.faults_sent == [("stale_snapshot", state)]
+        top = [(float(p), float(q)) for p, q in snap["bids"][:TOP]]
+        assert tuple(top) == state.bids
+        assert tuple((float(p), float(q)) for p, q in snap["asks"][:TOP]) == state.asks
+        async with http.get(url) as response:  # only the next snapshot is stale
+            assert (await response.json())["lastUpdateId"] >= buffered[-1]["u"]
+
+    run_raw("binance", body)
+
+
+def test_okx_stale_snapshot_frame_is_an_earlier_book_the_updates_do_not_link_to() -> None:
+    async def body(server: ExchangeServer, stream: RawStream, _: Any) -> None:
+        for _ in range(2 * STALE_STATES):
+            await stream.delta()
+        await stream.ws.send_json({"op": "unsubscribe", "args": [OKX_ARG]})
+        await stream.drain()
+        now = server.book.seq
+        server.stale_next_snapshot()
+        server.resume()
+        await stream.subscribe()
+        update = await stream.delta()
+        snap = stream.snapshot
+        assert snap is not None and snap["seqId"] < now and update["prevSeqId"] == now
+        state = server.book_at(snap["seqId"])
+        assert state is not None and server.faults_sent == [("stale_snapshot", state)]
+        assert tuple((float(p), float(q)) for p, q, *_ in snap["bids"][:TOP]) == state.bids
+        assert (
+            okx_checksum(levels(snap["bids"][:25]), levels(snap["asks"][:25])) == snap["checksum"]
+        )
+
+    run_raw("okx", body)
+
+
+def test_fault_requests_are_checked() -> None:
+    server = ExchangeServer("binance")
+    with pytest.raises(ValueError, match="unknown frame fault 'zero'"):
+        server.corrupt_next_frame(cast(Any, "zero"))
+    with pytest.raises(ValueError, match="has not moved yet"):
+        server.stale_next_snapshot()

@@ -1,6 +1,6 @@
-"""The feed's row checks: each numba kernel equals its plain reference exactly, the level
-checks say what `book.check_levels` says, and the jump kernel decides as `JumpFilter` does on
-real and simulated mids."""
+"""The feed's row checks: each numba kernel equals its plain reference exactly (the jump
+kernel on drawn, real and simulated mids), the level checks say what `book.check_levels` says,
+and the jump filter lets still mids tick while lone prints are withheld."""
 
 from __future__ import annotations
 
@@ -9,20 +9,22 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hft_ray.book import JumpFilter, check_levels
+from hft_ray.book import check_levels
+from hft_ray.config import FeedConfig
 from hft_ray.feed.checks import (
     JUMP,
     JUMP_MIN_SAMPLES,
-    JUMP_WINDOW,
+    JUMP_SPAN,
     STATUS,
     JumpState,
-    jump_status,
     jump_status_reference,
     level_status,
     level_status_reference,
+    mean_square_reference,
 )
 from hft_ray.types import book_update_dtype
 from tests.captures import DATA, ws_frames
@@ -106,38 +108,35 @@ def test_level_kernel_names_each_defect() -> None:
     ]
 
 
+RefState = dict[int, tuple[list[float], float | None, float | None]]
+
+
 def run_jump(
-    symbols: list[int], mids: list[float], status: list[int], state: JumpState, max_z: float
+    symbols: list[int], mids: list[float], status: list[int], state: JumpState
 ) -> list[int]:
     out = np.array(status, dtype=np.int64)
     mid = np.array(mids)
-    jump_status(
-        np.array(symbols, dtype=np.int16),
-        mid,
-        mid,  # a book whose bid and ask are the mid: the kernel's mid is then exactly it
-        out,
-        max_z,
-        state_min_samples(state),
-        state.returns,
-        state.count,
-        state.head,
-        state.last,
-        state.pending,
-    )
+    # A book whose bid and ask are the mid: the kernel's mid is then exactly it.
+    state.check(np.array(symbols, dtype=np.int16), mid, mid, out)
     return out.tolist()
 
 
-def state_min_samples(state: JumpState) -> int:
-    return max(1, min(JUMP_MIN_SAMPLES, state.returns.shape[1] // 2))
+def assert_state_is(state: JumpState, ref: RefState, span: int) -> None:
+    for s in range(len(state.count)):
+        rets, last, pending = ref.get(s, ([], None, None))
+        assert int(state.count[s]) == len(rets)
+        assert float(state.mean_sq[s]) == mean_square_reference(rets, span)
+        assert (None if np.isnan(state.last[s]) else state.last[s]) == last
+        assert (None if np.isnan(state.pending[s]) else state.pending[s]) == pending
 
 
 def ticks_strategy() -> st.SearchStrategy[list[tuple[int, float, int]]]:
-    """(symbol, log return, status before the jump check): mostly small returns, sometimes a
-    lone jump, sometimes a row already judged bad."""
+    """(symbol, log return, status before the jump check): mostly small returns around the
+    bands drawn below, still mids, sometimes a lone jump, sometimes a row already judged bad."""
     ret = st.one_of(
         st.floats(-1e-3, 1e-3),
         st.floats(-1e-3, 1e-3),
-        st.sampled_from([0.05, -0.05, 0.2]),
+        st.sampled_from([0.05, -0.05, 0.2, 45e-4]),
         st.just(0.0),
     )
     return st.lists(
@@ -146,9 +145,19 @@ def ticks_strategy() -> st.SearchStrategy[list[tuple[int, float, int]]]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(ticks=ticks_strategy(), window=st.integers(1, 12), max_z=st.sampled_from([2.0, 4.0]))
+@given(
+    ticks=ticks_strategy(),
+    span=st.integers(1, 12),
+    min_samples=st.integers(0, 8),
+    max_z=st.sampled_from([2.0, 4.0, 12.0]),
+    bands=st.sampled_from([(1.0, 20.0), (5.0, 40.0), (10.0, 10.0), (0.01, 1_000.0)]),
+)
 def test_jump_kernel_equals_reference(
-    ticks: list[tuple[int, float, int]], window: int, max_z: float
+    ticks: list[tuple[int, float, int]],
+    span: int,
+    min_samples: int,
+    max_z: float,
+    bands: tuple[float, float],
 ) -> None:
     level = [100.0, 5.0, 0.01]
     symbols, mids, status = [], [], []
@@ -157,21 +166,14 @@ def test_jump_kernel_equals_reference(
         symbols.append(s)
         mids.append(level[s])
         status.append(code)
-    kernel_state = JumpState(3, window)
-    min_samples = state_min_samples(kernel_state)
-    # Twice over: the second pass starts from the state the first left (rings wrapped).
-    ref_state: dict[int, tuple[list[float], float | None, float | None]] = {}
+    state = JumpState(3, max_z, *bands, span=span, min_samples=min_samples)
+    # Twice over: the second pass starts from the state the first left.
+    ref: RefState = {}
     for _ in range(2):
-        got = run_jump(symbols, mids, status, kernel_state, max_z)
-        want = jump_status_reference(symbols, mids, status, max_z, min_samples, window, ref_state)
+        got = run_jump(symbols, mids, status, state)
+        want = jump_status_reference(symbols, mids, status, max_z, *bands, span, min_samples, ref)
         assert got == want
-    for s in range(3):
-        rets, last, pending = ref_state.get(s, ([], None, None))
-        count, head = int(kernel_state.count[s]), int(kernel_state.head[s])
-        ring = np.roll(kernel_state.returns[s], -head)[window - count :]
-        assert ring.tolist() == rets
-        assert (None if np.isnan(kernel_state.last[s]) else kernel_state.last[s]) == last
-        assert (None if np.isnan(kernel_state.pending[s]) else kernel_state.pending[s]) == pending
+    assert_state_is(state, ref, span)
 
 
 def real_and_simulated_mids() -> list[list[float]]:
@@ -190,7 +192,7 @@ def real_and_simulated_mids() -> list[list[float]]:
     return series + list(by_book.values())
 
 
-def test_jump_kernel_decides_as_jump_filter_on_real_looking_mids() -> None:
+def test_jump_kernel_equals_reference_on_real_looking_mids() -> None:
     series = real_and_simulated_mids()
     # Fat-fingered prints among them: a lone mid 4 % off every 53 updates.
     for mids in series:
@@ -201,24 +203,68 @@ def test_jump_kernel_decides_as_jump_filter_on_real_looking_mids() -> None:
     order = np.argsort([i for mids in series for i in range(len(mids))], kind="stable")
     symbols = [symbols[i] for i in order]  # interleaved, as rows of many books arrive
     flat = [flat[i] for i in order]
+    prints = sum(len(range(45, len(mids), 53)) for mids in series)
     for max_z in (4.0, 12.0):
-        filters = [JumpFilter(max_z) for _ in series]
-        expected = [filters[s].check(mid) for s, mid in zip(symbols, flat, strict=True)]
-        state = JumpState(len(series), JUMP_WINDOW)
-        status = np.zeros(len(flat), dtype=np.int64)
-        mid = np.array(flat)
-        jump_status(
-            np.array(symbols, dtype=np.int16),
-            mid,
-            mid,
-            status,
-            max_z,
-            JUMP_MIN_SAMPLES,
-            state.returns,
-            state.count,
-            state.head,
-            state.last,
-            state.pending,
+        state = JumpState(len(series), max_z, 10.0, 40.0)
+        got = run_jump(symbols, flat, [0] * len(flat), state)
+        ref: RefState = {}
+        want = jump_status_reference(
+            symbols, flat, [0] * len(flat), max_z, 10.0, 40.0, JUMP_SPAN, JUMP_MIN_SAMPLES, ref
         )
-        assert [code != JUMP for code in status] == expected
-        assert 40 < expected.count(False) < len(flat) // 10, expected.count(False)
+        assert got == want
+        assert_state_is(state, ref, JUMP_SPAN)
+        assert prints <= got.count(JUMP) < len(flat) // 10, got.count(JUMP)
+
+
+def filter_of(config: FeedConfig | None = None) -> JumpState:
+    config = config or FeedConfig()
+    return JumpState(1, config.max_jump_z, config.min_jump_bps, config.max_jump_bps)
+
+
+def withheld(state: JumpState, mids: list[float]) -> list[bool]:
+    return [code == JUMP for code in run_jump([0] * len(mids), mids, [0] * len(mids), state)]
+
+
+def test_a_still_mid_does_not_withhold_the_next_real_tick() -> None:
+    """Issue 12: a mid that did not move for many updates had a band of almost nothing, and a
+    real 2.2 bps move was withheld. The band's floor lets it through; a 50 bps print is not."""
+    state = filter_of()
+    mid = 0.3521
+    assert not any(withheld(state, [mid] * 100))
+    assert withheld(state, [mid * 1.00022, mid * 1.00022 * 1.005, mid * 1.00022]) == [
+        False,
+        True,
+        False,
+    ]
+
+
+def test_a_spike_is_withheld_from_the_second_book_and_after_wild_moves() -> None:
+    """Before the filter has learned anything its band is the ceiling, and it stays the most
+    however wide recent moves were: a lone 50 bps print is never taken."""
+    assert withheld(filter_of(), [100.0, 100.5, 100.0]) == [False, True, False]
+    state = filter_of()
+    wild = [100.0 * (1.0035 if i % 2 else 1.0) for i in range(100)]  # 35 bps every update
+    assert not any(withheld(state, wild))
+    assert 12 * np.sqrt(state.mean_sq[0]) * 1e4 > 50  # the band's std-dev part alone: 420 bps
+    assert withheld(state, [wild[-1] * 0.995, wild[-1]]) == [True, False]
+
+
+def test_a_confirmed_move_is_learned_and_a_rejected_print_is_not() -> None:
+    state = filter_of()
+    rng = np.random.default_rng(1)
+    mids = list(100.0 * np.exp(np.cumsum(rng.normal(0, 2e-5, 60))))
+    assert not any(withheld(state, mids))
+    before = state.mean_sq.copy()
+    assert withheld(state, [mids[-1] * 1.05, mids[-1]]) == [True, False]
+    assert state.mean_sq[0] < before[0] * 1.1  # the print taught nothing; a small real step did
+    moved = mids[-1] * 0.994
+    assert withheld(state, [moved, moved * 1.00001]) == [True, False]  # flagged once, confirmed
+    assert state.mean_sq[0] > 100 * before[0]  # the 60 bps move widened the band
+    assert state.last[0] == moved * 1.00001
+
+
+def test_jump_bands_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"min_jump_bps 50\.0 is above max_jump_bps 40\.0"):
+        FeedConfig(min_jump_bps=50)
+    with pytest.raises(ValueError, match=r"0 < min_bps <= max_bps"):
+        JumpState(1, 12.0, 5.0, 1.0)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hft_ray.config import FeedConfig, HftConfig
+from hft_ray.feed.checks import STATUS
 from hft_ray.feed.core import FeedCore
 from hft_ray.types import BOOK_VALID, BookInvalid, BookSnapshot, Universe, book_update_dtype
 from hft_ray.venues.ccxt_live import book_event
@@ -83,11 +84,12 @@ def test_extreme_numbers_invalidate_the_book_and_never_stop_the_feed() -> None:
 
 def test_ccxt_books_as_rows() -> None:
     """Books as ccxt.pro gives them: extra fields per level are dropped, a missing timestamp
-    is the receipt's, and what cannot be read is an invalidation, never an exception."""
+    stays missing (0) and the row carries the receipt instead, and what cannot be read is an
+    invalidation, never an exception."""
     now = 1_700_000_000_000_000_000
     ok = {"bids": [[100.0, 1.0, 3]], "asks": [[100.1, 2.0, 1]], "nonce": 9, "timestamp": None}
-    event = book_event("BTC/USDT", ok, 5, now)
-    assert isinstance(event, BookSnapshot) and (event.seq, event.ts_exchange_ns) == (9, now)
+    event = book_event("BTC/USDT", ok, 5)
+    assert isinstance(event, BookSnapshot) and (event.seq, event.ts_exchange_ns) == (9, 0)
     assert event.bids.tolist() == [[100.0, 1.0]] and event.asks.tolist() == [[100.1, 2.0]]
     broken = [
         {**ok, "bids": [[100.0]]},
@@ -100,12 +102,29 @@ def test_ccxt_books_as_rows() -> None:
         {"bids": []},
         None,
     ]
-    events = [book_event("BTC/USDT", b, 5, now) for b in broken]
+    events = [book_event("BTC/USDT", b, 5) for b in broken]
     assert events == [BookInvalid("BTC/USDT", "malformed_book")] * len(broken)
-    huge = book_event("BTC/USDT", {**ok, "nonce": 2**63, "timestamp": 1e308}, 5, now)
+    huge = book_event("BTC/USDT", {**ok, "nonce": 2**63, "timestamp": 1e308}, 5)
     core = FeedCore(UNIVERSE, "okx", FeedConfig(), 1)
-    assert valid(core.rows_from_events([event, huge], 0, 0)) == [True, False]
+    rows = core.rows_from_events([event, huge], now, 0)
+    assert valid(rows) == [True, False] and rows["ts_exchange_ns"][0] == now
     assert core.invalid == {"nonce_out_of_range": 1}
+
+
+def test_a_book_older_than_one_passed_on_is_refused_until_the_sequence_restarts() -> None:
+    """A sequence number below the highest passed on for the symbol (a stale snapshot) is
+    `nonce_backwards`; after `restart_sequence` (a resync) a lower start is taken."""
+    core = FeedCore(UNIVERSE, "okx", FeedConfig(max_jump_z=0), 1)
+    good = book()
+    seqs = [10, 12, 11, 12, 13]
+    rows = core.rows_from_events([good._replace(seq=n) for n in seqs], 5, 6)
+    assert valid(rows) == [True, True, False, True, True]
+    assert core.invalid == {"nonce_backwards": 1}
+    assert list(core.last_status) == [0, 0, STATUS.index("nonce_backwards"), 0, 0]
+    other = good._replace(symbol="ETH/USDT", seq=1)  # each symbol has its own sequence
+    assert valid(core.rows_from_events([other, good._replace(seq=5)], 5, 6)) == [True, False]
+    core.restart_sequence("BTC/USDT")
+    assert valid(core.rows_from_events([good._replace(seq=5)], 5, 6)) == [True]
 
 
 def test_batch_leaves_when_full_or_old() -> None:
@@ -227,3 +246,16 @@ def test_rows_the_kernels_cannot_read_are_refused(make_config: Callable[..., Hft
         core.check_rows(bad, 0, 0)
     assert core.updates == 0
     assert len(core.check_rows(np.zeros(0, book_update_dtype(20)), 0, 0)) == 0
+
+
+def test_a_recording_refuses_a_book_stale_at_receipt_and_a_run_leaves_age_to_the_detector() -> None:
+    config = FeedConfig(max_jump_z=0, max_book_age_ms=500)
+    old, young = (
+        book()._replace(ts_exchange_ns=T0 - 600_000_000),
+        book()._replace(ts_exchange_ns=T0),
+    )
+    recording = FeedCore(UNIVERSE, "okx", config, 1, stale_at_receipt=True)
+    assert valid(recording.rows_from_events([old, young], T0, 0)) == [False, True]
+    assert recording.invalid == {"stale": 1}
+    run = FeedCore(UNIVERSE, "okx", config, 1)
+    assert valid(run.rows_from_events([old, young], T0, 0)) == [True, True]

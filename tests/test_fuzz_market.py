@@ -30,7 +30,8 @@ from hft_ray.book import LEVEL_MAX, LEVEL_MIN, VENUE_BOOK_RULES, OrderBook
 from hft_ray.config import FeedConfig
 from hft_ray.feed.core import FeedCore
 from hft_ray.types import BOOK_VALID, BookEvent, BookInvalid, BookSnapshot, Universe
-from hft_ray.venues.ccxt_live import OkxRawChecksum, book_event
+from hft_ray.venues.ccxt_live import book_event
+from hft_ray.venues.integrity import OkxRawChecksum
 from hft_ray.venues.replay import ReplayFormatError, parse_line, read_file
 from tests.captures import DATA, ws_frames
 
@@ -128,7 +129,7 @@ def ccxt_books(draw: st.DrawFn) -> dict[str, Any]:
 @given(books=st.lists(ccxt_books(), min_size=1, max_size=8), max_z=st.sampled_from([0.0, 4.0]))
 def test_ccxt_books_become_rows_tradable_only_if_sane(books: list[dict], max_z: float) -> None:
     core = FeedCore(UNIVERSE, "okx", FeedConfig(depth=4, max_jump_z=max_z), 1)
-    events = [book_event("BTC/USDT", b, 4, 1_700_000_000_000_000_000) for b in books]
+    events = [book_event("BTC/USDT", b, 4) for b in books]
     rows = core.rows_from_events(events, 1, 2)
     assert len(rows) == len(books)
     assert_rows_tradable_only_if_sane(rows)

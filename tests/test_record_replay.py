@@ -1,25 +1,25 @@
-"""`hft-ray record` then `hft-ray replay`: the replay sees the book states the live feed saw,
-outages included."""
+"""`hft-ray record` then `hft-ray replay`: the recording holds what a run's feed would pass on,
+and its outages with their reasons."""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
-import time
+import json
 from pathlib import Path
 
-import numpy as np
+import pytest
 
 from hft_ray.clock import LiveClock
-from hft_ray.config import FeedConfig, parse_config
-from hft_ray.feed.core import FeedCore
-from hft_ray.replay_run import record
-from hft_ray.types import BookEvent, BookInvalid, Universe
-from hft_ray.venues.ccxt_live import CcxtBookStream
+from hft_ray.config import RecordConfig
+from hft_ray.feed.checks import MALFORMED_BOOK
+from hft_ray.replay_run import RecordCounts, record
+from hft_ray.types import BookInvalid
+from hft_ray.venues.ccxt_live import OUT_OF_SYNC, STALE_SNAPSHOT, STALLED, CcxtBookStream
 from hft_ray.venues.replay import read_files
-from tests.conftest import default_config_dict
 from tests.exchange_server import ExchangeServer
-from tests.test_ccxt_live import venue_config
+from tests.test_ccxt_live import assert_matches_server, venue_config
 
 FIELDS = ("flags", "n_bids", "n_asks", "seq", "bid_px", "bid_qty", "ask_px", "ask_qty")
 
@@ -28,48 +28,106 @@ def raise_it(err: Exception) -> None:
     raise err
 
 
-def rows(events: list[BookEvent], universe: Universe) -> np.ndarray:
-    """The rows a feed makes of these events (one detector, batches large enough)."""
-    feed = FeedCore(universe, "binance", FeedConfig(depth=10, batch_max_rows=100_000), 1)
-    for event in events:
-        feed.on_event(event, 0, 0)
-    return feed.take(0)
-
-
-def test_replay_reproduces_the_recorded_live_books(tmp_path: Path) -> None:
+def test_a_recording_holds_only_checked_books_and_replays_its_outages(tmp_path: Path) -> None:
+    """`record` through ccxt's real binance class: every line is strict JSON, every book one
+    a run's feed would pass (and the exchange's book at its nonce), a gap one invalidation line
+    with its reason, our receipt stamps in order; replay reads the reason back."""
     out = tmp_path / "binance.jsonl.gz"
-    live: list[BookEvent] = []
+    status = io.StringIO()
 
-    async def scenario() -> None:
+    async def scenario() -> tuple[RecordCounts, ExchangeServer]:
         server = ExchangeServer("binance")
         await server.start()
         stream = CcxtBookStream("binance", venue_config(server), [server.symbol], 10, LiveClock())
-        loop = asyncio.get_running_loop()
-        loop.call_later(1.0, server.drop_next_delta)  # an outage in the middle of the recording
+        asyncio.get_running_loop().call_later(1.0, server.drop_next_delta)  # an outage
         try:
-            data = default_config_dict()
-            await record(
-                parse_config(data),
+            counts = await record(
+                RecordConfig(),
                 "binance",
                 [server.symbol],
                 out,
                 3.0,
                 10,
-                status=io.StringIO(),
-                observe=live.append,
+                status=status,
                 stream=stream,
+                status_every_s=1.0,
             )
         finally:
             await server.stop()
+        return counts, server
 
-    t0 = time.monotonic()
-    asyncio.run(scenario())
-    assert time.monotonic() - t0 < 30
-    universe = Universe(("binance",), ("NKN/USDT",))
-    recorded = [r.book for r in read_files([out], raise_it)]
-    assert any(isinstance(e, BookInvalid) for e in live) and len(live) > 50
-    live_rows, replay_rows = rows(live, universe), rows(recorded, universe)
-    assert len(live_rows) == len(replay_rows) == len(live)
-    for field in FIELDS:
-        assert np.array_equal(live_rows[field], replay_rows[field], equal_nan=True), field
-    assert (live_rows["flags"] == 0).sum() >= 1  # the outage replays as an untradable book
+    counts, server = asyncio.run(scenario())
+    with gzip.open(out, "rt") as f:
+        lines = [json.loads(x, parse_constant=raise_it) for x in f]  # NaN is not JSON
+    reasons = [line["invalid"] for line in lines if "invalid" in line]
+    assert reasons == [OUT_OF_SYNC]  # one line for the episode, not one per failed watch
+    assert counts.books == len(lines) - 1 > 50 and counts.invalid == {OUT_OF_SYNC: 1}
+    received = [line["received_ns"] for line in lines]
+    assert received == sorted(received)
+    recorded = list(read_files([out], raise_it))
+    assert_matches_server(server, [r.book for r in recorded if not r.invalid])
+    replayed = [r.event for r in recorded if isinstance(r.event, BookInvalid)]
+    assert replayed == [BookInvalid(server.symbol, OUT_OF_SYNC)]
+    shown = status.getvalue().splitlines()
+    assert len(shown) >= 3 and all(x.startswith("record binance: ") for x in shown[:-1])
+    assert shown[-1] == f"recorded to {out}: {counts.line()}"
+    assert f"1 invalid ({OUT_OF_SYNC} 1)" in shown[-1]
+
+
+#: What a bad frame of each kind leaves in the recording: the reasons of its invalidation
+#: lines (one per outage), and the stream error behind a stale snapshot.
+BAD_FRAMES = {
+    "negative_ask": [MALFORMED_BOOK],
+    "negative_bid": [MALFORMED_BOOK],
+    "nan_bid": [MALFORMED_BOOK],
+    "non_numeric_qty": [MALFORMED_BOOK],  # ccxt would take "abc" as a delete
+    "truncated": [STALLED],  # ccxt's reader dies on text that is not JSON: a silent stream
+    "duplicate": [],  # ccxt drops an update it has applied: nothing breaks
+    "reorder": [OUT_OF_SYNC],
+    "stale_snapshot": [OUT_OF_SYNC],  # the gap that makes ccxt fetch the stale snapshot
+}
+
+
+@pytest.mark.parametrize("fault", list(BAD_FRAMES))
+def test_bad_frames_never_reach_a_recording_as_tradable(fault: str, tmp_path: Path) -> None:
+    """ccxt's real binance class against frames that are negative, NaN, non-numeric,
+    truncated, duplicated, reordered, and a snapshot older than the stream: every book
+    recorded is the exchange's book at its nonce, each outage one line with its reason, the
+    book resynced after it, and replay reads the same outage back."""
+    out = tmp_path / "books.jsonl"
+
+    async def scenario() -> tuple[ExchangeServer, CcxtBookStream, int]:
+        server = ExchangeServer("binance")
+        await server.start()
+        # a shallow snapshot: ccxt's rate limiter holds one of 5000 levels (weight 250) ~2.5 s
+        config = venue_config(server, watch_depth=100, stall_timeout_s=0.5)
+        stream = CcxtBookStream("binance", config, [server.symbol], 10, LiveClock())
+
+        def inject() -> None:
+            if fault == "stale_snapshot":
+                server.stale_next_snapshot()
+                server.drop_next_delta()
+            else:
+                server.corrupt_next_frame(fault)  # type: ignore[arg-type]
+
+        asyncio.get_running_loop().call_later(0.8, inject)
+        try:
+            await record(
+                RecordConfig(), "binance", [server.symbol], out, 2.5, 10, io.StringIO(), stream
+            )
+        finally:
+            await server.stop()
+        return server, stream, server.snapshots_served
+
+    server, stream, snapshots = asyncio.run(scenario())
+    lines = [json.loads(x, parse_constant=raise_it) for x in out.read_text().splitlines()]
+    reasons = [line["invalid"] for line in lines if "invalid" in line]
+    assert reasons == BAD_FRAMES[fault], stream.errors
+    recorded = list(read_files([out], raise_it))
+    assert_matches_server(server, [r.book for r in recorded if not r.invalid])
+    assert [r.invalid for r in recorded if r.invalid] == reasons  # replay: the same outage
+    if reasons:
+        last_outage = max(i for i, line in enumerate(lines) if "invalid" in line)
+        assert len(lines) - last_outage > 5 and snapshots >= 2  # resynced, trading again
+    if fault == "stale_snapshot":
+        assert stream.errors.get(STALE_SNAPSHOT) == 1, stream.errors

@@ -142,7 +142,7 @@ def test_malformed_lines_are_named_skipped_and_the_replay_goes_on(
     assert errors[0].startswith(f"{path}:4: ") and len(errors) == 4
     assert f"{path}:8: missing bids, asks" in errors[1]
     assert "timestamp must be milliseconds" in errors[2]
-    assert errors[3] == f"{path}:16: timestamp goes back in time"
+    assert errors[3] == f"{path}:16: goes back in time (earlier than a line before)"
 
 
 def test_gzip_files_and_multiple_files_merge_by_time(busy: HftConfig, tmp_path: Path) -> None:

@@ -521,13 +521,13 @@ class CcxtLive:
                 if raw is not None and not raw.valid(symbol):
                     bad += 1
                     continue
-                self._event(symbol, books[symbol], TOP, 0)
+                self._event(symbol, books[symbol], TOP)
             return bad
 
         def tops(books: dict[str, Any]) -> Tops:
             out = {}
             for symbol, book in books.items():
-                snap = self._event(symbol, book, TOP, 0)
+                snap = self._event(symbol, book, TOP)
                 if not isinstance(snap, BookSnapshot):
                     raise RuntimeError(f"bench: {symbol}: the book could not be read")
                 out[markets[symbol]] = (snap.bids, snap.asks)

@@ -193,6 +193,7 @@ class FeedActor:
             in_flight=sum(self._in_flight),
             backpressure_waits=self._backpressure_waits,
             resyncs=self._feed.resyncs,
+            outages=self._feed.outages,
             book_age_s=self._book_age_s(),
             conflated=self._feed.conflated,
         )
@@ -207,6 +208,8 @@ class FeedActor:
             "rows_sent": self._rows_sent,
             "queue_depth": sum(self._in_flight),
             "backpressure_waits": self._backpressure_waits,
+            "resyncs": self._feed.resyncs,
+            "outages": self._feed.outages,
             "running": self._task is not None and not self._task.done(),
             "error": self._error,
             "last_book_age_ms": None if (age := self._book_age_s()) is None else age * 1e3,

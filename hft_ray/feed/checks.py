@@ -2,11 +2,9 @@
 
 `level_status` judges each row's levels as `book.levels_status` judges a book (empty side,
 non-positive / NaN / infinite level, level out of range, unsorted, crossed); `jump_status` then
-runs the `book.JumpFilter` rule, one state per symbol, over the rows that passed, in row order.
-Both write a status code per row (an index into `STATUS`, 0 for a good book). The jump state
-lives in flat arrays (`JumpState`); its standard deviation is summed oldest return first, twice
-(mean, then squared deviations), where `JumpFilter` calls `np.std`: the same definition, with
-the last bits of rounding fixed so that kernel and reference agree exactly.
+withholds, per symbol and in row order, a mid that moved past its band until the next update
+confirms it (`JumpState` says how; `tests/test_jump_calibration.py` calibrates it on real
+captures). Both write a status code per row (an index into `STATUS`, 0 for a good book).
 """
 
 from __future__ import annotations
@@ -22,11 +20,17 @@ from hft_ray.types import BAD_LEVEL, CROSSED, EMPTY_SIDE, PRICE_JUMP, UNSORTED
 #: A book event that cannot become a row: its sequence number or exchange timestamp is no
 #: integer that fits a row's int64 (or is negative), or its levels are no (n, 2) float array.
 NONCE_OUT_OF_RANGE = "nonce_out_of_range"
+#: A book whose sequence number is below one already passed on for its symbol: the venue (or
+#: ccxt) went back to an older state, e.g. a REST snapshot older than the stream.
+NONCE_BACKWARDS = "nonce_backwards"
+#: A book whose venue stamp is older than `feed.max_book_age_ms` when it is received (judged
+#: here only by `record`; a run's detector judges age at every scan, as books age while held).
+STALE = "stale"
 TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
 MALFORMED_BOOK = "malformed_book"
 
 #: Why a row is not tradable, by status code (the first six are `book.levels_status`'s; the
-#: last three are judged on the event, before it is a row).
+#: next four are judged on the event, before it is a row; the last on the row's two clocks).
 STATUS = (
     "",
     EMPTY_SIDE,
@@ -38,12 +42,14 @@ STATUS = (
     NONCE_OUT_OF_RANGE,
     TIMESTAMP_OUT_OF_RANGE,
     MALFORMED_BOOK,
+    NONCE_BACKWARDS,
+    STALE,
 )
 BAD = STATUS.index(BAD_LEVEL)
 JUMP = STATUS.index(PRICE_JUMP)
-#: Returns a symbol's jump filter keeps, and how many it needs before it flags anything
-#: (`JumpFilter`'s defaults).
-JUMP_WINDOW = 200
+#: The jump filter's memory, in mid returns (the span of its exponential weights), and how
+#: many returns it learns before its band follows them (until then the band is its ceiling).
+JUMP_SPAN = 200
 JUMP_MIN_SAMPLES = 30
 
 
@@ -119,39 +125,72 @@ def level_status_reference(rows: np.ndarray) -> list[int]:
 
 
 class JumpState:
-    """Every symbol's `JumpFilter` state as flat arrays: a ring of recent log returns, how many
-    it holds and where the next goes, the last accepted mid and the pending (unconfirmed) one,
-    NaN for none."""
+    """Every symbol's jump filter, as flat arrays the kernel updates in place.
 
-    def __init__(self, symbols: int, window: int = JUMP_WINDOW) -> None:
-        if symbols < 0 or window < 1:
-            raise ValueError(f"a jump state needs symbols >= 0 and window >= 1, got {window}")
-        self.returns = np.zeros((symbols, window))
+    A symbol's mid may move by its band in one update: `max_z` times the root mean square of
+    its recent mid log returns, kept between `min_bps` and `max_bps`. A move past the band is
+    withheld until the next mid lands within the band of the moved one. Why each part:
+
+    - the floor: a mid that sits still for most updates (one tick wide, or quiet) would shrink
+      the band to nothing and withhold every real tick (issue 12: a 2.2 bps move flagged
+      against a 0.8 bps band);
+    - the ceiling: however wild recent moves were, a mid this far off is not traded on one
+      book's word; it also is the band until `min_samples` returns are seen;
+    - the root mean square, exponentially weighted (span `span` returns; a plain mean of
+      squares until the weight would be less than 2 / (span + 1)): a drift is movement too, and
+      one value per symbol is updated in O(1), no ring of returns summed per row;
+    - a withheld mid is never learned from, so a bad print cannot widen the band; a confirmed
+      move is, so the band follows a market that really moves.
+
+    Arrays: mean square of returns, returns seen, last accepted mid, pending (unconfirmed)
+    mid, NaN for none.
+    """
+
+    def __init__(
+        self,
+        symbols: int,
+        max_z: float,
+        min_bps: float,
+        max_bps: float,
+        *,
+        span: int = JUMP_SPAN,
+        min_samples: int = JUMP_MIN_SAMPLES,
+    ) -> None:
+        if symbols < 0 or span < 1 or min_samples < 0 or not 0 < min_bps <= max_bps:
+            raise ValueError(
+                "a jump state needs symbols >= 0, span >= 1, min_samples >= 0 and "
+                f"0 < min_bps <= max_bps, got {symbols}, {span}, {min_samples}, "
+                f"{min_bps}, {max_bps}"
+            )
+        self.max_z = float(max_z)
+        self.min_band = min_bps * 1e-4
+        self.max_band = max_bps * 1e-4
+        self.alpha = 2.0 / (span + 1)
+        self.min_samples = min_samples
+        self.mean_sq = np.zeros(symbols)
         self.count = np.zeros(symbols, dtype=np.int64)
-        self.head = np.zeros(symbols, dtype=np.int64)
         self.last = np.full(symbols, np.nan)
         self.pending = np.full(symbols, np.nan)
 
-
-@njit(cache=True)
-def _std(ring: np.ndarray, count: int, head: int) -> float:  # pragma: no cover - compiled
-    """Population std-dev of the `count` returns before `head`, oldest first: the ring's two
-    contiguous runs (no modulo per element, which costs more than the sum)."""
-    start = (head - count) % ring.shape[0]
-    first = ring[start : start + count]
-    second = ring[: count - first.shape[0]]
-    total = 0.0
-    for x in first:
-        total += x
-    for x in second:
-        total += x
-    mean = total / count
-    sq = 0.0
-    for x in first:
-        sq += (x - mean) * (x - mean)
-    for x in second:
-        sq += (x - mean) * (x - mean)
-    return math.sqrt(sq / count)
+    def check(
+        self, symbols: np.ndarray, best_bid: np.ndarray, best_ask: np.ndarray, status: np.ndarray
+    ) -> None:
+        """`jump_status` on these rows with this state."""
+        jump_status(
+            symbols,
+            best_bid,
+            best_ask,
+            status,
+            self.max_z,
+            self.min_band,
+            self.max_band,
+            self.alpha,
+            self.min_samples,
+            self.mean_sq,
+            self.count,
+            self.last,
+            self.pending,
+        )
 
 
 @njit(
@@ -161,9 +200,11 @@ def _std(ring: np.ndarray, count: int, head: int) -> float:  # pragma: no cover 
         _ROWS_1D,
         int64[:],
         float64,
+        float64,
+        float64,
+        float64,
         int64,
-        _ROWS_2D,
-        int64[:],
+        _ROWS_1D,
         int64[:],
         _ROWS_1D,
         _ROWS_1D,
@@ -176,16 +217,17 @@ def jump_status(
     best_ask: np.ndarray,
     status: np.ndarray,
     max_z: float,
+    min_band: float,
+    max_band: float,
+    alpha: float,
     min_samples: int,
-    returns: np.ndarray,
+    mean_sq: np.ndarray,
     count: np.ndarray,
-    head: np.ndarray,
     last: np.ndarray,
     pending: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """Set `status` to `JUMP` where a row whose status is 0 jumps, updating the state in row
-    order (kernel; `returns`..`pending` are a `JumpState`'s arrays)."""
-    window = returns.shape[1]
+    order (kernel; bands as log returns, `mean_sq`..`pending` a `JumpState`'s arrays)."""
     for i in range(symbols.shape[0]):
         if status[i] != 0:
             continue
@@ -195,21 +237,17 @@ def jump_status(
             last[s] = mid
             continue
         r = math.log(mid / last[s])
+        band = max_band
         if count[s] >= min_samples:
-            band = max_z * max(_std(returns[s], count[s], head[s]), 1e-9)
-            if abs(r) > band:
-                confirmed = not np.isnan(pending[s]) and abs(math.log(mid / pending[s])) <= band
-                if confirmed:
-                    pending[s] = np.nan
-                    last[s] = mid
-                else:
-                    pending[s] = mid
-                    status[i] = JUMP
-                continue
+            band = min(max(max_z * math.sqrt(mean_sq[s]), min_band), max_band)
+        # Past the band and not confirmed by landing within the band of the pending mid.
+        if abs(r) > band and (np.isnan(pending[s]) or abs(math.log(mid / pending[s])) > band):
+            pending[s] = mid
+            status[i] = JUMP
+            continue
         pending[s] = np.nan
-        returns[s, head[s]] = r
-        head[s] = (head[s] + 1) % window
-        count[s] = min(count[s] + 1, window)
+        count[s] += 1
+        mean_sq[s] += (r * r - mean_sq[s]) * max(1.0 / count[s], alpha)
         last[s] = mid
 
 
@@ -218,12 +256,14 @@ def jump_status_reference(
     mids: list[float],
     status: list[int],
     max_z: float,
+    min_bps: float,
+    max_bps: float,
+    span: int,
     min_samples: int,
-    window: int,
     state: dict[int, tuple[list[float], float | None, float | None]],
 ) -> list[int]:
-    """`jump_status` in plain Python, one `JumpFilter` per symbol: `state[s]` is its returns
-    (oldest first), last mid and pending mid; returns the new status of every row."""
+    """`jump_status` by definition, in plain Python: `state[s]` is symbol s's learned returns
+    (oldest first), last accepted mid and pending mid; returns the new status of every row."""
     out = list(status)
     for i, (s, mid) in enumerate(zip(symbols, mids, strict=True)):
         if out[i] != 0:
@@ -233,22 +273,21 @@ def jump_status_reference(
             state[s] = (rets, mid, pending)
             continue
         r = math.log(mid / last)
+        band = max_bps * 1e-4
         if len(rets) >= min_samples:
-            mean = 0.0
-            for x in rets:
-                mean += x
-            mean /= len(rets)
-            sq = 0.0
-            for x in rets:
-                sq += (x - mean) * (x - mean)
-            band = max_z * max(math.sqrt(sq / len(rets)), 1e-9)
-            if abs(r) > band:
-                confirmed = pending is not None and abs(math.log(mid / pending)) <= band
-                if confirmed:
-                    state[s] = (rets, mid, None)
-                else:
-                    state[s] = (rets, last, mid)
-                    out[i] = JUMP
-                continue
-        state[s] = ([*rets, r][-window:], mid, None)
+            rms = math.sqrt(mean_square_reference(rets, span))
+            band = min(max(max_z * rms, min_bps * 1e-4), band)
+        if abs(r) > band and (pending is None or abs(math.log(mid / pending)) > band):
+            state[s] = (rets, last, mid)
+            out[i] = JUMP
+            continue
+        state[s] = ([*rets, r], mid, None)
     return out
+
+
+def mean_square_reference(returns: list[float], span: int) -> float:
+    """`JumpState.mean_sq` after learning `returns`, oldest first."""
+    alpha, mean_sq = 2.0 / (span + 1), 0.0
+    for n, r in enumerate(returns, start=1):
+        mean_sq += (r * r - mean_sq) * max(1.0 / n, alpha)
+    return mean_sq

@@ -16,13 +16,13 @@ import numpy as np
 
 from hft_ray.config import FeedConfig
 from hft_ray.feed.checks import (
-    JUMP_MIN_SAMPLES,
     MALFORMED_BOOK,
+    NONCE_BACKWARDS,
     NONCE_OUT_OF_RANGE,
+    STALE,
     STATUS,
     TIMESTAMP_OUT_OF_RANGE,
     JumpState,
-    jump_status,
     level_status,
 )
 from hft_ray.types import (
@@ -38,9 +38,10 @@ _LEVELS = ("bid_px", "bid_qty", "ask_px", "ask_qty")
 _META = ("symbol", "seq", "ts_exchange_ns", "n_bids", "n_asks")
 _INT64_MAX = np.iinfo(np.int64).max
 #: A row's preset status: an invalidation the venue adapter judged (no level or jump check).
-_VENUE_INVALID = -1
-_MALFORMED, _NONCE, _TIMESTAMP = (
-    STATUS.index(r) for r in (MALFORMED_BOOK, NONCE_OUT_OF_RANGE, TIMESTAMP_OUT_OF_RANGE)
+VENUE_INVALID = -1
+_MALFORMED, _NONCE, _TIMESTAMP, _BACKWARDS, _STALE = (
+    STATUS.index(r)
+    for r in (MALFORMED_BOOK, NONCE_OUT_OF_RANGE, TIMESTAMP_OUT_OF_RANGE, NONCE_BACKWARDS, STALE)
 )
 
 
@@ -77,8 +78,17 @@ def event_defect(event: BookSnapshot) -> int:
 
 class FeedCore:
     def __init__(
-        self, universe: Universe, venue: str, config: FeedConfig, detector_count: int
+        self,
+        universe: Universe,
+        venue: str,
+        config: FeedConfig,
+        detector_count: int,
+        *,
+        stale_at_receipt: bool = False,
     ) -> None:
+        """`stale_at_receipt`: also refuse a book whose venue stamp is older than
+        `max_book_age_ms` when received (`STALE`), for a recording; a run's detector judges
+        age itself at every scan."""
         self._venue_id = universe.venue_id(venue)
         self._symbol_ids = {s: i for i, s in enumerate(universe.symbols)}
         self._depth = config.depth
@@ -101,14 +111,33 @@ class FeedCore:
         self._fill = [0] * detector_count
         self._oldest_mono = [0] * detector_count
         self._max_z = config.max_jump_z
-        self._jumps = JumpState(len(universe.symbols) if config.max_jump_z else 0)
+        self._stale_ns = int(config.max_book_age_ms * 1e6) if stale_at_receipt else 0
+        self.symbols = universe.symbols
+        #: Failed checks in a row after which a live book is resynced (`CheckedRows`).
+        self.resync_after = config.resync_after_failures
+        self._jumps = JumpState(
+            len(universe.symbols) if config.max_jump_z else 0,
+            config.max_jump_z,
+            config.min_jump_bps,
+            config.max_jump_bps,
+        )
         self.updates = 0
         self.invalid: Counter[str] = Counter()
         self.unknown_symbols = 0
+        # the highest sequence number passed on per symbol (0: none yet)
+        self._last_seq = [0] * len(universe.symbols)
+        #: The status of each row of the last batch checked: an index into `STATUS`, 0 for a
+        #: good book, `VENUE_INVALID` for an invalidation the venue adapter sent.
+        self.last_status = np.zeros(0, dtype=np.int64)
 
     @property
     def venue_id(self) -> int:
         return self._venue_id
+
+    def restart_sequence(self, symbol: str) -> None:
+        """Take the next book of `symbol` as a new start of its sequence numbers: after a
+        resync the venue may legitimately begin again lower (a new connection)."""
+        self._last_seq[self._symbol_ids[symbol]] = 0
 
     # -- checks -------------------------------------------------------------------------------
 
@@ -136,17 +165,19 @@ class FeedCore:
 
         An unknown symbol is counted and skipped; an invalidation becomes a row without the
         valid flag (no levels, `seq` 0), counted under its reason; so does a book that cannot
-        be a row (`event_defect`), counted under its defect as a book that failed a check.
+        be a row (`event_defect`), or whose sequence number is below one already passed on
+        for its symbol (`NONCE_BACKWARDS`), counted as a book that failed a check. A book
+        without the venue's timestamp (`ts_exchange_ns` 0) is stamped with its receipt.
         """
         rows = np.empty(len(events), self._raw)
         rows[:] = self._blank
         rows = rows.view(self._dtype)
         bid_px, bid_qty, ask_px, ask_qty = (rows[f] for f in _LEVELS)
         # (symbol, seq, ts_exchange_ns, n_bids, n_asks) of each kept event, and its preset
-        # status: 0 to be judged by its levels, else `_VENUE_INVALID` or an `event_defect`
+        # status: 0 to be judged by its levels, else `VENUE_INVALID` or an `event_defect`
         meta: list[tuple[int, int, int, int, int]] = []
         preset: list[int] = []
-        depth = self._depth
+        depth, last_seq = self._depth, self._last_seq
         for event in events:
             symbol_id = self._symbol_ids.get(event.symbol)
             if symbol_id is None:
@@ -154,17 +185,18 @@ class FeedCore:
             elif isinstance(event, BookInvalid):
                 self.invalid[event.reason] += 1
                 meta.append((symbol_id, 0, recv_ns, 0, 0))
-                preset.append(_VENUE_INVALID)
-            elif defect := event_defect(event):
+                preset.append(VENUE_INVALID)
+            elif (defect := event_defect(event)) or 0 < event.seq < last_seq[symbol_id]:
                 meta.append((symbol_id, 0, recv_ns, 0, 0))
-                preset.append(defect)
+                preset.append(defect or _BACKWARDS)
             else:
                 bids, asks = event.bids[:depth], event.asks[:depth]
                 n, nb, na = len(meta), len(bids), len(asks)
                 bid_px[n, :nb], bid_qty[n, :nb] = bids[:, 0], bids[:, 1]
                 ask_px[n, :na], ask_qty[n, :na] = asks[:, 0], asks[:, 1]
-                meta.append((symbol_id, event.seq, event.ts_exchange_ns, nb, na))
+                meta.append((symbol_id, event.seq, event.ts_exchange_ns or recv_ns, nb, na))
                 preset.append(0)
+                last_seq[symbol_id] = max(last_seq[symbol_id], event.seq)
         rows = rows[: len(meta)]
         for field, values in zip(_META, zip(*meta, strict=True), strict=False):
             rows[field] = values
@@ -184,28 +216,19 @@ class FeedCore:
         if preset is not None:
             judged = preset != 0
             status[judged] = preset[judged]  # no level or jump check
+        if self._stale_ns:  # before the jump filter, which must not learn from a stale mid
+            old = recv_ns - rows["ts_exchange_ns"] > self._stale_ns
+            status[(status == 0) & old] = _STALE
         if self._max_z:
-            j = self._jumps
-            jump_status(
-                rows["symbol"],
-                bid_px[:, 0],
-                ask_px[:, 0],
-                status,
-                self._max_z,
-                JUMP_MIN_SAMPLES,
-                j.returns,
-                j.count,
-                j.head,
-                j.last,
-                j.pending,
-            )
+            self._jumps.check(rows["symbol"], bid_px[:, 0], ask_px[:, 0], status)
         rows["flags"] = np.where(status == 0, BOOK_VALID, 0)
+        self.last_status = status
         bad = status[status > 0]
         if len(bad):
             for code, count in enumerate(np.bincount(bad, minlength=len(STATUS)).tolist()):
                 if count:
                     self.invalid[STATUS[code]] += count
-        self.updates += len(rows) - (0 if preset is None else int((preset == _VENUE_INVALID).sum()))
+        self.updates += len(rows) - (0 if preset is None else int((preset == VENUE_INVALID).sum()))
 
     def _validate(self, rows: np.ndarray) -> None:
         """Refuse rows the kernels cannot read safely: another depth, venue or symbol set."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from hft_ray.config import HftConfig
 from hft_ray.feed.core import FeedCore
-from hft_ray.feed.source import CheckedRows, EventSource
+from hft_ray.feed.source import NO_OUTAGES, CheckedRows, EventSource
 from hft_ray.types import BookEvent, Universe
 from hft_ray.venues.base import OrderVenue
 from hft_ray.venues.replay import ReplayMarket
@@ -45,6 +45,9 @@ class NodeVenue(Protocol):
 
     @property
     def resyncs(self) -> int: ...
+
+    @property
+    def outages(self) -> dict[str, float]: ...
 
     def balances(self) -> dict[str, float] | None:
         """The venue's own balances, where it has some to tell (simulated, replayed)."""
@@ -92,6 +95,10 @@ class SimNodeVenue:
     @property
     def resyncs(self) -> int:
         return 0
+
+    @property
+    def outages(self) -> dict[str, float]:
+        return dict(NO_OUTAGES)
 
     def balances(self) -> dict[str, float] | None:
         return None  # the venue actor holds the account
@@ -142,6 +149,10 @@ class StreamNodeVenue:
     @property
     def resyncs(self) -> int:
         return self._feed.resyncs
+
+    @property
+    def outages(self) -> dict[str, float]:
+        return self._feed.outages
 
     def balances(self) -> dict[str, float] | None:
         return None if self._balances is None else self._balances()
@@ -236,6 +247,7 @@ def venue_stats(
         "invalid": dict(venue.core.invalid),
         "conflated": venue.conflated,
         "resyncs": venue.resyncs,
+        "outages": venue.outages,
         "queue_depth": 0,
         "backpressure_waits": 0,
         "running": running,

@@ -12,6 +12,11 @@ from typing import Protocol
 from hft_ray.types import BookEvent, OrderResult, Side
 
 
+class VenueUnavailable(Exception):
+    """A live venue could not be reached at start (markets not loaded): the message names the
+    venue and the error's class, never a URL or a body."""
+
+
 @functools.lru_cache(maxsize=4096)
 def step_decimals(step: float) -> int:
     """Decimal places of a step size: 0.001 -> 3, 0.25 -> 2, 1e-05 -> 5, 10 -> 0 (kept per

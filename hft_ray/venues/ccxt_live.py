@@ -4,10 +4,11 @@ ccxt.pro keeps each book (REST snapshot plus websocket deltas) and already enfor
 integrity rules itself: Binance's `U`/`u` bridge (a gap raises `ChecksumError`), OKX's
 `seqId`/`prevSeqId` link (`InvalidNonce`). Those errors are surfaced as book invalidations, and
 ccxt resubscribes on the next watch. Where ccxt does not check what the venue publishes
-(ccxt 4.5.90 no longer verifies OKX's CRC32), a raw-message check registered per exchange in
-`RAW_BOOK_CHECKS` keeps its own `hft_ray.book.OrderBook` beside ccxt's and invalidates on a
-mismatch. Everything else (reconnect with exponential backoff, the stall watchdog that
-resubscribes a silent stream) lives once, in `CcxtBookStream`, for every exchange.
+(ccxt 4.5.90 no longer verifies OKX's CRC32, nor Bybit's, KuCoin's, Coinbase's or Deribit's
+sequence links), a raw-message check registered per exchange in
+`hft_ray.venues.integrity.RAW_BOOK_CHECKS` invalidates the book it finds broken. Everything
+else (reconnect with exponential backoff, the stall watchdog that resubscribes a silent
+stream) lives once, in `CcxtBookStream`, for every exchange.
 """
 
 from __future__ import annotations
@@ -15,19 +16,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import time
 from typing import Any
 
 import ccxt.pro
 import numpy as np
 from ccxt.base.errors import BaseError, ChecksumError, InvalidNonce, NetworkError
 
-from hft_ray.book import VENUE_BOOK_RULES, OrderBook
 from hft_ray.clock import Clock
 from hft_ray.config import CcxtVenueConfig, ConfigError, deep_merge, read_secret
 from hft_ray.feed.checks import MALFORMED_BOOK
 from hft_ray.types import BookEvent, BookInvalid, BookSnapshot
-from hft_ray.venues.base import MarketSpec
+from hft_ray.venues.base import MarketSpec, VenueUnavailable
+from hft_ray.venues.depth import watch_depth
+from hft_ray.venues.integrity import RAW_BOOK_CHECKS, RawBookCheck
 
 #: Why a live book stopped being tradable.
 OUT_OF_SYNC = "out_of_sync"
@@ -35,6 +37,10 @@ _MAX_STALL_PATIENCE_S = 120.0
 STALLED = "stalled"
 DISCONNECTED = "disconnected"
 VENUE_ERROR = "venue_error"
+#: A snapshot older than updates the stream already delivered: refused, and fetched again.
+STALE_SNAPSHOT = "stale_snapshot"
+#: The feed's checks refused the book too many times in a row: it is fetched again.
+RESYNC = "resync_after_failed_checks"
 
 #: ccxt logs every request's headers, API key included, at DEBUG level; its exchanges log here
 #: instead, where nothing below INFO passes, whatever the root logger lets through.
@@ -103,11 +109,15 @@ async def load_ccxt_markets(
             raise ConfigError(f"venues.{venue}: {exchange.id} has no market {', '.join(missing)}")
         return {s: market_spec_from_ccxt(exchange, s) for s in symbols}
     except BaseError as err:
-        raise ConfigError(
-            f"venues.{venue}: cannot load markets from {exchange.id} ({type(err).__name__})"
-        ) from None
+        raise _unavailable(venue, exchange, err) from None
     finally:
         await exchange.close()
+
+
+def _unavailable(venue: str, exchange: Any, err: BaseException) -> VenueUnavailable:
+    return VenueUnavailable(
+        f"venues.{venue}: cannot load markets from {exchange.id} ({type(err).__name__})"
+    )
 
 
 def _ccxt_levels(side: Any, depth: int) -> np.ndarray:
@@ -122,13 +132,14 @@ def _ccxt_levels(side: Any, depth: int) -> np.ndarray:
     return arr
 
 
-def book_event(symbol: str, book: Any, depth: int, now_ns: int) -> BookEvent:
+def book_event(symbol: str, book: Any, depth: int) -> BookEvent:
     """The event of a book as ccxt.pro's `watch_order_book` gives it (a dict of `bids` and
     `asks` lists of [price, amount, ...], `nonce`, `timestamp` in ms): a snapshot of its best
     `depth` levels, or, if any of that cannot be read, an invalidation (`MALFORMED_BOOK`).
 
     The values are not judged here: the feed's checks do that for every venue alike. A book
-    without a timestamp is stamped `now_ns`.
+    without the venue's timestamp has `ts_exchange_ns` 0 (the feed stamps it with its receipt;
+    a recording writes null), never our own clock passed off as the venue's.
     """
     try:
         bids = _ccxt_levels(book["bids"], depth)
@@ -140,76 +151,10 @@ def book_event(symbol: str, book: Any, depth: int, now_ns: int) -> BookEvent:
         if isinstance(nonce, float):
             raise ValueError(f"nonce {nonce!r} is no integer")
         # inf and NaN raise here; a nonce or timestamp too large for a row the feed refuses
-        ts_ns = int(ts_ms) * 1_000_000 if ts_ms else now_ns
+        ts_ns = int(ts_ms) * 1_000_000 if ts_ms else 0
     except (TypeError, ValueError, KeyError, AttributeError, OverflowError):
         return BookInvalid(symbol, MALFORMED_BOOK)
     return BookSnapshot(symbol, nonce or 0, ts_ns, bids, asks)
-
-
-def _okx_levels(raw: Any) -> list[tuple[Any, Any]]:
-    if not isinstance(raw, list) or not all(isinstance(x, list) and len(x) >= 2 for x in raw):
-        raise ValueError("levels must be lists of [price, size, ...]")
-    return [(x[0], x[1]) for x in raw]
-
-
-def _okx_apply(book: OrderBook, snapshot: bool, d: Any) -> str:
-    """Apply one entry of an OKX `books` message's `data`; raise ValueError if it cannot be
-    read."""
-    if not isinstance(d, dict):
-        raise ValueError("a book entry must be an object")
-    bids, asks = _okx_levels(d.get("bids", [])), _okx_levels(d.get("asks", []))
-    try:
-        ts = int(d.get("ts", 0)) * 1_000_000
-    except (TypeError, OverflowError):
-        raise ValueError(f"ts {d.get('ts')!r:.40}") from None
-    seq, prev, checksum = d.get("seqId"), d.get("prevSeqId"), d.get("checksum")
-    if snapshot:
-        return book.apply_snapshot(bids, asks, seq, ts, checksum)
-    return book.apply_delta(bids, asks, ts, last=seq, prev=prev, checksum=checksum)
-
-
-class OkxRawChecksum:
-    """OKX's CRC32 over the top 25 levels, checked on the raw `books` messages, since ccxt
-    4.5.90 applies them without checking. Keeps an `OrderBook` per instrument beside ccxt's."""
-
-    def __init__(self, exchange: Any) -> None:
-        self._exchange = exchange
-        self._books: dict[str, OrderBook] = {}
-
-    def observe(self, message: Any) -> tuple[str, str] | None:
-        """Check one raw message; return (symbol, reason) when it breaks the book, or when its
-        book data cannot be read (`MALFORMED_BOOK`: the book waits for a new snapshot). A
-        message that names no instrument is left to ccxt's own handler."""
-        if not isinstance(message, dict) or message.get("action") not in ("snapshot", "update"):
-            return None
-        arg = message.get("arg")
-        inst = arg.get("instId") if isinstance(arg, dict) else None
-        if not isinstance(inst, str):
-            return None
-        symbol = self._exchange.safe_symbol(inst)
-        book = self._books.setdefault(symbol, OrderBook(VENUE_BOOK_RULES["okx"]))
-        reason = ""
-        try:
-            data = message.get("data")
-            if not isinstance(data, list):
-                raise ValueError("data must be a list")
-            for d in data:
-                reason = _okx_apply(book, message["action"] == "snapshot", d)
-        except ValueError:  # the book's error for a level it cannot read, and the message's
-            book.invalidate(MALFORMED_BOOK)
-            reason = MALFORMED_BOOK
-        return (symbol, reason) if reason else None
-
-    def valid(self, symbol: str) -> bool:
-        book = self._books.get(symbol)
-        return book is None or book.valid
-
-
-#: Raw-message checks for exchanges whose ccxt class leaves a published integrity rule unchecked:
-#: exchange id -> (the exchange method that receives the raw book messages, the check).
-RAW_BOOK_CHECKS: dict[str, tuple[str, Callable[[Any], OkxRawChecksum]]] = {
-    "okx": ("handle_order_book", OkxRawChecksum),
-}
 
 
 class CcxtBookStream:
@@ -217,9 +162,14 @@ class CcxtBookStream:
 
     Each symbol has a watcher. A watch that raises `ChecksumError` or `InvalidNonce` (ccxt's
     own sequence and checksum checks) invalidates the book; ccxt drops it and resubscribes on
-    the next watch. A network error invalidates it and waits (exponential backoff) before the
-    next watch. A stream silent for `stall_timeout_s` is invalidated and resubscribed by closing
-    the connection, which makes ccxt reconnect and fetch a fresh snapshot.
+    the next watch. After any failed watch the watcher waits (exponential backoff) before the
+    next: after a gap ccxt fails every pending watch at once until its new snapshot arrives,
+    and retrying at once would spin. A stream silent for `stall_timeout_s` is invalidated and
+    resubscribed by closing the connection, which makes ccxt reconnect and fetch a fresh
+    snapshot; so is a book the feed's checks keep refusing (`resync`).
+
+    An outage (from the first failure to the next book) emits one invalidation, however many
+    watches fail in it; `errors` counts every failure by reason, `outages` the episodes.
     """
 
     def __init__(
@@ -239,13 +189,26 @@ class CcxtBookStream:
         self._exchange = exchange if exchange is not None else make_exchange(venue, cfg)
         self._queue: asyncio.Queue[BookEvent] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
-        self._raw: OkxRawChecksum | None = None
+        self._raw: RawBookCheck | None = None
         self.resubscribes = 0
         self.reconnects = 0
         self.errors: dict[str, int] = {}
+        self._down_since: dict[str, float] = {}  # symbol -> when its outage began (monotonic)
+        self.outages = {"count": 0, "seconds": 0.0, "longest_s": 0.0}
+        # A resubscribe is asked for (by a check, by the feed) and done by the next watcher
+        # about to watch, under the lock: a watch issued while the connection closes waits on
+        # a client ccxt has forgotten, for good.
+        self._resync_wanted = False
+        self._resync_lock = asyncio.Lock()
 
     async def start(self) -> None:
-        await self._exchange.load_markets()
+        try:
+            await self._exchange.load_markets()
+        except BaseError as err:
+            raise _unavailable(self.venue, self._exchange, err) from None
+        missing = [s for s in self._symbols if s not in self._exchange.markets]
+        if missing:
+            raise ConfigError(f"{self._exchange.id} has no market {', '.join(missing)}")
         self._install_raw_check()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._watch(symbol)) for symbol in self._symbols]
@@ -262,14 +225,41 @@ class CcxtBookStream:
             broken = check.observe(message)
             if broken is not None:
                 self._invalidate(*broken)
-                asyncio.get_running_loop().create_task(self._resubscribe())
+                self._resubscribe_soon()
             return handler(client, message)
 
         setattr(self._exchange, method, observed)
 
     def _invalidate(self, symbol: str, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1
-        self._queue.put_nowait(BookInvalid(symbol, reason))
+        if symbol not in self._down_since:
+            self._down_since[symbol] = time.monotonic()
+            self._queue.put_nowait(BookInvalid(symbol, reason))
+
+    def _recovered(self, symbol: str) -> None:
+        began = self._down_since.pop(symbol, None)
+        if began is not None:
+            length = time.monotonic() - began
+            o = self.outages
+            o["count"] += 1
+            o["seconds"] += length
+            o["longest_s"] = max(o["longest_s"], length)
+
+    def resync(self, symbol: str) -> None:
+        """Start `symbol`'s book again from a fresh snapshot (the feed's checks keep refusing
+        it). ccxt keeps one connection for all of a venue's books: they all resync."""
+        self._invalidate(symbol, RESYNC)
+        self._resubscribe_soon()
+
+    def _resubscribe_soon(self) -> None:
+        """`_resubscribe` once before the next watch, however many ask for it meanwhile."""
+        self._resync_wanted = True
+
+    async def _resubscribe_if_wanted(self) -> None:
+        async with self._resync_lock:
+            if self._resync_wanted:
+                self._resync_wanted = False
+                await self._resubscribe()
 
     async def _resubscribe(self) -> None:
         """Close and forget the websocket connections: the next watch opens a new one,
@@ -278,6 +268,11 @@ class CcxtBookStream:
         self.resubscribes += 1
         with contextlib.suppress(Exception):
             await self._exchange.close_ws_clients()
+        self._new_connection()
+
+    def _new_connection(self) -> None:
+        if self._raw is not None:
+            self._raw.restart()
 
     async def _watch(self, symbol: str) -> None:
         first, longest = self._cfg.backoff_s
@@ -289,15 +284,19 @@ class CcxtBookStream:
         pending: asyncio.Future[Any] | None = None
         while True:
             if pending is None:
+                await self._resubscribe_if_wanted()
                 pending = asyncio.ensure_future(
-                    self._exchange.watch_order_book(symbol, self._cfg.watch_depth)
+                    self._exchange.watch_order_book(
+                        symbol, watch_depth(self._exchange, symbol, self._cfg.watch_depth)
+                    )
                 )
             done, _ = await asyncio.wait({pending}, timeout=patience)
             if not done:
                 # Silent but connected: never trade on it, and make ccxt start over. The pending
                 # watch is kept; closing the connection rejects or cancels it.
                 self._invalidate(symbol, STALLED)
-                await self._resubscribe()
+                self._resubscribe_soon()
+                await self._resubscribe_if_wanted()
                 patience = min(patience * 2, _MAX_STALL_PATIENCE_S)
                 continue
             task, pending = pending, None
@@ -306,15 +305,23 @@ class CcxtBookStream:
                 self._invalidate(symbol, reason)
                 if reason == DISCONNECTED:
                     self.reconnects += 1
-                if reason != OUT_OF_SYNC:  # ccxt resyncs a book out of sync at once
-                    await asyncio.sleep(backoff)
-                    backoff = min(longest, backoff * 2)
+                    self._new_connection()
+                await asyncio.sleep(backoff)
+                backoff = min(longest, backoff * 2)
                 continue
             backoff, patience = first, self._cfg.stall_timeout_s
-            if self._raw is not None and not self._raw.valid(symbol):
-                continue  # our own check says this book is broken until its next snapshot
+            if self._resync_wanted:
+                continue  # the connection starts again before the next watch: not this book
             book = task.result()
-            self._queue.put_nowait(book_event(symbol, book, self._depth, self._clock.time_ns()))
+            if self._raw is not None:
+                if not self._raw.valid(symbol):
+                    continue  # our own check says this book is broken until its next snapshot
+                if self._raw.behind(symbol, book.get("nonce")):
+                    self._invalidate(symbol, STALE_SNAPSHOT)  # refused, and fetched again
+                    self._resubscribe_soon()
+                    continue
+            self._recovered(symbol)
+            self._queue.put_nowait(book_event(symbol, book, self._depth))
 
     @staticmethod
     def _failure(task: asyncio.Future[Any]) -> str:

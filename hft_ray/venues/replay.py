@@ -2,10 +2,13 @@
 writing.
 
 One ccxt-unified order book per line, time-ordered within a file, optionally gzipped (`.gz`):
-`{"exchange": "binance", "symbol": "BTC/USDT", "timestamp": <ms>, "nonce": <int|null>,
-"bids": [[price, amount], ...], "asks": [[price, amount], ...]}`. Each line is a full top-N
-snapshot of that venue's book at that time. A line with an empty side records a moment when
-the venue's book was not tradable (a gap, a stall, a disconnect).
+`{"exchange": "binance", "symbol": "BTC/USDT", "timestamp": <ms|null>, "received_ns": <int>,
+"nonce": <int|null>, "bids": [[price, amount], ...], "asks": [[price, amount], ...]}`. Each
+line is a full top-N snapshot of that venue's book at that time. The two clocks are kept
+apart: `timestamp` is the venue's own stamp (null when it gave none), `received_ns` ours (a
+recording's lines are in its order; optional in hand-made files, which are then in
+`timestamp` order). A moment when the venue's book was not tradable is a line with empty
+sides and its reason, `"invalid": "sequence_gap"`; replay passes it on as that invalidation.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import ray
 
 from hft_ray.book import OUT_OF_RANGE, check_levels
 from hft_ray.config import HftConfig
-from hft_ray.types import BAD_LEVEL, BookSnapshot, OrderResult, Side
+from hft_ray.types import BAD_LEVEL, BookEvent, BookInvalid, BookSnapshot, OrderResult, Side
 from hft_ray.venues.sim import Backlog, InProcessSimVenue, SimExchange, sim_exchange_from_config
 
 _RING_BOOKS = 256  # lines a venue keeps for its feed
@@ -51,7 +54,13 @@ class RecordedBook(NamedTuple):
     path: str
     line: int  # 1-based line number in its file
     exchange: str
-    book: BookSnapshot
+    book: BookSnapshot  # empty sides for an invalidation
+    at_ns: int  # where the line sits in recorded time: our receipt, else the venue's stamp
+    invalid: str  # why the book was not tradable, '' for a book
+
+    @property
+    def event(self) -> BookEvent:
+        return BookInvalid(self.book.symbol, self.invalid) if self.invalid else self.book
 
 
 def open_text(path: Path, mode: str = "rt") -> IO[str]:
@@ -98,9 +107,16 @@ def parse_line(text: str | bytes, path: str, line: int) -> RecordedBook:
         missing = [k for k in ("exchange", "symbol", "timestamp", "bids", "asks") if k not in obj]
         if missing:
             raise ValueError(f"missing {', '.join(missing)}")
-        ts = obj["timestamp"]
-        if not (_is_number(ts) and 0 <= ts <= _MAX_TS_MS):
+        ts, received = obj["timestamp"], obj.get("received_ns")
+        if ts is not None and not (_is_number(ts) and 0 <= ts <= _MAX_TS_MS):
             raise ValueError(f"timestamp must be milliseconds from 0 to {_MAX_TS_MS}, got {ts!r}")
+        if received is not None and not (type(received) is int and 0 <= received <= _INT64_MAX):
+            raise ValueError(f"received_ns must be nanoseconds from 0 to 2**63-1, got {received!r}")
+        invalid = obj.get("invalid", "")
+        if not (isinstance(invalid, str) and len(invalid) <= 64):
+            raise ValueError(f"invalid must be a reason (a short string), got {invalid!r:.60}")
+        if invalid and (obj["bids"] or obj["asks"]):
+            raise ValueError("a line with an invalid reason must have empty bids and asks")
         nonce = obj.get("nonce")
         if nonce is not None and type(nonce) is not int:
             raise ValueError(f"nonce must be an integer or null, got {nonce!r}")
@@ -109,16 +125,23 @@ def parse_line(text: str | bytes, path: str, line: int) -> RecordedBook:
         exchange, symbol = obj["exchange"], obj["symbol"]
         if not isinstance(exchange, str) or not isinstance(symbol, str):
             raise ValueError("exchange and symbol must be strings")
+        if ts is not None:
+            stamp = int(ts * 1_000_000)
+        elif received is not None:
+            stamp = received
+        else:
+            raise ValueError("timestamp is null and there is no received_ns: the line has no time")
         book = BookSnapshot(
             symbol,
             nonce or 0,
-            int(ts * 1_000_000),
+            stamp,
             _levels(obj["bids"], "bids"),
             _levels(obj["asks"], "asks"),
         )
     except ValueError as err:
         raise ReplayFormatError(f"{path}:{line}: {err}") from None
-    return RecordedBook(path, line, exchange, book)
+    at_ns = stamp if received is None else received
+    return RecordedBook(path, line, exchange, book, at_ns, invalid)
 
 
 def _open_binary(path: Path) -> IO[bytes]:
@@ -176,12 +199,14 @@ def read_file(path: Path, on_error: Callable[[ReplayFormatError], None]) -> Iter
                 seen_text = True
                 try:
                     rec = parse_line(text, str(path), n)
-                    if rec.book.ts_exchange_ns < last_ts:
-                        raise ReplayFormatError(f"{path}:{n}: timestamp goes back in time")
+                    if rec.at_ns < last_ts:
+                        raise ReplayFormatError(
+                            f"{path}:{n}: goes back in time (earlier than a line before)"
+                        )
                 except ReplayFormatError as err:
                     on_error(err)
                     continue
-                last_ts = rec.book.ts_exchange_ns
+                last_ts = rec.at_ns
                 yield rec
     except ReplayFileError as err:
         on_error(err)
@@ -196,7 +221,7 @@ def read_files(
 ) -> Iterator[RecordedBook]:
     """Every book of every file, merged by timestamp (ties keep file order)."""
     streams = [read_file(Path(p), on_error) for p in paths]
-    return heapq.merge(*streams, key=lambda r: r.book.ts_exchange_ns)
+    return heapq.merge(*streams, key=lambda r: r.at_ns)
 
 
 class UnknownLines:
@@ -228,22 +253,23 @@ class UnknownLines:
             self._report(notice)
 
 
-def format_line(exchange: str, book: BookSnapshot) -> str:
-    """One recorded book as a line (no newline)."""
-    return json.dumps(
-        {
-            "exchange": exchange,
-            "symbol": book.symbol,
-            "timestamp": book.ts_exchange_ns // 1_000_000,
-            "nonce": book.seq or None,
-            "bids": book.bids.tolist(),
-            "asks": book.asks.tolist(),
-        },
-        separators=(",", ":"),
-    )
+def format_line(exchange: str, event: BookEvent, received_ns: int | None = None) -> str:
+    """One recorded book or invalidation as a line (no newline). A book's `ts_exchange_ns` 0
+    (the venue gave no stamp) is written as a null `timestamp`."""
+    line: dict[str, Any] = {"exchange": exchange, "symbol": event.symbol}
+    if isinstance(event, BookInvalid):
+        line |= {"timestamp": None, "nonce": None, "bids": [], "asks": []}
+        line["invalid"] = event.reason
+    else:
+        line["timestamp"] = event.ts_exchange_ns // 1_000_000 if event.ts_exchange_ns else None
+        line |= {"nonce": event.seq or None, "bids": event.bids.tolist()}
+        line["asks"] = event.asks.tolist()
+    if received_ns is not None:
+        line["received_ns"] = received_ns
+    return json.dumps(line, separators=(",", ":"))
 
 
-Polled = tuple[int, list[BookSnapshot]]
+Polled = tuple[int, list[BookEvent]]
 
 
 class ReplayMarket:
@@ -273,7 +299,7 @@ class ReplayMarket:
     ) -> None:
         self._exchanges = exchanges
         self.orders = {v: InProcessSimVenue(ex, late_ack_s) for v, ex in exchanges.items()}
-        self._rings: dict[str, Backlog[list[BookSnapshot]]] = {
+        self._rings: dict[str, Backlog[list[BookEvent]]] = {
             v: Backlog(_RING_BOOKS) for v in exchanges
         }
         self._taken = dict.fromkeys(exchanges, 0)
@@ -334,7 +360,7 @@ class ReplayMarket:
                 if self._run_symbols is not None and rec.book.symbol not in self._run_symbols:
                     self._unknown.symbol(rec)
                 continue
-            ts = rec.book.ts_exchange_ns
+            ts = rec.at_ns
             t0_file = ts if t0_file is None else t0_file
             if self._fast:
                 await self._all_taken()
@@ -346,7 +372,7 @@ class ReplayMarket:
             if check_levels(book.bids, book.asks) in (BAD_LEVEL, OUT_OF_RANGE):
                 book = book._replace(bids=_EMPTY, asks=_EMPTY)
             self._exchanges[rec.exchange].install(book)
-            ring.push([rec.book])
+            ring.push([rec.event])
             self.lines += 1
         if self._fast:
             await self._all_taken()
@@ -362,9 +388,7 @@ class ReplayMarket:
     def fetch(self, venue: str, client_id: str) -> OrderResult | None:
         return self._exchanges[venue].fetch(client_id)
 
-    async def poll(
-        self, venue: str, after: int, timeout_s: float
-    ) -> tuple[int, list[BookSnapshot]]:
+    async def poll(self, venue: str, after: int, timeout_s: float) -> tuple[int, list[BookEvent]]:
         self._taken[venue] = max(self._taken[venue], after)
         self._progress.set()
         seq, steps, _ = await self._rings[venue].since(after, timeout_s)
@@ -398,9 +422,7 @@ class ReplayMarketActor:
             self._task.cancel()
             self._task = None
 
-    async def poll(
-        self, venue: str, after: int, timeout_s: float
-    ) -> tuple[int, list[BookSnapshot]]:
+    async def poll(self, venue: str, after: int, timeout_s: float) -> tuple[int, list[BookEvent]]:
         return await self._market.poll(venue, after, timeout_s)
 
     async def create_order(
