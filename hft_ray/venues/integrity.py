@@ -400,6 +400,21 @@ class KucoinRawSequence:
         self._buffering.clear()
 
 
+def _numbers(side: Any) -> bool:
+    """Every level of a side is [price, size, ...] with a price above 0 and a size from 0,
+    finite (on the live path of every diff: one `float` per value, nothing more)."""
+    if not isinstance(side, list):
+        return False
+    inf = math.inf
+    try:
+        for level in side:
+            if not (0 < float(level[0]) < inf and 0 <= float(level[1]) < inf):
+                return False
+    except (ValueError, TypeError, IndexError, KeyError):
+        return False
+    return True
+
+
 class BinanceDepthCheck:
     """Binance spot and futures `depthUpdate`: ccxt checks the update-id links itself, but it
     reads a level it cannot parse as a delete (a size of "abc" removes the real level) and
@@ -434,12 +449,7 @@ class BinanceDepthCheck:
             return None
         if _is_int(u):
             self._last_u[symbol] = max(u, self._last_u.get(symbol, 0))
-        try:
-            for side in (message.get("b", []), message.get("a", [])):
-                for price, size in _levels(side):
-                    if not (0 < float(price) < math.inf and 0 <= float(size) < math.inf):
-                        raise ValueError(f"level {price!r:.40}, {size!r:.40}")
-        except (ValueError, TypeError):
+        if not (_numbers(message.get("b", [])) and _numbers(message.get("a", []))):
             self._broken.add(symbol)
         return (symbol, MALFORMED_BOOK) if symbol in self._broken else None
 
