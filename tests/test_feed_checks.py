@@ -19,6 +19,7 @@ from hft_ray.feed.checks import (
     JUMP,
     JUMP_MIN_SAMPLES,
     JUMP_SPAN,
+    RESTART,
     STATUS,
     JumpState,
     jump_status_reference,
@@ -132,7 +133,8 @@ def assert_state_is(state: JumpState, ref: RefState, span: int) -> None:
 
 def ticks_strategy() -> st.SearchStrategy[list[tuple[int, float, int]]]:
     """(symbol, log return, status before the jump check): mostly small returns around the
-    bands drawn below, still mids, sometimes a lone jump, sometimes a row already judged bad."""
+    bands drawn below, still mids, sometimes a lone jump, sometimes a row already judged bad,
+    sometimes the venue's invalidation (`RESTART`)."""
     ret = st.one_of(
         st.floats(-1e-3, 1e-3),
         st.floats(-1e-3, 1e-3),
@@ -140,7 +142,7 @@ def ticks_strategy() -> st.SearchStrategy[list[tuple[int, float, int]]]:
         st.just(0.0),
     )
     return st.lists(
-        st.tuples(st.integers(0, 2), ret, st.sampled_from([0, 0, 0, 0, 2])), max_size=300
+        st.tuples(st.integers(0, 2), ret, st.sampled_from([0, 0, 0, 0, 2, RESTART])), max_size=300
     )
 
 

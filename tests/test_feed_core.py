@@ -259,3 +259,14 @@ def test_a_recording_refuses_a_book_stale_at_receipt_and_a_run_leaves_age_to_the
     assert recording.invalid == {"stale": 1}
     run = FeedCore(UNIVERSE, "okx", config, 1)
     assert valid(run.rows_from_events([old, young], T0, 0)) == [True, True]
+
+
+def test_after_the_venue_invalidates_a_book_its_next_mid_is_a_new_anchor() -> None:
+    """The market moves while a book is broken: the first book after an outage is not held
+    against the mid from before it (a jump it would otherwise be), later ones are."""
+    core = FeedCore(UNIVERSE, "okx", FeedConfig(), 1)
+    before, moved = book(bid=100.0, ask=100.1), book(bid=101.0, ask=101.1)  # ~100 bps
+    assert valid(core.rows_from_events([before, moved], 5, 6)) == [True, False]
+    outage = BookInvalid("BTC/USDT", "sequence_gap")
+    after = book(bid=102.0, ask=102.1)
+    assert valid(core.rows_from_events([outage, after, before], 5, 6)) == [False, True, False]

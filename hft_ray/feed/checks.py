@@ -46,6 +46,9 @@ STATUS = (
     STALE,
 )
 BAD = STATUS.index(BAD_LEVEL)
+#: A row's status while the jump filter runs: the venue declared the book broken (an
+#: invalidation), so the filter takes the symbol's next mid as a new anchor.
+RESTART = -1
 JUMP = STATUS.index(PRICE_JUMP)
 #: The jump filter's memory, in mid returns (the span of its exponential weights), and how
 #: many returns it learns before its band follows them (until then the band is its ceiling).
@@ -227,11 +230,17 @@ def jump_status(
     pending: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """Set `status` to `JUMP` where a row whose status is 0 jumps, updating the state in row
-    order (kernel; bands as log returns, `mean_sq`..`pending` a `JumpState`'s arrays)."""
+    order (kernel; bands as log returns, `mean_sq`..`pending` a `JumpState`'s arrays). A row
+    of negative status (`RESTART`: the venue declared the book broken, a gap or a stall) makes
+    the next mid of its symbol a new anchor: the market moved while the book was not seen."""
     for i in range(symbols.shape[0]):
+        s = symbols[i]
+        if status[i] < 0:
+            last[s] = np.nan
+            pending[s] = np.nan
+            continue
         if status[i] != 0:
             continue
-        s = symbols[i]
         mid = (best_bid[i] + best_ask[i]) / 2
         if np.isnan(last[s]):
             last[s] = mid
@@ -266,9 +275,12 @@ def jump_status_reference(
     (oldest first), last accepted mid and pending mid; returns the new status of every row."""
     out = list(status)
     for i, (s, mid) in enumerate(zip(symbols, mids, strict=True)):
+        rets, last, pending = state.get(s, ([], None, None))
+        if out[i] < 0:
+            state[s] = (rets, None, None)
+            continue
         if out[i] != 0:
             continue
-        rets, last, pending = state.get(s, ([], None, None))
         if last is None:
             state[s] = (rets, mid, pending)
             continue

@@ -19,6 +19,7 @@ from hft_ray.feed.checks import (
     MALFORMED_BOOK,
     NONCE_BACKWARDS,
     NONCE_OUT_OF_RANGE,
+    RESTART,
     STALE,
     STATUS,
     TIMESTAMP_OUT_OF_RANGE,
@@ -37,8 +38,9 @@ from hft_ray.types import (
 _LEVELS = ("bid_px", "bid_qty", "ask_px", "ask_qty")
 _META = ("symbol", "seq", "ts_exchange_ns", "n_bids", "n_asks")
 _INT64_MAX = np.iinfo(np.int64).max
-#: A row's preset status: an invalidation the venue adapter judged (no level or jump check).
-VENUE_INVALID = -1
+#: A row's preset status: an invalidation the venue adapter judged (no level or jump check;
+#: the jump filter starts the symbol again).
+VENUE_INVALID = RESTART
 _MALFORMED, _NONCE, _TIMESTAMP, _BACKWARDS, _STALE = (
     STATUS.index(r)
     for r in (MALFORMED_BOOK, NONCE_OUT_OF_RANGE, TIMESTAMP_OUT_OF_RANGE, NONCE_BACKWARDS, STALE)
