@@ -178,7 +178,8 @@ def test_replay_fast_drives_the_actors_in_lockstep(
 
     data = on(topology, run={"runs_dir": str(tmp_path)})
     recording = tmp_path / "books.jsonl.gz"
-    write_sim_recording(parse_config(data), recording, ticks=400)
+    ticks = 200
+    write_sim_recording(parse_config(data), recording, ticks=ticks)
     strangers = tmp_path / "strangers.jsonl"  # lines the run does not know: noticed, skipped
     line = {"timestamp": 1, "bids": [[1.0, 1.0]], "asks": [[2.0, 1.0]]}
     strangers.write_text(
@@ -218,13 +219,13 @@ def test_replay_fast_drives_the_actors_in_lockstep(
     report = json.loads(report_path.read_text())
     assert report["mode"] == "replay" and report["topology"] == topology
     replay = report["replay"]
-    assert replay["lines"] == 400 * 9 and replay["malformed_lines"] == []
+    assert replay["lines"] == ticks * 9 and replay["malformed_lines"] == []
     assert [u.split(": ", 1)[1] for u in replay["unknown"]] == [
         "exchange nowhere is not a venue of the run: its lines are skipped",
         "symbol XYZ/USDT is not a symbol of the run: its lines are skipped",
     ]
     assert len(replay["unreadable_files"]) == 1
-    assert report["book_updates"] == 400 * 9  # lockstep: every recorded book reached a feed
+    assert report["book_updates"] == ticks * 9  # lockstep: every recorded book reached a feed
     assert report["opportunities"] > 0 and report["trades"] > 0
     journal = asyncio.run(LocalStore(Path(report["run_dir"]), "test").read_journal())
     assert_positions_equal(report, journal)

@@ -63,7 +63,7 @@ def kernel_quote(asks: list, bids: list, limits: PairLimits, min_bps: float) -> 
     return tuple(out) if found else None
 
 
-@settings(max_examples=1_500, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(pair())
 def test_quote_kernel_equals_reference(case: tuple) -> None:
     asks, bids, limits, min_bps = case
@@ -221,7 +221,7 @@ def assert_books_equal(books: kernels.Books, ref: dict) -> None:
         assert np.isnan(bid_px[s, v, len(row.bids) :]).all()
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(batches())
 def test_row_scan_kernel_equals_reference(case: tuple) -> None:
     """Two batches in a row: every row written and quoted in order, against the books of the
