@@ -110,4 +110,3 @@ def test_every_section_at_its_smallest_writes_figures_beside_baselines(tmp_path:
     assert ingest["target_per_s"] == 100_000 and ingest["rates"]
     assert {"nominal_per_s", "ingested_per_s", "conflated_share"} <= set(ingest["rates"][0])
     assert ingest["baseline_same_run"]["bound_per_s_on_these_cores"] > 0
-
