@@ -171,9 +171,11 @@ def _replay_lines(replay: dict[str, Any] | None, shown: int = 5) -> list[str]:
     unreadable = replay.get("unreadable_files", [])
     malformed = replay.get("malformed_lines", [])
     others = replay.get("other_exchanges", 0) + replay.get("other_symbols", 0)
+    held = replay.get("held_s") or 0.0
     lines = [
         f"  replay: {replay['lines']} lines released, {len(malformed)} malformed skipped, "
         f"{others} of venues or symbols outside the run, {len(unreadable)} files cut short"
+        + (f", held {held:.1f}s for feeds behind" if held else "")
     ]
     reasons = [*unreadable, *replay.get("unknown", []), *malformed]
     lines += [f"    {r}" for r in reasons[:shown]]

@@ -715,7 +715,16 @@ def _merge_replay(parts: list[dict[str, Any]]) -> dict[str, Any]:
     first = parts[0]
     read = int(first["lines"]) + int(first["other_symbols"])
     released = sum(int(p["lines"]) for p in parts)
-    return {**first, "lines": released, "other_symbols": read - released}
+    by_venue: Counter[str] = Counter()
+    for p in parts:
+        by_venue.update(p.get("released", {}))
+    return {
+        **first,
+        "lines": released,
+        "other_symbols": read - released,
+        "released": dict(by_venue),
+        "held_s": max(float(p.get("held_s", 0.0)) for p in parts),  # the slowest node
+    }
 
 
 def _drain(config: HftConfig, p: Pipeline, calls: _Calls) -> int | None:

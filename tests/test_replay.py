@@ -352,16 +352,7 @@ def test_a_full_replay_of_a_corrupt_file_finishes_and_keeps_bad_books_off_the_ve
     exchanges = {v: sim_exchange_from_config(busy, v) for v in busy.venues}
     market = ReplayMarket(exchanges, 0.1, [path], 1.0, True, run_symbols=busy.symbols)
 
-    async def play() -> list:
-        task = asyncio.create_task(market.play())
-        books, after = [], 0
-        while not (market.done and after == market.lines):
-            after, got = await market.poll("okx", after, 0.05)
-            books += got
-        await task
-        return books
-
-    books = asyncio.run(asyncio.wait_for(play(), 60))
+    books = asyncio.run(asyncio.wait_for(take_everything(market, list(exchanges)), 60))["okx"]
     assert market.done and len(books) == market.lines > 100
     assert market.malformed == [] and len(market.unreadable) == 1
     assert "cannot read past line" in market.unreadable[0]
@@ -374,3 +365,47 @@ def test_a_full_replay_of_a_corrupt_file_finishes_and_keeps_bad_books_off_the_ve
         assert len(bids) == len(asks) == 0
     else:
         assert bids.tolist() == [[100.0, 1.0]]
+
+
+async def take_everything(
+    market: ReplayMarket, venues: list[str], pause_s: float = 0.0
+) -> dict[str, list]:
+    """Play the market while a feed per venue takes its books, each pausing `pause_s` after
+    every poll (a feed slower than the replay); every book each venue got."""
+    task = asyncio.create_task(market.play())
+    got: dict[str, list] = {v: [] for v in venues}
+    cursors = dict.fromkeys(venues, 0)
+
+    async def feed(venue: str) -> None:
+        while not (market.done and cursors[venue] == market.progress()["released"][venue]):
+            cursors[venue], books = await market.poll(venue, cursors[venue], 0.05)
+            got[venue] += books
+            await asyncio.sleep(pause_s)
+
+    await asyncio.gather(*(feed(v) for v in venues))
+    await task
+    return got
+
+
+@pytest.mark.parametrize(
+    ("speed", "fast", "pause_s"), [(4.0, False, 0.02), (200.0, False, 0.1), (1.0, True, 0.0)]
+)
+def test_a_replay_passes_every_book_to_feeds_slower_than_it(
+    busy: HftConfig, tmp_path: Path, speed: float, fast: bool, pause_s: float
+) -> None:
+    """At `--speed 4`, at a speed no feed keeps up with, and with `--fast`: every line of the
+    file reaches its venue's feed, in order, none lost to the ring (a slow feed holds the
+    replay back instead); the clock starts only once every feed reads."""
+    path = tmp_path / "books.jsonl"
+    write_sim_recording(busy, path, ticks=120)  # 3 s of books, 120 per venue and symbol
+    exchanges = {v: sim_exchange_from_config(busy, v) for v in busy.venues}
+    market = ReplayMarket(exchanges, 0.1, [path], speed, fast, run_symbols=busy.symbols)
+    got = asyncio.run(asyncio.wait_for(take_everything(market, list(exchanges), pause_s), 120))
+    with open(path) as f:
+        lines = [json.loads(x) for x in f]
+    for venue, books in got.items():
+        recorded = [(x["symbol"], x["nonce"]) for x in lines if x["exchange"] == venue]
+        assert [(b.symbol, b.seq) for b in books] == recorded, venue
+    assert market.lines == len(lines)
+    if speed == 200.0:
+        assert market.progress()["held_s"] > 0  # it did have to wait for the feeds

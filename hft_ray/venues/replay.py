@@ -14,6 +14,7 @@ sides and its reason, `"invalid": "sequence_gap"`; replay passes it on as that i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import heapq
 import json
@@ -33,7 +34,8 @@ from hft_ray.config import HftConfig
 from hft_ray.types import BAD_LEVEL, BookEvent, BookInvalid, BookSnapshot, OrderResult, Side
 from hft_ray.venues.sim import Backlog, InProcessSimVenue, SimExchange, sim_exchange_from_config
 
-_RING_BOOKS = 256  # lines a venue keeps for its feed
+_RING_BOOKS = 256  # lines a venue holds for its feed before the replay waits for it
+_START_PATIENCE_S = 60.0  # longest the replay's clock waits for every feed to read
 #: Longest line read, in bytes: a top-N book of thousands of levels is a few hundred kB, and a
 #: file with no line breaks (binary, corrupt) must not be read into memory whole.
 _MAX_LINE = 4 << 20
@@ -276,9 +278,11 @@ class ReplayMarket:
     """Recorded books released in timestamp order, one venue each, with each venue's matching
     engine trading against its replayed book.
 
-    Paced at `speed` times recorded time; with `fast`, in lockstep instead: the next line is
-    released once every feed has taken all earlier ones, so venues never drift apart in file
-    time however fast the pipeline runs.
+    Paced at `speed` times recorded time, from when every venue's feed reads; a feed with a
+    whole ring of lines still to take holds the replay back (`held_s`) instead of losing a
+    line. With `fast`, in lockstep instead: the next line is released once every feed has
+    taken all earlier ones, so venues never drift apart in file time however fast the
+    pipeline runs.
 
     Malformed lines are listed in `malformed` and skipped, files that could not be read to
     their end in `unreadable` (the books before the damage are kept); lines of an
@@ -303,6 +307,7 @@ class ReplayMarket:
             v: Backlog(_RING_BOOKS) for v in exchanges
         }
         self._taken = dict.fromkeys(exchanges, 0)
+        self._polled: set[str] = set()  # venues whose feed has asked for books
         self._progress = asyncio.Event()
         self._paths = paths
         self._speed = speed
@@ -316,6 +321,7 @@ class ReplayMarket:
         self.malformed: list[str] = []
         self.unreadable: list[str] = []
         self._unknown = UnknownLines()
+        self.held_s = 0.0  # paced replay: seconds it waited for a feed to take its lines
         self.done = False
 
     @property
@@ -332,6 +338,8 @@ class ReplayMarket:
             "malformed_lines": list(self.malformed),
             "unreadable_files": list(self.unreadable),
             "unknown": list(self.unknown),
+            "held_s": round(self.held_s, 3),
+            "released": {v: r.last_seq for v, r in self._rings.items()},
             "done": self.done,
         }
 
@@ -347,6 +355,7 @@ class ReplayMarket:
             self.done = True
 
     async def _play(self) -> None:
+        await self._every_venue_polling()
         t0_wall = time.monotonic()
         t0_file: int | None = None
         for rec in read_files(self._paths, self._skipped):
@@ -368,6 +377,7 @@ class ReplayMarket:
                 await asyncio.sleep(
                     max(0.0, t0_wall + (ts - t0_file) / 1e9 / self._speed - time.monotonic())
                 )
+                t0_wall += await self._room_in(rec.exchange)  # the schedule slips, no line lost
             book = rec.book
             if check_levels(book.bids, book.asks) in (BAD_LEVEL, OUT_OF_RANGE):
                 book = book._replace(bids=_EMPTY, asks=_EMPTY)
@@ -382,6 +392,27 @@ class ReplayMarket:
             self._progress.clear()
             await self._progress.wait()
 
+    async def _every_venue_polling(self) -> None:
+        """The replay's clock starts once every venue's feed reads (a pipeline still being
+        built would otherwise find the first seconds already released), or after
+        `_START_PATIENCE_S`: a feed that never comes is the run's to report, not a hang."""
+        deadline = time.monotonic() + _START_PATIENCE_S
+        while len(self._polled) < len(self._rings) and time.monotonic() < deadline:
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), deadline - time.monotonic())
+
+    async def _room_in(self, venue: str) -> float:
+        """Wait while the venue's feed has a whole ring of lines still to take: backpressure
+        on the replay, never a line dropped. Returns the seconds held (`held_s`)."""
+        ring, began = self._rings[venue], time.monotonic()
+        while ring.last_seq - self._taken[venue] >= _RING_BOOKS:
+            self._progress.clear()
+            await self._progress.wait()
+        held = time.monotonic() - began
+        self.held_s += held
+        return held
+
     def balances(self, venue: str) -> dict[str, float]:
         return dict(self._exchanges[venue].balances)
 
@@ -390,6 +421,7 @@ class ReplayMarket:
 
     async def poll(self, venue: str, after: int, timeout_s: float) -> tuple[int, list[BookEvent]]:
         self._taken[venue] = max(self._taken[venue], after)
+        self._polled.add(venue)
         self._progress.set()
         seq, steps, _ = await self._rings[venue].since(after, timeout_s)
         return seq, [book for step in steps for book in step]
