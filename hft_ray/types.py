@@ -34,6 +34,8 @@ SEQUENCE_GAP = "sequence_gap"
 CHECKSUM = "checksum_mismatch"
 PRICE_JUMP = "price_jump"
 NO_SNAPSHOT = "no_snapshot"
+#: A book event whose levels, sequence number or timestamp cannot be read at all.
+MALFORMED_BOOK = "malformed_book"
 
 
 @lru_cache(maxsize=16)

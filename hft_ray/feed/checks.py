@@ -15,7 +15,7 @@ import numpy as np
 from numba import float64, int16, int64, njit, void
 
 from hft_ray.book import OUT_OF_RANGE, check_levels_reference, level_defect
-from hft_ray.types import BAD_LEVEL, CROSSED, EMPTY_SIDE, PRICE_JUMP, UNSORTED
+from hft_ray.types import BAD_LEVEL, CROSSED, EMPTY_SIDE, MALFORMED_BOOK, PRICE_JUMP, UNSORTED
 
 #: A book event that cannot become a row: its sequence number or exchange timestamp is no
 #: integer that fits a row's int64 (or is negative), or its levels are no (n, 2) float array.
@@ -27,7 +27,6 @@ NONCE_BACKWARDS = "nonce_backwards"
 #: here only by `record`; a run's detector judges age at every scan, as books age while held).
 STALE = "stale"
 TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
-MALFORMED_BOOK = "malformed_book"
 
 #: Why a row is not tradable, by status code (the first six are `book.levels_status`'s; the
 #: next four are judged on the event, before it is a row; the last on the row's two clocks).

@@ -25,8 +25,7 @@ from ccxt.base.errors import BaseError, ChecksumError, InvalidNonce, NetworkErro
 
 from hft_ray.clock import Clock
 from hft_ray.config import CcxtVenueConfig, ConfigError, deep_merge, read_secret
-from hft_ray.feed.checks import MALFORMED_BOOK
-from hft_ray.types import BookEvent, BookInvalid, BookSnapshot
+from hft_ray.types import MALFORMED_BOOK, BookEvent, BookInvalid, BookSnapshot
 from hft_ray.venues.base import MarketSpec, VenueUnavailable
 from hft_ray.venues.depth import watch_depth
 from hft_ray.venues.integrity import RAW_BOOK_CHECKS, RawBookCheck

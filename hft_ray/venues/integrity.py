@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar, NamedTuple, Protocol, TypeGuard
 
 from hft_ray.book import VENUE_BOOK_RULES, ConsecutiveId, Level, OrderBook, RangeOverlap
-from hft_ray.feed.checks import MALFORMED_BOOK
-from hft_ray.types import SEQUENCE_GAP
+from hft_ray.types import MALFORMED_BOOK, SEQUENCE_GAP
 
 
 class RawBookCheck(Protocol):
