@@ -280,9 +280,9 @@ class ReplayMarket:
 
     Paced at `speed` times recorded time, from when every venue's feed reads; a feed with a
     whole ring of lines still to take holds the replay back (`held_s`) instead of losing a
-    line. With `fast`, in lockstep instead: the next line is released once every feed has
-    taken all earlier ones, so venues never drift apart in file time however fast the
-    pipeline runs.
+    line. With `fast`, in lockstep instead: the lines of the next recorded instant are
+    released once every feed has taken all earlier ones, so venues never drift apart in file
+    time however fast the pipeline runs.
 
     Malformed lines are listed in `malformed` and skipped, files that could not be read to
     their end in `unreadable` (the books before the damage are kept); lines of an
@@ -358,6 +358,7 @@ class ReplayMarket:
         await self._every_venue_polling()
         t0_wall = time.monotonic()
         t0_file: int | None = None
+        instant: int | None = None  # the recorded time of the lines last released
         for rec in read_files(self._paths, self._skipped):
             ring = self._rings.get(rec.exchange)
             if ring is None:
@@ -372,7 +373,9 @@ class ReplayMarket:
             ts = rec.at_ns
             t0_file = ts if t0_file is None else t0_file
             if self._fast:
-                await self._all_taken()
+                if ts != instant:  # lockstep between recorded instants, not between lines
+                    await self._all_taken()
+                    instant = ts
             else:
                 await asyncio.sleep(
                     max(0.0, t0_wall + (ts - t0_file) / 1e9 / self._speed - time.monotonic())
