@@ -679,6 +679,9 @@ class ExchangeServer:
         self.faults_sent.append((fault, self.book))
         if fault == "truncated":
             self._broadcast(payload, truncated=True)
+        elif fault == "duplicate":  # none sent since the last snapshot: this one, twice
+            self._broadcast(payload)
+            self._broadcast(payload)
         else:
             self._broadcast(self._with_bad_level(payload, fault))
 
