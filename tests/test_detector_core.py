@@ -11,8 +11,10 @@ from hft_ray.clock import TestClock
 from hft_ray.config import HftConfig
 from hft_ray.detect.core import DetectorCore
 from hft_ray.feed.core import FeedCore
-from hft_ray.markets import simulated_markets
-from hft_ray.types import BookSnapshot, Universe, book_update_dtype
+from hft_ray.journal import Decision as DecisionRecord
+from hft_ray.markets import leg_limit_prices, simulated_markets
+from hft_ray.risk.core import RiskCore
+from hft_ray.types import Approval, BookSnapshot, Opportunity, Universe, book_update_dtype
 
 
 def rows_for(
@@ -202,3 +204,49 @@ def test_a_batch_longer_than_the_output_buffer_loses_nothing(
     found = core.on_batch(np.concatenate([jump, back] * 3_000))  # 6,000 rows, several chunks
     assert len(found) == 3_000 and core.rows_scanned == 6_001
     assert len({o.opp_id for o in found}) == 3_000
+
+
+def decided_by_risk(
+    config: HftConfig,
+) -> tuple[Opportunity, RiskCore, tuple[Approval | None, DecisionRecord]]:
+    """The detector's opportunity of a cross deeper than the order notional limit, and what
+    risk (the same config, markets and clock) makes of it."""
+    universe = Universe(tuple(config.venues), tuple(config.symbols))
+    clock = TestClock()
+    markets = simulated_markets(config)
+    detector = DetectorCore(config, universe, markets, clock, "d")
+    detector.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock))
+    (found,) = detector.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock))
+    risk = RiskCore(config, universe, markets, clock)
+    risk.store_ok = risk.restored = True
+    return found, risk, risk.evaluate(found)
+
+
+def test_an_opportunity_within_every_limit_is_approved_at_its_size_unclipped(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    """The detector caps the notional at the legs' limit prices, slippage and ticks as risk
+    prices them (it once capped at the worst ask, and risk trimmed nearly every approval)."""
+    config = make_config(risk={"max_order_notional": 2_000})
+    assert config.execution.slippage_bps > 0
+    opp, risk, (approval, record) = decided_by_risk(config)
+    markets = simulated_markets(config)
+    buy, sell = markets.spec("binance", "BTC/USDT"), markets.spec("okx", "BTC/USDT")
+    slippage = config.execution.slippage_bps
+    _, sell_px = leg_limit_prices(buy, sell, opp.buy_worst, opp.sell_worst, slippage)
+    # The largest size in both lots whose sell leg, the larger, is within 2,000 at its limit.
+    lot = max(buy.lot, sell.lot)
+    assert opp.size * sell_px <= 2_000 < (opp.size + lot) * sell_px
+    assert approval is not None and approval.size == opp.size
+    assert (record.verdict, record.reason, record.clip) == ("approved", "", "")
+    assert risk.clipped == 0 and risk.snapshot()["clipped_by"] == {}
+
+
+def test_a_limit_the_detector_does_not_see_clips_and_is_named(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    config = make_config(risk={"max_order_notional": 2_000, "max_position": {"BTC": 0.01}})
+    opp, risk, (approval, record) = decided_by_risk(config)
+    assert approval is not None and approval.size == 0.01 < opp.size
+    assert (record.verdict, record.reason, record.clip) == ("clipped",) + ("max_position",) * 2
+    assert risk.clipped == 1 and risk.snapshot()["clipped_by"] == {"max_position": 1}

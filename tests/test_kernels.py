@@ -10,9 +10,18 @@ from hypothesis import strategies as st
 
 from hft_ray.detect import kernels, reference
 from hft_ray.detect.reference import BookRow, PairLimits, cross_venue_quote, floor_to_lots
+from hft_ray.markets import leg_limit_prices
 from hft_ray.types import BOOK_VALID, book_update_dtype
+from hft_ray.venues.base import MarketSpec, step_decimals
 
 LOTS = st.sampled_from([0.0, 1e-8, 1e-5, 0.001, 0.01, 0.25, 1.0, 10.0, 0.3])
+#: Ticks of real markets (and 0: unrounded), with the scale `DetectorCore` gives each.
+TICKS = st.sampled_from([0.0, 1e-8, 1e-5, 0.0001, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 10.0])
+SLIPPAGE_BPS = st.sampled_from([0.0, 0.0, 1.0, 5.0, 30.0])
+
+
+def tick_scale(tick: float) -> float:
+    return 10.0 ** step_decimals(tick)
 
 
 @st.composite
@@ -46,6 +55,14 @@ def pair(draw: st.DrawFn) -> tuple[list, list, PairLimits, float]:
         quote_balance_buy=draw(st.sampled_from([math.inf, math.inf, 0.0, 80.0, 1_000.0])),
         base_balance_sell=draw(st.sampled_from([math.inf, math.inf, 0.0, 0.7, 3.0])),
     )
+    tick_buy, tick_sell = draw(TICKS), draw(TICKS)
+    limits = limits._replace(
+        tick_buy=tick_buy,
+        tick_sell=tick_sell,
+        tick_scale_buy=tick_scale(tick_buy),
+        tick_scale_sell=tick_scale(tick_sell),
+        slippage_bps=draw(SLIPPAGE_BPS),
+    )
     return asks, bids, limits, draw(st.sampled_from([0.0, 0.0, 1.0, 10.0]))
 
 
@@ -78,6 +95,47 @@ def test_quote_kernel_equals_reference(case: tuple) -> None:
 @given(st.floats(0.0, 1e6), LOTS, LOTS)
 def test_lot_rounding_kernel_equals_reference(amount: float, a: float, b: float) -> None:
     assert kernels.floor_to_lots(amount, a, b) == floor_to_lots(amount, a, b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(1e-3, 1e6), st.floats(1e-3, 1e6), TICKS, TICKS, SLIPPAGE_BPS)
+def test_leg_limit_prices_kernel_equals_reference_equals_the_markets(
+    buy_worst: float, sell_worst: float, tick_buy: float, tick_sell: float, slippage: float
+) -> None:
+    """One definition of the legs' limit prices: the kernel's and the reference's rounding
+    give exactly what risk and the executor get from the market specs."""
+    limits = PairLimits(*[0.0] * 11)._replace(
+        tick_buy=tick_buy,
+        tick_sell=tick_sell,
+        tick_scale_buy=tick_scale(tick_buy),
+        tick_scale_sell=tick_scale(tick_sell),
+        slippage_bps=slippage,
+    )
+    ref = reference.leg_limit_prices(buy_worst, sell_worst, limits)
+    got = kernels.leg_limit_prices(buy_worst, sell_worst, np.array(limits, dtype=np.float64))
+    assert got == ref
+    if tick_buy > 0 and tick_sell > 0:
+        buy, sell = (
+            MarketSpec("X/Y", "X", "Y", t, 0.1, 0.0, 0.0, 0.0) for t in (tick_buy, tick_sell)
+        )
+        assert ref == leg_limit_prices(buy, sell, buy_worst, sell_worst, slippage)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pair())
+def test_a_quote_fits_its_caps_at_its_own_limit_prices(case: tuple) -> None:
+    """What risk checks: the size within the notional and inventory caps priced at the legs'
+    limit prices of walking that size."""
+    asks, bids, limits, min_bps = case
+    q = cross_venue_quote(asks, bids, limits, min_bps)
+    if q is not None:
+        prices = reference.leg_limit_prices(q.buy_worst, q.sell_worst, limits)
+        assert q.size <= reference.size_cap(*prices, limits)
+
+
+def test_limit_columns_follow_the_pair_limits_fields() -> None:
+    columns = [getattr(reference, name.upper()) for name in PairLimits._fields]
+    assert columns == list(range(reference.LIMIT_COLS))
 
 
 @settings(max_examples=300, deadline=None)
@@ -227,7 +285,7 @@ def test_row_scan_kernel_equals_reference(case: tuple) -> None:
     """Two batches in a row: every row written and quoted in order, against the books of the
     moment, stale and invalid books skipped, live or in recorded time."""
     n_sym, n_ven, row_batches, limits, nows, min_bps = case
-    lim_arr = np.zeros((n_sym, n_ven, n_ven, 11))
+    lim_arr = np.zeros((n_sym, n_ven, n_ven, reference.LIMIT_COLS))
     for key, lim in limits.items():
         lim_arr[key] = lim
     books = empty_books(n_sym, n_ven)
@@ -269,7 +327,7 @@ def test_uncrossed_market_has_no_opportunity(case: tuple) -> None:
         )
         for r in row_batches[0] + row_batches[1]
     ]
-    lim_arr = np.zeros((n_sym, n_ven, n_ven, 11))
+    lim_arr = np.zeros((n_sym, n_ven, n_ven, reference.LIMIT_COLS))
     for key, lim in limits.items():
         lim_arr[key] = lim._replace(fee_buy=0.0, fee_sell=0.0)
     ref, ref_scanned = reference.scan_rows(
@@ -296,7 +354,7 @@ def test_every_update_of_one_book_in_a_batch_is_quoted() -> None:
     jumped = calm._replace(bids=[(101.0, 0.4)], asks=[(101.1, 1.0)], ts_exchange_ns=WALL0 + 7)
     now = reference.Now(MONO0, WALL0, recorded=False, file_ns=0)
     free = PairLimits(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, math.inf, math.inf, math.inf)
-    lim_arr = np.zeros((1, 2, 2, 11))
+    lim_arr = np.zeros((1, 2, 2, reference.LIMIT_COLS))
     lim_arr[:] = free
     books = empty_books(1, 2)
     found, scanned, ids, quotes = kernel_scan(
@@ -311,7 +369,7 @@ def test_every_update_of_one_book_in_a_batch_is_quoted() -> None:
 def test_a_batch_that_would_not_fit_or_names_a_foreign_book_touches_nothing() -> None:
     row = BookRow(0, 1, True, WALL0, MONO0, [(99.9, 1.0)], [(100.0, 1.0)])
     now = reference.Now(MONO0, WALL0, recorded=False, file_ns=0)
-    books, lim_arr = empty_books(1, 3), np.zeros((1, 3, 3, 11))
+    books, lim_arr = empty_books(1, 3), np.zeros((1, 3, 3, reference.LIMIT_COLS))
     rows = as_update_rows([row, row])
     # Two rows may yield 2 x 2 x (3 - 1) quotes: 7 rows of output are not enough.
     found, _, _, _ = kernel_scan(rows, books, lim_arr, 0.0, now, capacity=7)
@@ -335,7 +393,7 @@ def test_tradable_mask_equals_the_reference_rule(
     kernel_scan(
         as_update_rows(rows),
         books,
-        np.zeros((2, 3, 3, 11)),
+        np.zeros((2, 3, 3, reference.LIMIT_COLS)),
         0.0,
         reference.Now(MONO0, WALL0, recorded, 0),
     )

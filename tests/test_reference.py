@@ -13,8 +13,10 @@ from hft_ray.detect.reference import (
     cross_venue_quote,
     floor_to_lots,
     fresh,
+    leg_limit_prices,
     profitable_size,
     scan_rows,
+    size_cap,
 )
 
 INF = math.inf
@@ -87,13 +89,44 @@ def test_zero_marginal_edge_is_included_at_zero_min_profit() -> None:
 def test_caps_by_notional_and_inventory_then_lots() -> None:
     asks = [(100.0, 10.0)]
     bids = [(110.0, 10.0)]
-    assert cross_venue_quote(asks, bids, limits(max_notional=250.0), 0).size == 2.5  # type: ignore[union-attr]
+    # The sell leg's notional is the larger: 250 at its limit price 110, as risk counts it.
+    q = cross_venue_quote(asks, bids, limits(max_notional=250.0), 0)
+    assert q is not None and q.size == 250.0 / 110.0
     q = cross_venue_quote(asks, bids, limits(quote_balance_buy=300.0, lot_buy=0.1), 0)
     assert q is not None and q.size == pytest.approx(2.9)  # 300 / 100.1 = 2.997 -> 2.9
     q = cross_venue_quote(
         asks, bids, limits(base_balance_sell=1.234, lot_buy=0.01, lot_sell=0.1), 0
     )
     assert q is not None and q.size == pytest.approx(1.2)
+
+
+def test_caps_are_priced_at_the_legs_limit_prices_with_slippage_and_ticks() -> None:
+    asks, bids = [(100.0, 10.0)], [(110.07, 10.0)]
+    lim = limits(
+        max_notional=1_000.0,
+        quote_balance_buy=500.0,
+        tick_buy=0.5,
+        tick_sell=0.1,
+        tick_scale_buy=10.0,
+        tick_scale_sell=10.0,
+        slippage_bps=10.0,
+    )
+    # buy 100 * 1.001 = 100.1 -> 100.5 (up to the tick); sell 110.07 * 0.999 -> 109.9 (down).
+    assert leg_limit_prices(100.0, 110.07, lim) == (100.5, 109.9)
+    q = cross_venue_quote(asks, bids, lim, 0)
+    assert q is not None and q.size == min(1_000.0 / 109.9, 500.0 / (100.5 * 1.001))
+    assert q.size == size_cap(100.5, 109.9, lim)
+
+
+def test_a_size_that_no_longer_fits_at_its_own_prices_is_cut_again() -> None:
+    # The first cut, 1,000 at the worst ask 101, is 9.9 in lots: its sell walks to 108, and
+    # 9.9 at 108 is over 1,000; cut to 1,000 / 108, 9.25 in lots, still selling at 108: fits.
+    asks, bids = [(100.0, 5.0), (101.0, 10.0)], [(112.0, 5.0), (108.0, 10.0)]
+    q = cross_venue_quote(asks, bids, limits(max_notional=1_000.0, lot_buy=0.01), 0)
+    assert q is not None and q.size == 9.25 and q.sell_worst == 108.0
+    # A size within the first levels is priced at the better bid, 112: 500 / 112.
+    q = cross_venue_quote(asks, bids, limits(max_notional=500.0), 0)
+    assert q is not None and q.size == 500.0 / 112.0 and q.sell_worst == 112.0
 
 
 def test_below_minimum_amount_or_notional_is_dropped() -> None:

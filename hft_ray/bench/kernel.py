@@ -49,9 +49,10 @@ def synthetic_market(
     mid = mids[:, None] * (1.0 + bump + rng.normal(0.0, 2e-5, (n_sym, n_ven)))
     market = _levels(mid, mids, depth, rng)
     market["mids"] = mids
-    market["limits"] = np.zeros((n_sym, n_ven, n_ven, 11))
-    market["limits"][..., 0:2] = 0.001  # taker fees
-    market["limits"][..., 8:11] = np.inf  # no notional or inventory caps
+    market["limits"] = np.zeros((n_sym, n_ven, n_ven, reference.LIMIT_COLS))
+    market["limits"][..., [reference.FEE_BUY, reference.FEE_SELL]] = 0.001  # taker fees
+    caps = [reference.MAX_NOTIONAL, reference.QUOTE_BALANCE_BUY, reference.BASE_BALANCE_SELL]
+    market["limits"][..., caps] = np.inf  # no notional or inventory caps, lots, ticks, slippage
     return market
 
 

@@ -16,6 +16,8 @@ batch's distinct (symbol, venue).
 Sizes are capped by the order notional limit and by inventory: the quote balance on the buy
 venue and the base balance on the sell venue, from the config's starting balances (no
 balances configured for a venue: no cap) until risk reports positions (`set_positions`).
+Both are priced at the legs' limit prices, with the execution's slippage and each market's
+tick, as risk prices them: an opportunity within every limit is approved at its size.
 """
 
 from __future__ import annotations
@@ -28,10 +30,19 @@ from hft_ray.clock import Clock
 from hft_ray.config import HftConfig
 from hft_ray.detect import indicators as ind
 from hft_ray.detect import kernels, statarb
+from hft_ray.detect.reference import (
+    BASE_BALANCE_SELL,
+    FEE_BUY,
+    FEE_SELL,
+    LIMIT_COLS,
+    MAX_NOTIONAL,
+    QUOTE_BALANCE_BUY,
+    PairLimits,
+)
 from hft_ray.markets import Markets
 from hft_ray.types import REVERT_CLOSE, REVERT_OPEN, Opportunity, Universe, book_update_dtype
+from hft_ray.venues.base import step_decimals
 
-_QUOTE_BALANCE, _BASE_BALANCE = 9, 10  # columns of a pair's limits row
 _MAX_FOUND = 4_096  # quote rows of one kernel call: a batch is scanned in chunks that fit
 
 
@@ -100,23 +111,31 @@ class DetectorCore:
         self.tick_to_detect_ns: list[int] = []
 
     def _build_limits(self, config: HftConfig, markets: Markets) -> np.ndarray:
-        """(S, V, V, 11): fees, lots, minimums and caps of every (symbol, buy, sell)."""
+        """(S, V, V, LIMIT_COLS): the `PairLimits` of every (symbol, buy, sell); the balances
+        are set by `set_positions`."""
         u = self._universe
-        limits = np.zeros((len(u.symbols), len(u.venues), len(u.venues), 11))
+        limits = np.zeros((len(u.symbols), len(u.venues), len(u.venues), LIMIT_COLS))
         for s, symbol in enumerate(u.symbols):
             for a, buy_venue in enumerate(u.venues):
                 for b, sell_venue in enumerate(u.venues):
                     buy, sell = markets.spec(buy_venue, symbol), markets.spec(sell_venue, symbol)
-                    limits[s, a, b, :9] = (
-                        buy.taker_fee,
-                        sell.taker_fee,
-                        buy.lot,
-                        sell.lot,
-                        buy.min_amount,
-                        sell.min_amount,
-                        buy.min_notional,
-                        sell.min_notional,
-                        config.risk.max_order_notional,
+                    limits[s, a, b] = PairLimits(
+                        fee_buy=buy.taker_fee,
+                        fee_sell=sell.taker_fee,
+                        lot_buy=buy.lot,
+                        lot_sell=sell.lot,
+                        min_amount_buy=buy.min_amount,
+                        min_amount_sell=sell.min_amount,
+                        min_notional_buy=buy.min_notional,
+                        min_notional_sell=sell.min_notional,
+                        max_notional=config.risk.max_order_notional,
+                        quote_balance_buy=math.inf,
+                        base_balance_sell=math.inf,
+                        tick_buy=buy.tick,
+                        tick_sell=sell.tick,
+                        tick_scale_buy=10.0 ** step_decimals(buy.tick),
+                        tick_scale_sell=10.0 ** step_decimals(sell.tick),
+                        slippage_bps=config.execution.slippage_bps,
                     )
         return limits
 
@@ -143,6 +162,8 @@ class DetectorCore:
             )
         kernels.walk(self.ask_px[0, 0], self.ask_qty[0, 0], 0, 0.0)
         kernels.floor_to_lots(1.0, 0.1, 0.01)
+        books = (self.ask_px[0, 0], self.ask_qty[0, 0], 0, self.bid_px[0, 0], self.bid_qty[0, 0])
+        kernels.fit_size(*books, 0, 0.0, self._limits[0, 0, 0].copy())
         if self._statarb is not None:
             self._tradable_now(0, 0)
             statarb.statarb_scan(
@@ -171,8 +192,8 @@ class DetectorCore:
                 else:
                     quote_bal = start.get(quote, 0.0) + moved.get(quote, 0.0)
                     base_bal = start.get(base, 0.0) + moved.get(base, 0.0)
-                self._limits[s, v, :, _QUOTE_BALANCE] = max(0.0, quote_bal)
-                self._limits[s, :, v, _BASE_BALANCE] = max(0.0, base_bal)
+                self._limits[s, v, :, QUOTE_BALANCE_BUY] = max(0.0, quote_bal)
+                self._limits[s, :, v, BASE_BALANCE_SELL] = max(0.0, base_bal)
 
     def on_batch(self, rows: np.ndarray) -> list[Opportunity]:
         """Take a batch of BookUpdate rows; return what they made tradable, in row order."""
@@ -279,14 +300,27 @@ class DetectorCore:
         return out
 
     def _revert_size(self, s: int, buy: int, sell: int) -> float:
-        """The reversion size: the notional limit at the buy venue's ask, in both lots,
-        within both books' depth and both markets' minimums; 0 if none fits."""
+        """The reversion size: within both books' depth, the notional limits (the order's
+        and the strategy's) and inventory at the legs' limit prices, in both lots and both
+        markets' minimums, as risk sizes it (`kernels.fit_size`); 0 if none fits."""
         sa = self._statarb
         assert sa is not None
-        lim = self._limits[s, buy, sell]
+        lim = self._limits[s, buy, sell].copy()
+        lim[MAX_NOTIONAL] = min(lim[MAX_NOTIONAL], sa.max_notional)
         size = min(sa.max_notional / self.ask_px[s, buy, 0], self._depth(s, buy, sell))
-        size = kernels.floor_to_lots(size, lim[2], lim[3])
-        return size if size > 0 and size >= lim[4] and size >= lim[5] else 0.0
+        n_asks, n_bids = int(self.n_asks[s, buy]), int(self.n_bids[s, sell])
+        return float(
+            kernels.fit_size(
+                self.ask_px[s, buy],
+                self.ask_qty[s, buy],
+                n_asks,
+                self.bid_px[s, sell],
+                self.bid_qty[s, sell],
+                n_bids,
+                size,
+                lim,
+            )[0]
+        )
 
     def _depth(self, s: int, buy: int, sell: int) -> float:
         """What both books can take: the buy venue's asks and the sell venue's bids."""
@@ -309,7 +343,7 @@ class DetectorCore:
         )
         if cost <= 0 or proceeds <= 0:
             return None
-        profit = proceeds * (1.0 - lim[1]) - cost * (1.0 + lim[0])
+        profit = proceeds * (1.0 - lim[FEE_SELL]) - cost * (1.0 + lim[FEE_BUY])
         self._counter += 1
         return Opportunity(
             opp_id=f"{self._prefix}{self._counter}",

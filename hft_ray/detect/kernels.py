@@ -16,6 +16,26 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+# The limits columns are `PairLimits`' fields. Numba's cache keys on this file only: a change
+# to that layout must come with a change here (or a cleared cache), or stale code runs.
+from hft_ray.detect.reference import (
+    BASE_BALANCE_SELL,
+    FEE_BUY,
+    FEE_SELL,
+    LOT_BUY,
+    LOT_SELL,
+    MAX_NOTIONAL,
+    MIN_AMOUNT_BUY,
+    MIN_AMOUNT_SELL,
+    MIN_NOTIONAL_BUY,
+    MIN_NOTIONAL_SELL,
+    QUOTE_BALANCE_BUY,
+    SLIPPAGE_BPS,
+    TICK_BUY,
+    TICK_SCALE_BUY,
+    TICK_SCALE_SELL,
+    TICK_SELL,
+)
 from hft_ray.types import BOOK_VALID
 
 _EPS = 1e-12
@@ -58,6 +78,65 @@ def walk(
 
 
 @njit(cache=True)
+def floor_to_tick(price: float, tick: float, scale: float) -> float:  # pragma: no cover
+    if tick <= 0:
+        return price
+    return float(math.floor(price / tick + 1e-9)) * float(round(tick * scale)) / scale
+
+
+@njit(cache=True)
+def ceil_to_tick(price: float, tick: float, scale: float) -> float:  # pragma: no cover
+    if tick <= 0:
+        return price
+    return float(math.ceil(price / tick - 1e-9)) * float(round(tick * scale)) / scale
+
+
+@njit(cache=True)
+def leg_limit_prices(
+    buy_worst: float, sell_worst: float, limits: np.ndarray
+) -> tuple[float, float]:  # pragma: no cover - compiled
+    slip = limits[SLIPPAGE_BPS] * 1e-4
+    return (
+        ceil_to_tick(buy_worst * (1.0 + slip), limits[TICK_BUY], limits[TICK_SCALE_BUY]),
+        floor_to_tick(sell_worst * (1.0 - slip), limits[TICK_SELL], limits[TICK_SCALE_SELL]),
+    )
+
+
+@njit(cache=True)
+def size_cap(buy_px: float, sell_px: float, limits: np.ndarray) -> float:  # pragma: no cover
+    return min(
+        limits[MAX_NOTIONAL] / max(buy_px, sell_px),
+        limits[QUOTE_BALANCE_BUY] / (buy_px * (1.0 + limits[FEE_BUY])),
+        limits[BASE_BALANCE_SELL],
+    )
+
+
+@njit(cache=True)
+def fit_size(
+    ask_px: np.ndarray,
+    ask_qty: np.ndarray,
+    n_asks: int,
+    bid_px: np.ndarray,
+    bid_qty: np.ndarray,
+    n_bids: int,
+    size: float,
+    limits: np.ndarray,
+) -> tuple[float, float, float, float, float]:  # pragma: no cover - compiled
+    """`reference.fit_size`: (size, worst ask, cost, worst bid, proceeds), size 0 if none."""
+    while True:
+        size = floor_to_lots(size, limits[LOT_BUY], limits[LOT_SELL])
+        if size <= _EPS or size < limits[MIN_AMOUNT_BUY] or size < limits[MIN_AMOUNT_SELL]:
+            return 0.0, 0.0, 0.0, 0.0, 0.0
+        buy_worst, cost = walk(ask_px, ask_qty, n_asks, size)
+        sell_worst, proceeds = walk(bid_px, bid_qty, n_bids, size)
+        buy_px, sell_px = leg_limit_prices(buy_worst, sell_worst, limits)
+        cap = size_cap(buy_px, sell_px, limits)
+        if size <= cap:
+            return size, buy_worst, cost, sell_worst, proceeds
+        size = cap
+
+
+@njit(cache=True)
 def quote_pair(
     ask_px: np.ndarray,
     ask_qty: np.ndarray,
@@ -71,10 +150,9 @@ def quote_pair(
 ) -> bool:  # pragma: no cover - compiled
     """Buy at the asks, sell at the bids; write a quote row into `out`, True if there is one.
 
-    `limits` holds fee_buy, fee_sell, lot_buy, lot_sell, min_amount_buy, min_amount_sell,
-    min_notional_buy, min_notional_sell, max_notional, quote_balance_buy, base_balance_sell.
+    `limits` is one pair's `PairLimits`, a column each (`FEE_BUY`, ...).
     """
-    fee_buy, fee_sell = limits[0], limits[1]
+    fee_buy, fee_sell = limits[FEE_BUY], limits[FEE_SELL]
     size = worst_ask = 0.0
     i = j = 0
     left_a = ask_qty[0] if n_asks > 0 else 0.0
@@ -98,16 +176,16 @@ def quote_pair(
         return False
     size = min(
         size,
-        limits[8] / worst_ask,
-        limits[9] / (worst_ask * (1.0 + fee_buy)),
-        limits[10],
+        limits[MAX_NOTIONAL] / worst_ask,
+        limits[QUOTE_BALANCE_BUY] / (worst_ask * (1.0 + fee_buy)),
+        limits[BASE_BALANCE_SELL],
     )
-    size = floor_to_lots(size, limits[2], limits[3])
-    if size <= _EPS or size < limits[4] or size < limits[5]:
+    size, buy_worst, cost, sell_worst, proceeds = fit_size(
+        ask_px, ask_qty, n_asks, bid_px, bid_qty, n_bids, size, limits
+    )
+    if size <= 0:
         return False
-    buy_worst, cost = walk(ask_px, ask_qty, n_asks, size)
-    sell_worst, proceeds = walk(bid_px, bid_qty, n_bids, size)
-    if cost < limits[6] or proceeds < limits[7]:
+    if cost < limits[MIN_NOTIONAL_BUY] or proceeds < limits[MIN_NOTIONAL_SELL]:
         return False
     profit = proceeds * (1.0 - fee_sell) - cost * (1.0 + fee_buy)
     out[SIZE] = size
@@ -228,7 +306,7 @@ def scan_rows(
     """Write each row's book into the tensors and quote it, in row order; (found, scanned).
 
     Rows are `RowColumns`; books are `Books`, (S, V, D) and (S, V); `limits` is
-    (S, V, V, 11) for (symbol, buy venue, sell venue). For row i: its book replaces the
+    (S, V, V, LIMIT_COLS) for (symbol, buy venue, sell venue). For row i: its book replaces the
     (symbol, venue) book; if it is tradable, it is quoted against every other venue's current
     tradable book of the symbol, buy here / sell there, then the reverse, writing ID_COLS rows
     to `out_ids` and quote rows to `out_quotes`. Tradable: valid and at most `max_age_ns` old,
@@ -270,7 +348,7 @@ def scan_rows(
                 if n_asks[s, a] == 0 or n_bids[s, b] == 0:
                     continue
                 ask, bid = ask_px[s, a, 0], bid_px[s, b, 0]
-                fee_buy, fee_sell = limits[s, a, b, 0], limits[s, a, b, 1]
+                fee_buy, fee_sell = limits[s, a, b, FEE_BUY], limits[s, a, b, FEE_SELL]
                 if (
                     bid * (1.0 - fee_sell) - ask * (1.0 + fee_buy)
                     < min_profit_bps * 1e-4 * ask - _EPS

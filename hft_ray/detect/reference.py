@@ -3,9 +3,12 @@
 Buy on venue A (walk A's asks upward), sell on venue B (walk B's bids downward), level by
 level, adding size while the marginal net edge of the next unit,
 `bid * (1 - fee_B) - ask * (1 + fee_A)`, is at least `min_profit_bps` of the ask. The size is
-then capped (order notional at the worst ask, A's quote balance including its fee, B's base
-balance), rounded down to both markets' lots, and dropped if below either market's minimum
-amount or notional. Prices and profit are then those of walking exactly that size.
+then capped (order notional, A's quote balance including its fee, B's base balance), rounded
+down to both markets' lots, and dropped if below either market's minimum amount or notional.
+The caps are priced as risk prices them (`hft_ray.risk.checks.decide`): at the legs' limit
+prices, the worst prices of walking the size widened by the slippage and rounded outward to
+each market's tick (`leg_limit_prices`), so that an opportunity within every limit reaches
+risk at a size risk approves unclipped. Prices and profit are those of walking that size.
 
 `scan_rows` defines which pairs are quoted: every row of a batch, in order, against the books
 current when it arrives.
@@ -30,7 +33,11 @@ class PairQuote(NamedTuple):
 
 
 class PairLimits(NamedTuple):
-    """Fees, precision and caps for one (buy venue, sell venue) pair of one symbol."""
+    """Fees, precision and caps for one (buy venue, sell venue) pair of one symbol.
+
+    The kernels take them as the last axis of a float array, a column per field in this order
+    (the column constants below). A tick of 0 leaves prices unrounded; `tick_scale` is
+    10 ** (the tick's decimal places), which makes the tick a whole number."""
 
     fee_buy: float
     fee_sell: float
@@ -43,6 +50,33 @@ class PairLimits(NamedTuple):
     max_notional: float
     quote_balance_buy: float
     base_balance_sell: float
+    tick_buy: float = 0.0
+    tick_sell: float = 0.0
+    tick_scale_buy: float = 1.0
+    tick_scale_sell: float = 1.0
+    slippage_bps: float = 0.0
+
+
+#: The column of each `PairLimits` field in the kernels' limits arrays (S, V, V, LIMIT_COLS).
+(
+    FEE_BUY,
+    FEE_SELL,
+    LOT_BUY,
+    LOT_SELL,
+    MIN_AMOUNT_BUY,
+    MIN_AMOUNT_SELL,
+    MIN_NOTIONAL_BUY,
+    MIN_NOTIONAL_SELL,
+    MAX_NOTIONAL,
+    QUOTE_BALANCE_BUY,
+    BASE_BALANCE_SELL,
+    TICK_BUY,
+    TICK_SELL,
+    TICK_SCALE_BUY,
+    TICK_SCALE_SELL,
+    SLIPPAGE_BPS,
+) = range(16)
+LIMIT_COLS = len(PairLimits._fields)
 
 
 def profitable_size(
@@ -108,6 +142,71 @@ def floor_to_lots(amount: float, lot_a: float, lot_b: float) -> float:
     return floor_to(floor_to(amount, coarse), fine)
 
 
+def floor_to_tick(price: float, tick: float, scale: float) -> float:
+    """`MarketSpec.floor_price` without Decimal: the tick count times the tick as a quotient
+    of whole numbers (ticks x tick x scale over scale), which is the double nearest the
+    decimal price, as `round(..., decimals)` gives, in Python and numba alike."""
+    if tick <= 0:
+        return price
+    return float(math.floor(price / tick + 1e-9)) * float(round(tick * scale)) / scale
+
+
+def ceil_to_tick(price: float, tick: float, scale: float) -> float:
+    """`MarketSpec.ceil_price`, the same way as `floor_to_tick`."""
+    if tick <= 0:
+        return price
+    return float(math.ceil(price / tick - 1e-9)) * float(round(tick * scale)) / scale
+
+
+def leg_limit_prices(
+    buy_worst: float, sell_worst: float, limits: PairLimits
+) -> tuple[float, float]:
+    """The legs' IOC limit prices, as `hft_ray.markets.leg_limit_prices` sets them: the worst
+    prices widened by the slippage, rounded outward to each market's tick."""
+    slip = limits.slippage_bps * 1e-4
+    return (
+        ceil_to_tick(buy_worst * (1.0 + slip), limits.tick_buy, limits.tick_scale_buy),
+        floor_to_tick(sell_worst * (1.0 - slip), limits.tick_sell, limits.tick_scale_sell),
+    )
+
+
+def size_cap(buy_px: float, sell_px: float, limits: PairLimits) -> float:
+    """The largest size the notional and inventory limits admit at these limit prices: each
+    leg's notional at its limit price (the sell leg's is the larger on a crossing), the buy
+    venue's quote balance including its fee, the sell venue's base balance."""
+    return min(
+        limits.max_notional / max(buy_px, sell_px),
+        limits.quote_balance_buy / (buy_px * (1.0 + limits.fee_buy)),
+        limits.base_balance_sell,
+    )
+
+
+def fit_size(
+    asks: list[tuple[float, float]],
+    bids: list[tuple[float, float]],
+    size: float,
+    limits: PairLimits,
+) -> tuple[float, float, float, float, float]:
+    """`size`, in both lots and both minimum amounts, cut until `size_cap` admits it at the
+    limit prices of walking that very size, as risk will price it; with the walks' (worst
+    ask, cost, worst bid, proceeds). Size 0: none.
+
+    Limit prices move with the size, so each cut is walked again: every cut is strictly
+    smaller and the prices change only where a walk crosses a level, so a few rounds at most.
+    A cut past a level where the buy price steps up may stop below the largest size that
+    would fit; what it returns always fits."""
+    while True:
+        size = floor_to_lots(size, limits.lot_buy, limits.lot_sell)
+        if size <= _EPS or size < limits.min_amount_buy or size < limits.min_amount_sell:
+            return 0.0, 0.0, 0.0, 0.0, 0.0
+        buy_worst, cost = walk(asks, size)
+        sell_worst, proceeds = walk(bids, size)
+        cap = size_cap(*leg_limit_prices(buy_worst, sell_worst, limits), limits)
+        if size <= cap:
+            return size, buy_worst, cost, sell_worst, proceeds
+        size = cap
+
+
 def cross_venue_quote(
     asks: list[tuple[float, float]],
     bids: list[tuple[float, float]],
@@ -120,17 +219,16 @@ def cross_venue_quote(
     )
     if size <= _EPS:
         return None
+    # A first cut at the worst ask (no walk), then priced at the legs' limit prices.
     size = min(
         size,
         limits.max_notional / worst_ask,
         limits.quote_balance_buy / (worst_ask * (1.0 + limits.fee_buy)),
         limits.base_balance_sell,
     )
-    size = floor_to_lots(size, limits.lot_buy, limits.lot_sell)
-    if size <= _EPS or size < limits.min_amount_buy or size < limits.min_amount_sell:
+    size, buy_worst, cost, sell_worst, proceeds = fit_size(asks, bids, size, limits)
+    if size <= 0:
         return None
-    buy_worst, cost = walk(asks, size)
-    sell_worst, proceeds = walk(bids, size)
     if cost < limits.min_notional_buy or proceeds < limits.min_notional_sell:
         return None
     profit = proceeds * (1.0 - limits.fee_sell) - cost * (1.0 + limits.fee_buy)

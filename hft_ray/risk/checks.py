@@ -10,7 +10,9 @@ the size is clipped to the order notional limit, an open reversion position (a c
 inventory each venue holds net of reservations, the position limit per asset and venue, and
 the gross exposure limit (in REDUCING, instead, to what moves positions towards flat); last,
 the order rate per venue and overall. A clip that leaves less than a tradable size is a
-rejection naming the limit that bound.
+rejection naming the limit that bound. The detector sizes opportunities under the same caps at
+the same limit prices (`hft_ray.detect.reference.fit_size`), so a clip here is a limit that
+really binds: one the detector cannot see (reservations, leases, positions) or that moved.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class Decision(NamedTuple):
     reason: str  # the rejection, or the limit a clip met, or ''
     buy_px: float  # the legs' limit prices (0 when rejected before pricing)
     sell_px: float
+    clip: str = ""  # an approval's binding cap, when one was below the size asked ('' if not)
 
 
 def decide(
@@ -153,4 +156,6 @@ def decide(
     reason = room.take_orders(buy, sell)
     if reason:
         return Decision(0.0, reason, buy_px, sell_px)
-    return Decision(size, binding if size < opp.size else "", buy_px, sell_px)
+    # Only a cap below the size asked clips; rounding a size off the lots is no limit's doing.
+    clip = binding if cap < opp.size else ""
+    return Decision(size, clip, buy_px, sell_px, clip)
