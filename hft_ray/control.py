@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from hft_ray import names, run_registry, startup
+from hft_ray.analytics import analytics
 from hft_ray.cluster import ClusterError, check_reachable
 from hft_ray.config import HftConfig
+from hft_ray.journal import Intent, read_records, skipped_summary
 from hft_ray.ledger import positions_equal
 from hft_ray.report import journal_summary
 from hft_ray.risk.core import executions_from_journal
 from hft_ray.status import risk_lines, with_risk
 from hft_ray.store import open_store
-from hft_ray.store.base import INTENT
 
 _CALL_TIMEOUT_S = 10.0
 DEFAULT_NAMESPACE = "hft_ray"
@@ -188,17 +189,18 @@ def journal_report(config: HftConfig, run_dir: Path) -> dict[str, Any]:
         finally:
             await store.close()
 
-    journal = asyncio.run(read())
+    journal, skipped = read_records(asyncio.run(read()))
     summary = journal_summary(journal)
     finished = {r.opp_id for r in executions_from_journal(journal)}
     unfinished = sorted(
-        r["opp_id"] for r in journal if r.get("type") == INTENT and r["opp_id"] not in finished
+        r.opp_id for r in journal if isinstance(r, Intent) and r.opp_id not in finished
     )
     out: dict[str, Any] = {
         "run_dir": str(run_dir),
         **summary,
         "unfinished_intents": unfinished,
-        "journal_read": store.last_read.summary(),
+        "journal_read": {**store.last_read.summary(), **skipped_summary(skipped)},
+        "analytics": analytics(journal, {}),
     }
     report_file = run_dir / "report.json"
     if report_file.exists():

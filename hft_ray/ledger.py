@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from hft_ray.store.base import FILL, Record
+from hft_ray.journal import Fill, JournalRecord
 
 
 class Ledger:
@@ -122,20 +122,20 @@ class Ledger:
         return ledger
 
     @classmethod
-    def from_journal(cls, records: Iterable[Record]) -> Ledger:
+    def from_journal(cls, records: Iterable[JournalRecord]) -> Ledger:
         """Rebuild from the journal's fill records alone."""
         ledger = cls()
         for r in records:
-            if r.get("type") == FILL:
+            if isinstance(r, Fill):
                 ledger.apply_fill(
-                    r["venue"],
-                    r["symbol"],
-                    r["side"],
-                    r["filled"],
-                    r["price"],
-                    r["fee_quote"],
-                    r.get("client_id", ""),
-                    r.get("fee_base", 0.0),
+                    r.venue,
+                    r.symbol,
+                    r.side,
+                    r.filled,
+                    r.price,
+                    r.fee_quote,
+                    r.client_id,
+                    r.fee_base,
                 )
         return ledger
 

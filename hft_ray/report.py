@@ -7,37 +7,31 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from hft_ray.analytics import analytics
 from hft_ray.config import HftConfig
+from hft_ray.journal import Decision, Execution, JournalRecord, Order
 from hft_ray.latency import STAGES, summarize_us
 from hft_ray.ledger import Ledger, positions_equal
-from hft_ray.store.base import DECISION, EXECUTION, ORDER, Record
 
 
-def journal_summary(records: list[Record]) -> dict[str, Any]:
+def journal_summary(records: list[JournalRecord]) -> dict[str, Any]:
     """Counts and positions that the journal alone supports."""
     ledger = Ledger.from_journal(records)
-    types = Counter(r.get("type", "?") for r in records)
-    rejected = Counter(
-        r["reason"] for r in records if r.get("type") == DECISION and r["verdict"] == "rejected"
-    )
-    executions = [r for r in records if r.get("type") == EXECUTION]
-    orders = [r for r in records if r.get("type") == ORDER]
+    types = Counter(r.TYPE for r in records)
+    decisions = [r for r in records if isinstance(r, Decision)]
+    executions = [r for r in records if isinstance(r, Execution)]
+    orders = [r for r in records if isinstance(r, Order)]
+    filled = {o.opp_id for o in orders if o.filled > 0}
     return {
         "records": dict(types),
-        "approved": sum(
-            1 for r in records if r.get("type") == DECISION and r["verdict"] != "rejected"
-        ),
-        "rejected": dict(rejected),
-        "trades": sum(1 for e in executions if _filled_any(e["opp_id"], orders)),
-        "legs_failed": sum(int(e["legs_failed"]) for e in executions),
-        "unwinds": sum(1 for e in executions if e["unwound"]),
-        "orders_by_status": dict(Counter(o["status"] for o in orders)),
+        "approved": sum(1 for r in decisions if r.verdict != "rejected"),
+        "rejected": dict(Counter(r.reason for r in decisions if r.verdict == "rejected")),
+        "trades": sum(1 for e in executions if e.opp_id in filled),
+        "legs_failed": sum(e.legs_failed for e in executions),
+        "unwinds": sum(1 for e in executions if e.unwound),
+        "orders_by_status": dict(Counter(o.status for o in orders)),
         **ledger.snapshot(),
     }
-
-
-def _filled_any(opp_id: str, orders: list[Record]) -> bool:
-    return any(o["opp_id"] == opp_id and o["filled"] > 0 for o in orders)
 
 
 def build_report(
@@ -49,7 +43,7 @@ def build_report(
     feed_stats: list[dict[str, Any]],
     detector_stats: list[dict[str, Any]],
     risk_state: dict[str, Any],
-    journal: list[Record],
+    journal: list[JournalRecord],
     latency_ns: dict[str, list[int]],
     placement: list[dict[str, Any]],
     cpus_per_bundle: float,
@@ -78,6 +72,7 @@ def build_report(
         "opportunities_suppressed": sum(d["suppressed"] for d in detector_stats),
         "approved": risk_state["approved"],
         "clipped": risk_state["clipped"],
+        "clipped_by": risk_state["clipped_by"],  # the limit that bound each clip
         "rejected": risk_state["rejected"],
         "trades": risk_state["trades"],
         "legs_failed": risk_state["legs_failed"],
@@ -97,6 +92,7 @@ def build_report(
             "write_errors": risk_state.get("journal_errors", 0),
         },
         "latency_us": {name: summarize_us(v) for name, v in sorted(latency_ns.items())},
+        "analytics": analytics(journal, latency_ns),
         "placement": {
             "strategy": config.cluster.placement_strategy,
             "cpus_per_bundle": cpus_per_bundle,
@@ -160,6 +156,12 @@ def human_summary(report: dict[str, Any]) -> str:
             + (f" ({where})" if where else "")
             + f", {read.get('duplicates', 0)} duplicates dropped, "
             f"{read.get('missing', 0)} missing"
+        )
+    if read.get("unreadable_records"):
+        first = read["unreadable"][0]
+        lines.append(
+            f"  journal: {read['unreadable_records']} records this version cannot read skipped"
+            f" (first #{first['index']}: {first['reason']})"
         )
     return "\n".join(lines)
 

@@ -29,6 +29,7 @@ import ray
 from hft_ray import credentials, run_registry
 from hft_ray.cluster import Pipeline, build_pipeline, connect, teardown
 from hft_ray.config import HftConfig, masked_config_text
+from hft_ray.journal import Execution, Intent, JournalRecord, read_records, skipped_summary
 from hft_ray.ledger import positions_equal
 from hft_ray.markets import resolve_markets
 from hft_ray.report import build_report, human_summary, journal_summary, write_report
@@ -756,6 +757,7 @@ def _risk_from_journal(summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "approved": summary["approved"],
         "clipped": 0,
+        "clipped_by": {},
         "rejected": summary["rejected"],
         "trades": summary["trades"],
         "legs_failed": summary["legs_failed"],
@@ -797,8 +799,8 @@ def _report(
     report["risk_counts"] = {k: report[k] for k in counted}
     report.update({k: summary[k] for k in counted})
     unfinished = len(
-        {r["opp_id"] for r in journal if r["type"] == "intent"}
-        - {r["opp_id"] for r in journal if r["type"] == "execution"}
+        {r.opp_id for r in journal if isinstance(r, Intent)}
+        - {r.opp_id for r in journal if isinstance(r, Execution)}
     )
     # Trades still unreported when the drain gave up: their legs may be live on a venue.
     # When risk did not answer, the journal's intents with no outcome.
@@ -830,7 +832,7 @@ def _report(
 
 def _read_journal_patiently(
     config: HftConfig, run_id: str, run_dir: Path, errors: list[str]
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+) -> tuple[list[JournalRecord], dict[str, Any]]:
     """The run's journal and what reading it found (duplicates dropped, corrupt records
     skipped with their offsets); a store that is down is asked again for up to the recovery
     budget, then the report is made without it (noted in `errors`)."""
@@ -847,10 +849,10 @@ def _read_journal_patiently(
 
 async def _read_journal(
     config: HftConfig, run_id: str, run_dir: Path
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+) -> tuple[list[JournalRecord], dict[str, Any]]:
     store = open_store(config.store, run_id, run_dir, "driver")
     try:
-        journal = await store.read_journal()
-        return journal, store.last_read.summary()
+        journal, skipped = read_records(await store.read_journal())
+        return journal, {**store.last_read.summary(), **skipped_summary(skipped)}
     finally:
         await store.close()

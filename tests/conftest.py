@@ -18,6 +18,7 @@ import redis
 import yaml
 
 from hft_ray.config import HftConfig, deep_merge, parse_config
+from hft_ray.journal import JournalRecord, read_records
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # the session's instance; test_security: token
 # Runs record where they can be reached (hft_ray.run_registry): keep the tests' records apart.
@@ -28,6 +29,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def typed(journal: list[dict[str, Any]]) -> list[JournalRecord]:
+    """A journal as read from a store, decoded; every record the code wrote must decode."""
+    records, skipped = read_records(journal)
+    assert skipped == []
+    return records
 
 
 def default_config_dict() -> dict[str, Any]:

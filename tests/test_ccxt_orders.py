@@ -30,7 +30,7 @@ from hft_ray.venues.base import MarketSpec
 from hft_ray.venues.ccxt_live import load_ccxt_markets
 from hft_ray.venues.ccxt_orders import CcxtOrderVenue, order_venue_for
 from hft_ray.venues.sim import InProcessSimVenue, sim_exchange_from_config
-from tests.conftest import default_config_dict, merge
+from tests.conftest import default_config_dict, merge, typed
 from tests.exchange_server import API_KEY, ExchangeServer, Venue
 
 SYMBOL = "BTC/USDT"
@@ -432,7 +432,7 @@ def test_both_live_legs_fill_and_the_journal_tells_it(tmp_path: Path) -> None:
     assert fills["t1B"]["price"] == pytest.approx(ask) and fills["t1S"]["price"] == bid
     assert fills["t1B"]["fee_quote"] == pytest.approx(SIZE * ask * TAKER)
     assert journal[-1]["residual_base"] == pytest.approx(0.0, abs=1e-12)
-    ledger = Ledger.from_journal(journal)
+    ledger = Ledger.from_journal(typed(journal))
     # Binance kept its fee out of the BTC bought: the ledger holds what was received.
     assert fills["t1B"]["fee_base"] == pytest.approx(SIZE * TAKER)
     assert ledger.position("binance", "BTC") == pytest.approx(SIZE * (1 - TAKER))

@@ -17,7 +17,7 @@ from hft_ray.markets import simulated_markets
 from hft_ray.store import LocalStore, RedisStore, StoreUnavailable
 from hft_ray.types import Approval, Opportunity, Universe
 from hft_ray.venues.sim import InProcessSimVenue, sim_exchange_from_config
-from tests.conftest import free_port
+from tests.conftest import free_port, typed
 
 T0 = 1_700_000_000_000_000_000
 
@@ -87,7 +87,7 @@ def test_both_legs_fill_and_the_journal_tells_it_in_order(
     assert types[0] == "intent" and types[-1] == "execution"
     assert types.count("order") == 2 and types.count("fill") == 2
     assert net_base(journal) == pytest.approx(0.0)
-    ledger = Ledger.from_journal(journal)
+    ledger = Ledger.from_journal(typed(journal))
     assert ledger.position("binance", "ETH") == pytest.approx(0.5)
     assert h.exchanges["binance"].balances["ETH"] == pytest.approx(8.5)
     assert ledger.fees_quote > 0
@@ -289,7 +289,7 @@ def test_a_restarted_executor_reconciles_an_unfinished_trade_by_client_id(
     assert [r["type"] for r in h.journal()] == ["intent"]  # legs live, outcome unknown
 
     restarted = executor("executor0", h.venues)
-    reports = asyncio.run(restarted.reconcile(h.journal()))
+    reports = asyncio.run(restarted.reconcile(typed(h.journal())))
     assert [r.opp_id for r in reports] == ["t1"]
     assert [(f.client_id, f.status) for f in reports[0].fills] == [
         ("t1B", "filled"),
@@ -299,9 +299,9 @@ def test_a_restarted_executor_reconciles_an_unfinished_trade_by_client_id(
     assert [r["type"] for r in journal].count("fill") == 2
     assert journal[-1]["type"] == "execution" and net_base(journal) == pytest.approx(0.0)
     # Reconciled once: a second restart finds nothing left to do.
-    assert asyncio.run(restarted.reconcile(journal)) == []
+    assert asyncio.run(restarted.reconcile(typed(journal))) == []
     other = executor("executor1", h.venues)
-    assert asyncio.run(other.reconcile(h.journal()[:1])) == []  # not its intent
+    assert asyncio.run(other.reconcile(typed(h.journal()[:1]))) == []  # not its intent
 
 
 def test_a_leg_larger_than_the_book_fills_partly_and_the_excess_is_reversed(
@@ -351,7 +351,7 @@ def test_an_intent_whose_orders_never_left_reconciles_as_never_placed_not_unknow
 
     asyncio.run(crash())
     restarted = ExecutorCore(config, h.universe, markets, h.venues, h.store, LiveClock())
-    (report,) = asyncio.run(restarted.reconcile(h.journal()))
+    (report,) = asyncio.run(restarted.reconcile(typed(h.journal())))
     assert [(f.status, f.reason) for f in report.fills] == [
         ("rejected", "never_placed"),
         ("rejected", "never_placed"),
@@ -372,5 +372,5 @@ def test_an_approval_is_traded_at_most_once_and_never_after_risk_wrote_it_off(
     restarted = ExecutorCore(
         h.config, h.universe, simulated_markets(h.config), h.venues, h.store, LiveClock()
     )
-    asyncio.run(restarted.reconcile(h.journal()))
+    asyncio.run(restarted.reconcile(typed(h.journal())))
     assert not restarted.settle("t1") and not restarted.admit("t1")  # journaled before

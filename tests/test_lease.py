@@ -13,10 +13,10 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from hft_ray.clock import TestClock
 from hft_ray.config import HftConfig, parse_config
+from hft_ray.journal import Execution, Intent, JournalRecord, Leg, Order
 from hft_ray.markets import Markets, simulated_markets
 from hft_ray.risk.core import RiskCore, TradingState
 from hft_ray.risk.lease import RiskGate
-from hft_ray.store.base import EXECUTION, INTENT, ORDER
 from hft_ray.types import Approval, ExecutionReport, Opportunity, OrderResult, Universe
 from tests.conftest import default_config_dict, merge
 
@@ -117,7 +117,7 @@ def setup() -> tuple[RiskCore, Node, TestClock, Universe]:
 def test_a_gate_approves_nothing_before_its_first_lease(setup) -> None:  # type: ignore[no-untyped-def]
     _, node, clock, _ = setup
     approval, record = node.gate.evaluate(opportunity(clock, "a", BTC, BINANCE, 0.01))
-    assert approval is None and record["reason"] == "no_lease" and record["type"] == "decision"
+    assert approval is None and record.reason == "no_lease" and record.TYPE == "decision"
 
 
 def test_a_lease_lets_the_gate_spend_up_to_the_position_limit_and_no_further(setup) -> None:  # type: ignore[no-untyped-def]
@@ -132,12 +132,12 @@ def test_a_lease_lets_the_gate_spend_up_to_the_position_limit_and_no_further(set
     third, record = node.gate.evaluate(opportunity(clock, "c", BTC, BINANCE, 0.09))
     # 0.03 of BTC's 0.1 on binance is spent until risk books the fill and tops the lease up.
     assert third is not None and third.size == pytest.approx(0.07)
-    assert record["verdict"] == "clipped" and record["reason"] == "max_position"
+    assert record.verdict == "clipped" and record.reason == "max_position"
     node.gate.on_report(report(third, universe, 0.07, 0.07))
     node.sync(risk)
     assert risk.ledger.position("binance", "BTC") == pytest.approx(0.1)
     fourth, record = node.gate.evaluate(opportunity(clock, "d", BTC, BINANCE, 0.01))
-    assert fourth is None and record["reason"] == "max_position"
+    assert fourth is None and record.reason == "max_position"
     # Selling on binance brings the position back: the room opens again after the next sync.
     back, _ = node.gate.evaluate(opportunity(clock, "e", BTC, OKX, 0.05))
     assert back is not None
@@ -157,7 +157,7 @@ def test_a_lease_that_is_not_renewed_closes_the_gate(setup) -> None:  # type: ig
     assert node.gate.evaluate(opportunity(clock, "a", BTC, BINANCE, 0.01))[0] is not None
     clock.advance(2 * MS)
     approval, record = node.gate.evaluate(opportunity(clock, "b", ETH, BINANCE, 0.1))
-    assert approval is None and record["reason"] == "lease_expired"
+    assert approval is None and record.reason == "lease_expired"
     msg, _ = node.gate.sync_message()
     assert not msg.remaining.spend.any()  # expired room is given back
     node.sync(risk)
@@ -170,10 +170,10 @@ def test_a_halt_closes_the_gate_at_once_and_every_later_lease(setup) -> None:  #
     risk.halt("test")
     node.gate.revoke("halted")
     approval, record = node.gate.evaluate(opportunity(clock, "a", BTC, BINANCE, 0.01))
-    assert approval is None and record["reason"] == "halted"
+    assert approval is None and record.reason == "halted"
     node.sync(risk)
     approval, record = node.gate.evaluate(opportunity(clock, "b", BTC, BINANCE, 0.01))
-    assert approval is None and record["reason"] == "state_halted"
+    assert approval is None and record.reason == "state_halted"
     risk.resume()
     node.sync(risk)
     assert node.gate.evaluate(opportunity(clock, "c", BTC, BINANCE, 0.01))[0] is not None
@@ -186,10 +186,10 @@ def test_an_unknown_leg_closes_the_gate_before_risk_hears_of_it(setup) -> None: 
     assert approval is not None
     node.gate.on_report(report(approval, universe, 0.01, 0.0)._replace(legs_unknown=1))
     refused, record = node.gate.evaluate(opportunity(clock, "b", ETH, BINANCE, 0.1))
-    assert refused is None and record["reason"] == "leg_unknown_or_journal_failed"
+    assert refused is None and record.reason == "leg_unknown_or_journal_failed"
     node.sync(risk)  # risk books it and halts
     assert risk.state is TradingState.HALTED
-    assert node.gate.evaluate(opportunity(clock, "c", ETH, BINANCE, 0.1))[1]["reason"] == (
+    assert node.gate.evaluate(opportunity(clock, "c", ETH, BINANCE, 0.1))[1].reason == (
         "state_halted"
     )
 
@@ -216,7 +216,7 @@ def test_two_nodes_share_the_room_and_a_restarted_risk_waits_for_both(
     restarted.restore(saved, [])
     a.sync(restarted)
     refused, record = a.gate.evaluate(opportunity(clock, "c", ETH, BINANCE, 0.1))
-    assert refused is None and record["reason"] == "restoring_leases"  # node1 may still spend
+    assert refused is None and record.reason == "restoring_leases"  # node1 may still spend
     b.sync(restarted)
     a.sync(restarted)
     assert a.gate.evaluate(opportunity(clock, "d", ETH, BINANCE, 0.1))[0] is not None
@@ -240,35 +240,35 @@ class World:
 
     positions: dict[tuple[str, str], float] = field(default_factory=dict)
     orders: list[int] = field(default_factory=list)  # monotonic ns of every order sent
-    journal: list[dict[str, Any]] = field(default_factory=list)
+    journal: list[JournalRecord] = field(default_factory=list)
 
 
-def intent_record(node: str, approval: Approval, universe: Universe, ts_ns: int) -> dict[str, Any]:
+def intent_record(node: str, approval: Approval, universe: Universe, ts_ns: int) -> Intent:
     opp = approval.opp
-    legs = [
-        {"venue": universe.venues[v], "client_id": f"{opp.opp_id}{c}", "side": side,
-         "amount": approval.size, "price": PRICES[universe.symbols[opp.symbol]] * 1.0005}
+    price = PRICES[universe.symbols[opp.symbol]] * 1.0005
+    legs = tuple(
+        Leg(universe.venues[v], f"{opp.opp_id}{c}", side, approval.size, price)
         for v, c, side in ((opp.buy_venue, "B", "buy"), (opp.sell_venue, "S", "sell"))
-    ]  # fmt: skip
-    return {
-        "type": INTENT, "ts_ns": ts_ns, "opp_id": opp.opp_id, "kind": opp.kind,
-        "symbol": universe.symbols[opp.symbol], "executor": node, "legs": legs,
-    }  # fmt: skip
+    )
+    return Intent(
+        ts_ns=ts_ns, opp_id=opp.opp_id, kind=opp.kind, symbol=universe.symbols[opp.symbol],
+        size=approval.size, edge_bps=opp.edge_bps, expected_profit_quote=0.0, executor=node,
+        legs=legs,
+    )  # fmt: skip
 
 
-def outcome_records(r: ExecutionReport, node: str, ts_ns: int) -> list[dict[str, Any]]:
-    orders = [
-        {"type": ORDER, "ts_ns": ts_ns, "opp_id": r.opp_id, "client_id": o.client_id,
-         "venue": o.venue, "symbol": o.symbol, "side": o.side, "status": o.status,
-         "amount": o.amount, "filled": o.filled, "avg_price": o.avg_price,
-         "fee_quote": o.fee_quote, "fee_base": 0.0, "reason": o.reason, "ts_exchange_ns": 0}
+def outcome_records(r: ExecutionReport, node: str, ts_ns: int) -> list[JournalRecord]:
+    orders: list[JournalRecord] = [
+        Order(ts_ns=ts_ns, opp_id=r.opp_id, client_id=o.client_id, venue=o.venue,
+              symbol=o.symbol, side=o.side, status=o.status, amount=o.amount, filled=o.filled,
+              avg_price=o.avg_price, fee_quote=o.fee_quote, fee_base=0.0, reason=o.reason,
+              ts_exchange_ns=0)
         for o in r.fills
     ]  # fmt: skip
-    execution = {
-        "type": EXECUTION, "ts_ns": ts_ns, "opp_id": r.opp_id, "symbol": r.symbol,
-        "executor": node,
-        "legs_failed": r.legs_failed, "legs_unknown": 0, "unwound": False,
-    }  # fmt: skip
+    execution = Execution(
+        ts_ns=ts_ns, opp_id=r.opp_id, symbol=r.symbol, executor=node,
+        legs_failed=r.legs_failed, legs_unknown=0, unwound=False, residual_base=0.0,
+    )  # fmt: skip
     return [*orders, execution]
 
 
@@ -343,7 +343,7 @@ class LeaseMachine(RuleBasedStateMachine):
         opp = opportunity(self.clock, f"o{self.count}", symbol, buy, size)
         approval, record = self.gates[name].evaluate(opp)
         if approval is not None:
-            assert record["verdict"] in ("approved", "clipped")
+            assert record.verdict in ("approved", "clipped")
             self.pending.append(Trade(name, approval, gate=self.gates[name]))
             self.world.orders += [self.clock.monotonic_ns()] * 2
             self.world.journal.append(

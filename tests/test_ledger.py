@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from hft_ray.journal import Decision, Fill, JournalRecord, Order
 from hft_ray.ledger import Ledger, positions_equal
 
 
@@ -30,18 +31,10 @@ def test_average_cost_and_position_flip() -> None:
 
 
 def test_rebuilt_from_journal_fills_only() -> None:
-    journal = [
-        {"type": "decision", "verdict": "approved"},
-        {
-            "type": "fill",
-            "venue": "okx",
-            "symbol": "SOL/USDT",
-            "side": "buy",
-            "filled": 2.0,
-            "price": 150.0,
-            "fee_quote": 0.3,
-        },
-        {"type": "order", "venue": "okx", "filled": 2.0},
+    journal: list[JournalRecord] = [
+        Decision(1, "a", "arb", "SOL/USDT", "okx", "binance", 2.0, 2.0, 9.0, "approved", "", "A"),
+        Fill(2, "a", "aB", "okx", "SOL/USDT", "buy", 0, filled=2.0, price=150.0, fee_quote=0.3),
+        Order(3, "a", "aB", "okx", "SOL/USDT", "buy", 0, "filled", 2.0, 2.0, 150.0, 0.3, ""),
     ]
     ledger = Ledger.from_journal(journal)
     assert ledger.fills == 1 and ledger.fees_quote == pytest.approx(0.3)

@@ -259,7 +259,7 @@ def test_risk_reading_from_a_real_risk_core(make_config: Callable[..., HftConfig
     approval, _ = core.evaluate(opp(clock, opp_id="a1"))
     assert approval is not None
     _, record = core.evaluate(opp(clock, opp_id="a2", edge=1.0))
-    assert record["verdict"] == "rejected"
+    assert record.verdict == "rejected"
     core.reduce_only("test")
 
     reading = metrics.risk_reading(core.snapshot())

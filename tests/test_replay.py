@@ -20,6 +20,7 @@ from hft_ray.config import HftConfig
 from hft_ray.detect.reference import PairLimits, cross_venue_quote
 from hft_ray.markets import simulated_markets
 from hft_ray.replay_run import detect_replay
+from hft_ray.venues.base import step_decimals
 from hft_ray.venues.replay import (
     ReplayFormatError,
     ReplayMarket,
@@ -81,6 +82,11 @@ def assert_matches_reference(config: HftConfig, path: Path, report: dict) -> int
                 config.risk.max_order_notional,
                 balances.get(bs.quote, 0.0) if balances else float("inf"),
                 sell_balances.get(ss.base, 0.0) if sell_balances else float("inf"),
+                tick_buy=bs.tick,
+                tick_sell=ss.tick,
+                tick_scale_buy=10.0 ** step_decimals(bs.tick),
+                tick_scale_sell=10.0 ** step_decimals(ss.tick),
+                slippage_bps=config.execution.slippage_bps,
             )
             asks = [tuple(x) for x in buy["asks"]]
             bids = [tuple(x) for x in sell["bids"]]

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from hft_ray.clock import TestClock
 from hft_ray.config import HftConfig
+from hft_ray.journal import Execution, Intent, JournalRecord, Leg, Order, RiskEvent, read_records
 from hft_ray.markets import simulated_markets
 from hft_ray.risk.core import RiskCore, TradingState
+from hft_ray.risk.keeper import RiskKeeper
+from hft_ray.store import LocalStore
 from hft_ray.types import ExecutionReport, Opportunity, OrderResult, Universe
 
 BTC, BINANCE, OKX = 0, 0, 1
@@ -85,8 +90,8 @@ def test_within_limits_is_approved_and_journaled(risk) -> None:  # type: ignore[
     core, clock = risk
     approval, record = core.evaluate(opp(clock, 0.01))
     assert approval is not None and approval.size == 0.01
-    assert record["verdict"] == "approved" and record["reason"] == ""
-    assert record["type"] == "decision" and record["opp_id"] == "o1"
+    assert record.verdict == "approved" and record.reason == ""
+    assert record.TYPE == "decision" and record.opp_id == "o1"
 
 
 def test_order_notional_clips_the_size(risk) -> None:  # type: ignore[no-untyped-def]
@@ -96,18 +101,42 @@ def test_order_notional_clips_the_size(risk) -> None:  # type: ignore[no-untyped
     limit = 90_000 * 1.003 * (1 - 5e-4)
     assert approval is not None and approval.size == pytest.approx(0.02216)
     assert approval.size * limit <= 2_000
-    assert (record["verdict"], record["reason"]) == ("clipped", "max_order_notional")
+    assert (record.verdict, record.reason) == ("clipped", "max_order_notional")
+    assert record.clip == "max_order_notional"
+    assert core.snapshot()["clipped_by"] == {"max_order_notional": 1}
+
+
+def test_clips_are_counted_by_limit_across_a_restart(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    core, clock = core_with(make_config, max_order_notional=2_000)
+    core.evaluate(opp(clock, 0.5, opp_id="a"))
+    saved = core.state_record()
+    restarted, _ = core_with(make_config, max_order_notional=2_000)
+    restarted.restore(saved, [])
+    assert (restarted.clipped, restarted.clipped_by) == (1, {"max_order_notional": 1})
+    del saved["counters"]["clipped_by"]  # a state saved before clips were counted by limit
+    restarted.restore(saved, [])
+    assert (restarted.clipped, restarted.clipped_by) == (1, {})
+
+
+def test_a_size_off_the_lots_is_rounded_not_clipped(risk) -> None:  # type: ignore[no-untyped-def]
+    core, clock = risk
+    # Off the 1e-5 lots (a reversion close is sized by book depth): rounding is no limit's.
+    approval, record = core.evaluate(opp(clock, 0.0100004))
+    assert approval is not None and approval.size == 0.01
+    assert (record.verdict, record.clip) == ("approved", "") and core.clipped == 0
 
 
 def test_edge_state_and_in_flight_reject(risk) -> None:  # type: ignore[no-untyped-def]
     core, clock = risk
-    assert core.evaluate(opp(clock, edge=2.0))[1]["reason"] == "edge_below_min"
+    assert core.evaluate(opp(clock, edge=2.0))[1].reason == "edge_below_min"
     assert core.evaluate(opp(clock, opp_id="a"))[0] is not None
-    assert core.evaluate(opp(clock, opp_id="b"))[1]["reason"] == "in_flight"
+    assert core.evaluate(opp(clock, opp_id="b"))[1].reason == "in_flight"
     core.on_execution(ExecutionReport("a", "BTC/USDT", (), 0, False, 0))
     core.halt("operator")
     assert core.state is TradingState.HALTED
-    assert core.evaluate(opp(clock, opp_id="c"))[1]["reason"] == "state_halted"
+    assert core.evaluate(opp(clock, opp_id="c"))[1].reason == "state_halted"
     core.resume()
     assert core.evaluate(opp(clock, opp_id="d"))[0] is not None
     assert core.rejected == {"edge_below_min": 1, "in_flight": 1, "state_halted": 1}
@@ -117,7 +146,7 @@ def test_stale_opportunity_is_rejected(risk) -> None:  # type: ignore[no-untyped
     core, clock = risk
     o = opp(clock)
     clock.advance(600_000_000)
-    assert core.evaluate(o)[1]["reason"] == "stale_opportunity"
+    assert core.evaluate(o)[1].reason == "stale_opportunity"
 
 
 def test_position_limit_counts_fills_and_in_flight(risk) -> None:  # type: ignore[no-untyped-def]
@@ -128,12 +157,12 @@ def test_position_limit_counts_fills_and_in_flight(risk) -> None:  # type: ignor
     assert core.ledger.position("binance", "BTC") == pytest.approx(0.045)
     approval, record = core.evaluate(opp(clock, 0.02))  # binance may only take 0.005 more BTC
     assert approval is not None and approval.size == pytest.approx(0.005)
-    assert record["reason"] == "max_position"
+    assert record.reason == "max_position"
     core.on_execution(ExecutionReport("o1", "BTC/USDT", (), 0, False, 0))
     core.on_execution(
         ExecutionReport("y", "BTC/USDT", (fill("binance", "buy", 0.005, 90_000.0),), 1, False, 0)
     )
-    assert core.evaluate(opp(clock, 0.02, "o2"))[1]["reason"] == "max_position"
+    assert core.evaluate(opp(clock, 0.02, "o2"))[1].reason == "max_position"
 
 
 def test_inventory_on_each_venue_bounds_the_size(
@@ -145,11 +174,11 @@ def test_inventory_on_each_venue_bounds_the_size(
     core.store_ok = core.restored = True
     approval, record = core.evaluate(opp(clock, 0.01))  # sells on okx, which holds 0.004 BTC
     assert approval is not None and approval.size == pytest.approx(0.004)
-    assert record["reason"] == "insufficient_inventory"
+    assert record.reason == "insufficient_inventory"
     core.on_execution(
         ExecutionReport("o1", "BTC/USDT", (fill("okx", "sell", 0.004, 90_300.0),), 1, False, 0)
     )
-    assert core.evaluate(opp(clock, 0.01, "o2"))[1]["reason"] == "insufficient_inventory"
+    assert core.evaluate(opp(clock, 0.01, "o2"))[1].reason == "insufficient_inventory"
 
 
 def test_order_rate_is_a_token_bucket(risk) -> None:  # type: ignore[no-untyped-def]
@@ -157,7 +186,7 @@ def test_order_rate_is_a_token_bucket(risk) -> None:  # type: ignore[no-untyped-
     reasons = []
     for i in range(3):  # burst 4 orders = 2 arbitrages
         approval, record = core.evaluate(opp(clock, opp_id=f"r{i}"))
-        reasons.append(record["reason"])
+        reasons.append(record.reason)
         if approval:
             core.on_execution(ExecutionReport(f"r{i}", "BTC/USDT", (), 0, False, 0))
     assert reasons == ["", "", "rate_limited"]
@@ -173,14 +202,14 @@ def test_below_minimum_after_clipping_names_the_binding_limit(
     core = RiskCore(config, universe_of(config), simulated_markets(config), clock)
     core.store_ok = core.restored = True
     approval, record = core.evaluate(opp(clock, 0.01))
-    assert approval is None and record["reason"] == "max_order_notional"
+    assert approval is None and record.reason == "max_order_notional"
 
 
 def test_nothing_is_approved_until_the_store_answers(risk) -> None:  # type: ignore[no-untyped-def]
     core, clock = risk
     core.store_ok = False
     approval, record = core.evaluate(opp(clock))
-    assert approval is None and record["reason"] == "store_unavailable"
+    assert approval is None and record.reason == "store_unavailable"
     core.store_ok = True
     assert core.evaluate(opp(clock, opp_id="o2"))[0] is not None
 
@@ -204,7 +233,7 @@ def test_an_unknown_leg_or_a_lost_journal_write_halts_trading(
     assert core.evaluate(opp(clock))[0] is not None
     core.on_execution(report)
     assert core.state is TradingState.HALTED and core.state_reason == reason
-    assert core.evaluate(opp(clock, opp_id="o2"))[1]["reason"] == "state_halted"
+    assert core.evaluate(opp(clock, opp_id="o2"))[1].reason == "state_halted"
 
 
 def test_inventory_is_reserved_at_the_leg_limit_price(
@@ -216,7 +245,7 @@ def test_inventory_is_reserved_at_the_leg_limit_price(
     core = RiskCore(config, universe_of(config), simulated_markets(config), clock)
     core.store_ok = core.restored = True
     approval, record = core.evaluate(opp(clock, 0.5))
-    assert approval is not None and record["reason"] == "insufficient_inventory"
+    assert approval is not None and record.reason == "insufficient_inventory"
     assert approval.size * 90_000 * (1 + 5e-4) * 1.001 <= 1000.0
     assert approval.size == pytest.approx(0.01109)
 
@@ -257,36 +286,36 @@ def failed(opp_id: str, status: str = "rejected") -> ExecutionReport:
     )
 
 
-def journaled(opp_id: str, buy_px: float, sell_px: float, ts_ns: int = 0) -> list[dict]:
+def journaled(opp_id: str, buy_px: float, sell_px: float, ts_ns: int = 0) -> list[JournalRecord]:
     """What an executor journals for a trade whose two legs filled 0.01 BTC each."""
-    orders = [
-        {
-            "type": "order",
-            "opp_id": opp_id,
-            "client_id": f"{opp_id}{leg}",
-            "venue": venue,
-            "symbol": "BTC/USDT",
-            "side": side,
-            "status": "filled",
-            "amount": 0.01,
-            "filled": 0.01,
-            "avg_price": px,
-            "fee_quote": 0.9,
-            "reason": "",
-            "ts_exchange_ns": 0,
-            "ts_ns": ts_ns,
-        }
+    orders: list[JournalRecord] = [
+        Order(
+            ts_ns=ts_ns,
+            opp_id=opp_id,
+            client_id=f"{opp_id}{leg}",
+            venue=venue,
+            symbol="BTC/USDT",
+            side=side,
+            status="filled",
+            amount=0.01,
+            filled=0.01,
+            avg_price=px,
+            fee_quote=0.9,
+            reason="",
+            ts_exchange_ns=0,
+        )
         for leg, venue, side, px in (("B", "binance", "buy", buy_px), ("S", "okx", "sell", sell_px))
     ]
-    execution = {
-        "type": "execution",
-        "opp_id": opp_id,
-        "symbol": "BTC/USDT",
-        "legs_failed": 0,
-        "legs_unknown": 0,
-        "unwound": False,
-        "ts_ns": ts_ns,
-    }
+    execution = Execution(
+        ts_ns=ts_ns,
+        opp_id=opp_id,
+        symbol="BTC/USDT",
+        executor="executor0",
+        legs_failed=0,
+        legs_unknown=0,
+        unwound=False,
+        residual_base=0.0,
+    )
     return [*orders, execution]
 
 
@@ -295,7 +324,7 @@ def test_a_book_older_than_the_limit_is_rejected(
 ) -> None:
     core, clock = core_with(make_config, max_opportunity_age_ms=1_000, max_book_age_ms=200)
     o = opp(clock)._replace(tick_mono_ns=clock.monotonic_ns() - 300_000_000)
-    assert core.evaluate(o)[1]["reason"] == "stale_book"
+    assert core.evaluate(o)[1].reason == "stale_book"
 
 
 def test_each_venue_has_its_own_order_rate(make_config: Callable[..., HftConfig]) -> None:
@@ -304,7 +333,7 @@ def test_each_venue_has_its_own_order_rate(make_config: Callable[..., HftConfig]
     core.on_execution(ExecutionReport("a", "BTC/USDT", (), 0, False, 0))
     # okx -> gateio: okx has used its one order, gateio has not.
     record = core.evaluate(opp(clock, opp_id="b", buy=OKX, sell=2))[1]
-    assert record["reason"] == "venue_rate_limited"
+    assert record.reason == "venue_rate_limited"
     clock.advance(1_000_000_000)
     assert core.evaluate(opp(clock, opp_id="c", buy=OKX, sell=2))[0] is not None
 
@@ -316,13 +345,13 @@ def test_gross_exposure_clips_new_exposure_but_not_rebalancing(
     core.on_execution(trade("t0", 90_000.0, 90_100.0, size=0.01))  # 0.01 BTC each way: 1,800
     assert core.gross_exposure() == pytest.approx(0.02 * 90_100.0)
     approval, record = core.evaluate(opp(clock, 0.02, "o1"))  # same direction: adds exposure
-    assert record["reason"] == "max_gross_exposure"
+    assert record.reason == "max_gross_exposure"
     assert approval is not None and approval.size == pytest.approx(0.00666)  # 1,200 / 2 / 90,000
     core.on_execution(ExecutionReport("o1", "BTC/USDT", (), 0, False, 0))
     # The other way round undoes the inventory moved: not limited by gross exposure.
     approval, record = core.evaluate(opp(clock, 0.01, "o2", buy=OKX, sell=BINANCE))
     assert approval is not None and approval.size == pytest.approx(0.01)
-    assert record["reason"] == ""
+    assert record.reason == ""
 
 
 def test_reducing_admits_only_trades_that_shrink_exposure(
@@ -332,10 +361,10 @@ def test_reducing_admits_only_trades_that_shrink_exposure(
     core.on_execution(trade("t0", 90_000.0, 90_100.0, size=0.004))
     core.reduce_only("operator")
     assert core.state is TradingState.REDUCING
-    assert core.evaluate(opp(clock, 0.01, "o1"))[1]["reason"] == "state_reducing"
+    assert core.evaluate(opp(clock, 0.01, "o1"))[1].reason == "state_reducing"
     approval, record = core.evaluate(opp(clock, 0.01, "o2", buy=OKX, sell=BINANCE))
     assert approval is not None and approval.size == pytest.approx(0.004)
-    assert record["reason"] == "state_reducing"
+    assert record.reason == "state_reducing"
 
 
 def test_daily_loss_halts_and_stays_halted_until_resumed(
@@ -349,7 +378,7 @@ def test_daily_loss_halts_and_stays_halted_until_resumed(
     assert core.state_reason.startswith("max_daily_loss: lost 7.")
     core.on_execution(trade("t3", 89_000.0, 90_000.0))  # a winner does not clear it
     assert core.state is TradingState.HALTED
-    assert core.evaluate(opp(clock))[1]["reason"] == "state_halted"
+    assert core.evaluate(opp(clock))[1].reason == "state_halted"
     core.resume()
     assert core.state is TradingState.ACTIVE and core.evaluate(opp(clock))[0] is not None
 
@@ -432,7 +461,7 @@ def test_state_round_trips_and_the_journal_fills_the_gap(
     config = make_config(risk={"max_drawdown_quote": 1.0})
     restarted = RiskCore(config, universe_of(config), simulated_markets(config), clock)
     restarted.store_ok = True
-    assert restarted.evaluate(opp(clock, opp_id="o2"))[1]["reason"] == "restoring"
+    assert restarted.evaluate(opp(clock, opp_id="o2"))[1].reason == "restoring"
     restarted.restore(saved, journal)
     after = restarted.snapshot()
     assert after["state"] == before["state"] == "REDUCING"
@@ -452,26 +481,29 @@ def test_a_restore_holds_journaled_intents_in_flight_and_books_their_outcome_by_
     config = make_config()
     clock = TestClock()
 
-    def intent(opp_id: str, kind: str) -> dict:
-        return {
-            "type": "intent",
-            "opp_id": opp_id,
-            "kind": kind,
-            "symbol": "BTC/USDT",
-            "legs": [
-                {"venue": "binance", "side": "buy", "amount": 0.01, "price": 90_000.0},
-                {"venue": "okx", "side": "sell", "amount": 0.01, "price": 90_100.0},
-            ],
-        }
+    def intent(opp_id: str, kind: str) -> Intent:
+        return Intent(
+            ts_ns=0,
+            opp_id=opp_id,
+            kind=kind,
+            symbol="BTC/USDT",
+            size=0.01,
+            edge_bps=10.0,
+            expected_profit_quote=0.1,
+            legs=(
+                Leg("binance", f"{opp_id}B", "buy", 0.01, 90_000.0),
+                Leg("okx", f"{opp_id}S", "sell", 0.01, 90_100.0),
+            ),
+        )
 
-    journal = [intent("r1", "arb"), intent("r2", "revert_open")]
+    journal: list[JournalRecord] = [intent("r1", "arb"), intent("r2", "revert_open")]
     journal += journaled("r2", 90_000.0, 90_000.0)
     core = RiskCore(config, universe_of(config), simulated_markets(config), clock)
     core.store_ok = True
     core.restore(None, journal)
     snap = core.snapshot()
     assert snap["in_flight"] == 1  # r1: its legs may be live
-    assert core.evaluate(opp(clock, opp_id="o1"))[1]["reason"] == "in_flight"
+    assert core.evaluate(opp(clock, opp_id="o1"))[1].reason == "in_flight"
     assert snap["reversion_positions"] == 1 and snap["trades"] == 1
 
 
@@ -487,23 +519,7 @@ def test_a_restore_that_fails_leaves_the_core_as_it_was(
         with pytest.raises(ValueError, match="client id 'x'"):
             core.restore(
                 saved,
-                [
-                    {
-                        "type": "order",
-                        "opp_id": "z",
-                        "client_id": "x",
-                        "venue": "okx",
-                        "symbol": "BTC/USDT",
-                        "side": "buy",
-                        "status": "filled",
-                        "amount": 1.0,
-                        "filled": 1.0,
-                        "avg_price": 1.0,
-                        "fee_quote": 0.0,
-                        "reason": "",
-                        "ts_exchange_ns": 0,
-                    }
-                ],
+                [Order(0, "z", "x", "okx", "BTC/USDT", "buy", 0, "filled", 1.0, 1.0, 1.0, 0.0, "")],
             )
     assert core.snapshot() == before
 
@@ -524,3 +540,26 @@ def test_the_saved_state_forgets_trades_older_than_the_replay_window(
     restarted.restore(saved, journal)  # the old trade is before the window: not booked again
     assert restarted.snapshot()["positions"] == core.snapshot()["positions"]
     assert restarted.trades == 2
+
+
+def test_breakers_tripped_and_resumes_are_journaled_as_risk_events(
+    make_config: Callable[..., HftConfig], tmp_path: Path
+) -> None:
+    """The keeper appends what the core tripped and cleared, once each, in order."""
+    core, clock = core_with(make_config)
+    keeper = RiskKeeper(core, LocalStore(tmp_path, "risk"))
+    core.trip("max_drawdown", TradingState.REDUCING, "1.5 below the peak")
+    core.trip("max_drawdown", TradingState.REDUCING, "2.0 below the peak")  # keeps the first
+    clock.advance(10**9)
+    core.halt("by hand")
+    assert asyncio.run(keeper.watch_round())
+    core.resume()
+    asyncio.run(keeper.close())
+    records, skipped = read_records(asyncio.run(LocalStore(tmp_path, "risk").read_journal()))
+    assert skipped == [] and not core.events
+    assert [(r.kind, r.breaker, r.state, r.detail) for r in records] == [
+        ("trip", "max_drawdown", "REDUCING", "1.5 below the peak"),
+        ("trip", "operator", "HALTED", "by hand"),
+        ("resume", "", "ACTIVE", "max_drawdown, operator"),
+    ]
+    assert all(isinstance(r, RiskEvent) for r in records)

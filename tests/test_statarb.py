@@ -112,9 +112,10 @@ def test_detector_opens_on_a_stretched_spread_and_closes_on_reversion(detector) 
     ]
     assert len(opened) == 1
     o = opened[0]
-    # okx (venue 1) is rich: sell okx, buy binance, 900 USDT of ETH at binance's ask, in lots.
+    # okx (venue 1) is rich: sell okx, buy binance, 900 USDT of ETH at the buy leg's limit
+    # price (binance's ask and 5 bps of slippage, the larger leg here), in lots, as risk caps.
     assert (universe.venues[o.buy_venue], universe.venues[o.sell_venue]) == ("binance", "okx")
-    assert o.size == pytest.approx(0.2999) and o.buy_worst == pytest.approx(3000.05, abs=0.05)
+    assert o.size == pytest.approx(0.2998) and o.buy_worst == pytest.approx(3000.05, abs=0.05)
     clock.advance(10_000_000)
     closed = [
         c for c in push(config, universe, clock, core, "okx", 3000.0) if c.kind == REVERT_CLOSE
@@ -152,20 +153,18 @@ def test_risk_books_reversions_and_closes_only_what_is_open(detector) -> None:  
         )
 
     close = reversion(REVERT_CLOSE, "c0", 1, 0, 0.2)
-    assert risk.evaluate(close)[1]["reason"] == "no_open_position"
+    assert risk.evaluate(close)[1].reason == "no_open_position"
     approval, record = risk.evaluate(reversion(REVERT_OPEN, "o1", 0, 1, 1.0))
-    assert approval is not None and record["kind"] == REVERT_OPEN
+    assert approval is not None and record.kind == REVERT_OPEN
     assert approval.size * 3000.0 * (1 + 5e-4) <= 900.0  # the reversion notional limit
     risk.on_execution(
         ExecutionReport(
             "o1", "ETH/USDT", (leg("binance", "buy", 0.25), leg("okx", "sell", 0.25)), 0, False, 0
         )
     )
-    assert (
-        risk.evaluate(reversion(REVERT_CLOSE, "c1", 0, 1, 0.25))[1]["reason"] == "no_open_position"
-    )
+    assert risk.evaluate(reversion(REVERT_CLOSE, "c1", 0, 1, 0.25))[1].reason == "no_open_position"
     risk.reduce_only()  # closing shrinks exposure: still allowed
-    assert risk.evaluate(reversion(REVERT_OPEN, "o2", 0, 1, 0.1))[1]["reason"] == "state_reducing"
+    assert risk.evaluate(reversion(REVERT_OPEN, "o2", 0, 1, 0.1))[1].reason == "state_reducing"
     approval, _ = risk.evaluate(reversion(REVERT_CLOSE, "c2", 1, 0, 0.4))
     assert approval is not None and approval.size == pytest.approx(0.25)
     risk.on_execution(

@@ -38,7 +38,7 @@ from hft_ray.store.base import STORE_UNAVAILABLE, Corruption
 from hft_ray.store.local import MAGIC
 from hft_ray.store.redis import journal_key
 from hft_ray.types import ExecutionReport
-from tests.conftest import RedisServer, free_port
+from tests.conftest import RedisServer, free_port, typed
 from tests.test_executor_core import Harness
 
 pytestmark = pytest.mark.redis
@@ -424,7 +424,7 @@ def test_an_intent_that_could_not_be_made_durable_is_journaled_as_aborted(
         restarted = ExecutorCore(
             config, h.universe, simulated_markets(config), h.venues, store, LiveClock()
         )
-        settled = await restarted.reconcile(journal)
+        settled = await restarted.reconcile(typed(journal))
         assert not restarted.admit("t1")  # never to be traded again
         await store.close()
         return report, journal, settled
@@ -438,7 +438,7 @@ def test_an_intent_that_could_not_be_made_durable_is_journaled_as_aborted(
     ]
     assert settled == []  # nothing left for a restarted executor to settle
     core = RiskCore(config, h.universe, simulated_markets(config), TestClock())
-    core.restore(None, journal)
+    core.restore(None, typed(journal))
     assert core.in_flight_ids() == [] and core.trades == 0 and core.legs_failed == 0
-    summary = journal_summary(journal)
+    summary = journal_summary(typed(journal))
     assert (summary["trades"], summary["legs_failed"], summary["positions"]) == (0, 0, {})

@@ -12,24 +12,27 @@ completes the short leg on its own venue, `cancel` leaves the residual (journale
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hft_ray.clock import Clock
 from hft_ray.config import HftConfig
-from hft_ray.markets import Markets, leg_limit_prices
-from hft_ray.store.base import (
-    EXECUTION,
-    FILL,
-    INTENT,
-    ORDER,
-    STORE_UNAVAILABLE,
-    UNWIND,
-    Record,
-    Store,
-    StoreUnavailable,
+from hft_ray.journal import (
+    Execution,
+    Fill,
+    Intent,
+    JournalRecord,
+    Leg,
+    Order,
+    Unwind,
+    UnwindAction,
+    encode,
+    readable,
 )
+from hft_ray.markets import Markets, leg_limit_prices
+from hft_ray.store.base import STORE_UNAVAILABLE, Store, StoreUnavailable
 from hft_ray.types import (
     Approval,
     ExecutionReport,
@@ -98,20 +101,17 @@ class ExecutorCore:
         )
         await self._journal(
             None,  # no trail yet: if the intent cannot be journaled, nothing is sent
-            {
-                "type": INTENT,
-                "opp_id": opp.opp_id,
-                "kind": opp.kind,
-                "symbol": symbol,
-                "size": size,
-                "edge_bps": opp.edge_bps,
-                "executor": self._name,
-                "expected_profit_quote": opp.profit_quote * size / opp.size,
-                "legs": [
-                    {"venue": v, "client_id": c, "side": s, "amount": size, "price": p}
-                    for v, c, s, p in legs
-                ],
-            },
+            Intent(
+                ts_ns=self._clock.time_ns(),
+                opp_id=opp.opp_id,
+                kind=opp.kind,
+                symbol=symbol,
+                size=size,
+                edge_bps=opp.edge_bps,
+                executor=self._name,
+                expected_profit_quote=opp.profit_quote * size / opp.size,
+                legs=tuple(Leg(v, c, s, size, p) for v, c, s, p in legs),  # type: ignore[arg-type]
+            ),
             durable=True,
         )
         # From here on orders are live: a journal failure must not lose what the venues did.
@@ -166,16 +166,16 @@ class ExecutorCore:
         residual = sum(r.filled if r.side == "buy" else -r.filled for r in fills)
         await self._journal(
             trail,
-            {
-                "type": EXECUTION,
-                "opp_id": opp_id,
-                "symbol": symbol,
-                "executor": self._name,
-                "legs_failed": legs_failed,
-                "legs_unknown": legs_unknown,
-                "unwound": unwound,
-                "residual_base": residual,
-            },
+            Execution(
+                ts_ns=self._clock.time_ns(),
+                opp_id=opp_id,
+                symbol=symbol,
+                executor=self._name,
+                legs_failed=legs_failed,
+                legs_unknown=legs_unknown,
+                unwound=unwound,
+                residual_base=residual,
+            ),
             durable=True,
         )
         return ExecutionReport(
@@ -216,31 +216,31 @@ class ExecutorCore:
         opp = approval.opp
         await self._journal(
             _Trail(),  # if this fails too, a restart finds no order and settles the intent
-            {
-                "type": EXECUTION,
-                "opp_id": opp.opp_id,
-                "symbol": self._universe.symbols[opp.symbol],
-                "executor": self._name,
-                "legs_failed": 0,
-                "legs_unknown": 0,
-                "unwound": False,
-                "residual_base": 0.0,
-                "reason": STORE_UNAVAILABLE,
-            },
+            Execution(
+                ts_ns=self._clock.time_ns(),
+                opp_id=opp.opp_id,
+                symbol=self._universe.symbols[opp.symbol],
+                executor=self._name,
+                legs_failed=0,
+                legs_unknown=0,
+                unwound=False,
+                residual_base=0.0,
+                reason=STORE_UNAVAILABLE,
+            ),
         )
 
-    async def read_journal(self) -> list[Record]:
+    async def read_journal(self) -> list[JournalRecord]:
         """The whole journal, waiting out a store that does not answer (nothing may be
-        decided about a trade without it)."""
+        decided about a trade without it); records this version cannot read are skipped."""
         while True:
             try:
-                return await self._store.read_journal()
+                return readable(await self._store.read_journal(), self._name)
             except StoreUnavailable:
                 await asyncio.sleep(0.2)
 
     async def reconcile_one(self, opp_id: str) -> ExecutionReport:
         """Settle one trade from the journal and the venues (`reconcile`)."""
-        mine = [r for r in await self.read_journal() if r.get("opp_id") == opp_id]
+        mine = [r for r in await self.read_journal() if getattr(r, "opp_id", None) == opp_id]
         reports = await self.reconcile(mine)
         return reports[0] if reports else ExecutionReport(opp_id, "", (), 0, False, 0)
 
@@ -260,32 +260,29 @@ class ExecutorCore:
         self._refused.add(opp_id)
         return True
 
-    async def reconcile(self, journal: list[Record]) -> list[ExecutionReport]:
+    async def reconcile(self, journal: list[JournalRecord]) -> list[ExecutionReport]:
         """Finish every trade this executor journaled an intent for but no outcome: ask the
         venues what became of each order by its client id, journal what they say, repair
         unequal legs, and report. Run after a restart, before any new work."""
         # Any intent journaled, by whichever executor: never to be traded again here.
-        self._started.update(r["opp_id"] for r in journal if r.get("type") == INTENT)
-        done = {r["opp_id"] for r in journal if r.get("type") == EXECUTION}
-        known = {r["client_id"]: r for r in journal if r.get("type") == ORDER}
-        unwinds = {r["opp_id"]: r for r in journal if r.get("type") == UNWIND and "client_id" in r}
+        self._started.update(r.opp_id for r in journal if isinstance(r, Intent))
+        done = {r.opp_id for r in journal if isinstance(r, Execution)}
+        known = {r.client_id: r for r in journal if isinstance(r, Order)}
+        unwinds = {r.opp_id: r for r in journal if isinstance(r, Unwind) and r.placed()}
         reports = []
         for intent in journal:
-            if intent.get("type") != INTENT or intent.get("executor") != self._name:
+            if not isinstance(intent, Intent) or intent.executor != self._name:
                 continue
-            if intent["opp_id"] in done:
+            if intent.opp_id in done:
                 continue
             trail = _Trail()
-            opp_id, symbol = intent["opp_id"], intent["symbol"]
-            orders = [
-                (leg["venue"], leg["client_id"], leg["side"], leg["amount"])
-                for leg in intent["legs"]
+            opp_id, symbol = intent.opp_id, intent.symbol
+            orders: list[tuple[str, str, Side, float]] = [
+                (leg.venue, leg.client_id, leg.side, leg.amount) for leg in intent.legs
             ]
-            unwind = unwinds.get(opp_id)
-            if unwind is not None:
-                orders.append(
-                    (unwind["venue"], unwind["client_id"], unwind["action"], unwind["amount"])
-                )
+            repair = unwinds[opp_id].placed() if opp_id in unwinds else None
+            if repair is not None:
+                orders.append(repair)
             looked_up = await asyncio.gather(
                 *(
                     self._look_up(self._venues[v], cid, symbol, side, amount, after_crash=True)
@@ -390,9 +387,8 @@ class ExecutorCore:
     ) -> OrderResult | None:
         policy = self._exec.unwind_policy
         bound = self._exec.unwind_slippage_bps * 1e-4
-        record: Record = {"type": UNWIND, "opp_id": opp_id, "policy": policy, "excess": excess}
         if policy == "cancel":
-            await self._journal(trail, {**record, "action": "none", "reason": "policy_cancel"})
+            await self._journal(trail, self._unwind(opp_id, excess, "none", "policy_cancel"))
             return None
         # excess > 0: we hold base bought on the buy venue; excess < 0: we sold base not bought.
         if policy == "reverse":
@@ -410,7 +406,7 @@ class ExecutorCore:
         side: Side = "sell" if excess > 0 else "buy"
         amount = spec.floor_amount(abs(excess))
         if amount <= 0 or amount < spec.min_amount:
-            await self._journal(trail, {**record, "action": "none", "reason": "below_min_size"})
+            await self._journal(trail, self._unwind(opp_id, excess, "none", "below_min_size"))
             return None
         # The loss budget bounds what the repair may lose against the price the excess was
         # traded at, its own fee included: it tightens the limit price, never loosens it.
@@ -428,69 +424,83 @@ class ExecutorCore:
             )
             worst_loss = amount * (price * (1 + fee) - cost)
         if amount * price < spec.min_notional:
-            await self._journal(trail, {**record, "action": "none", "reason": "below_min_size"})
+            await self._journal(trail, self._unwind(opp_id, excess, "none", "below_min_size"))
             return None
-        record["worst_loss_quote"] = worst_loss
         cid = client_order_id(opp_id, "U")
         await self._journal(
             trail,
-            {
-                **record,
-                "action": side,
-                "venue": venue,
-                "client_id": cid,
-                "amount": amount,
-                "price": price,
-            },
+            dataclasses.replace(
+                self._unwind(opp_id, excess, side, None),
+                worst_loss_quote=worst_loss,
+                venue=venue,
+                client_id=cid,
+                amount=amount,
+                price=price,
+            ),
             durable=True,
         )
         return await self._place(
             trail, venue, cid, symbol, side, amount, price, opp_id, self._unwind_timeout_s
         )
 
+    def _unwind(
+        self, opp_id: str, excess: float, action: UnwindAction, reason: str | None
+    ) -> Unwind:
+        return Unwind(
+            ts_ns=self._clock.time_ns(),
+            opp_id=opp_id,
+            policy=self._exec.unwind_policy,
+            excess=excess,
+            action=action,
+            reason=reason,
+        )
+
     async def _journal_order(self, trail: _Trail, opp_id: str, r: OrderResult) -> None:
-        common = {
-            "opp_id": opp_id,
-            "client_id": r.client_id,
-            "venue": r.venue,
-            "symbol": r.symbol,
-            "side": r.side,
-            "ts_exchange_ns": r.ts_ns,
-        }
         await self._journal(
             trail,
-            {
-                "type": ORDER,
-                **common,
-                "status": r.status,
-                "amount": r.amount,
-                "filled": r.filled,
-                "avg_price": r.avg_price,
-                "fee_quote": r.fee_quote,
-                "fee_base": r.fee_base,
-                "reason": r.reason,
-            },
+            Order(
+                ts_ns=self._clock.time_ns(),
+                opp_id=opp_id,
+                client_id=r.client_id,
+                venue=r.venue,
+                symbol=r.symbol,
+                side=r.side,
+                ts_exchange_ns=r.ts_ns,
+                status=r.status,
+                amount=r.amount,
+                filled=r.filled,
+                avg_price=r.avg_price,
+                fee_quote=r.fee_quote,
+                fee_base=r.fee_base,
+                reason=r.reason,
+            ),
         )
         if r.filled > 0:
             await self._journal(
                 trail,
-                {
-                    "type": FILL,
-                    **common,
-                    "filled": r.filled,
-                    "price": r.avg_price,
-                    "fee_quote": r.fee_quote,
-                    "fee_base": r.fee_base,
-                },
+                Fill(
+                    ts_ns=self._clock.time_ns(),
+                    opp_id=opp_id,
+                    client_id=r.client_id,
+                    venue=r.venue,
+                    symbol=r.symbol,
+                    side=r.side,
+                    ts_exchange_ns=r.ts_ns,
+                    filled=r.filled,
+                    price=r.avg_price,
+                    fee_quote=r.fee_quote,
+                    fee_base=r.fee_base,
+                ),
                 durable=True,
             )
 
-    async def _journal(self, trail: _Trail | None, record: Record, durable: bool = False) -> None:
+    async def _journal(
+        self, trail: _Trail | None, record: JournalRecord, durable: bool = False
+    ) -> None:
         """Journal a record. Before the legs leave, a failure propagates and nothing is sent;
         after, it is remembered and reported (risk halts), and execution carries on."""
-        record["ts_ns"] = self._clock.time_ns()
         try:
-            await self._store.append(record)
+            await self._store.append(encode(record))
             if durable:
                 await self._store.flush()
         except (StoreUnavailable, OSError):
@@ -499,18 +509,18 @@ class ExecutorCore:
             trail.journal_failed = True
 
 
-def order_from_record(r: Record) -> OrderResult:
+def order_from_record(r: Order) -> OrderResult:
     return OrderResult(
-        r["client_id"],
-        r["venue"],
-        r["symbol"],
-        r["side"],
-        r["status"],
-        r["amount"],
-        r["filled"],
-        r["avg_price"],
-        r["fee_quote"],
-        r["reason"],
-        r["ts_exchange_ns"],
-        r.get("fee_base", 0.0),
+        r.client_id,
+        r.venue,
+        r.symbol,
+        r.side,
+        r.status,
+        r.amount,
+        r.filled,
+        r.avg_price,
+        r.fee_quote,
+        r.reason,
+        r.ts_exchange_ns,
+        r.fee_base,
     )

@@ -27,6 +27,7 @@ from hft_ray.clock import Clock
 from hft_ray.config import HftConfig
 from hft_ray.detect.core import DetectorCore
 from hft_ray.execute.core import ExecutorCore
+from hft_ray.journal import encode
 from hft_ray.latency import LatencySamples, StageSamples, Warmup
 from hft_ray.markets import Markets
 from hft_ray.node.venues import open_node_venues, venue_stats
@@ -178,7 +179,7 @@ class TradingNode:
             approval, record = self.gate.evaluate(opp)
             # If this fails, the intent's durable write fails too: nothing is sent without it.
             with contextlib.suppress(StoreUnavailable):
-                await self._store.append(record)
+                await self._store.append(encode(record))
             if approval is None:
                 continue
             if sampled:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,8 @@ import numpy as np
 from hft_ray.clock import Clock
 from hft_ray.config import HftConfig
 from hft_ray.execute.core import order_from_record
+from hft_ray.journal import Decision as DecisionRecord
+from hft_ray.journal import Execution, Intent, JournalRecord, Order, RiskEvent
 from hft_ray.ledger import Ledger
 from hft_ray.markets import Markets
 from hft_ray.risk.checks import Decision, decide
@@ -40,7 +43,7 @@ from hft_ray.risk.state import (
     most_severe,
     open_reversion,
 )
-from hft_ray.store.base import EXECUTION, INTENT, ORDER, Record
+from hft_ray.store.base import Record
 from hft_ray.types import ARB, Approval, ExecutionReport, Opportunity, OrderResult, Universe
 
 __all__ = ["Breaker", "RiskCore", "TradingState", "executions_from_journal"]
@@ -125,11 +128,14 @@ class RiskCore:
         self._lease_ttl_ns = int(config.risk.lease_ttl_ms * 1e6)
         self.approved = 0
         self.clipped = 0
+        self.clipped_by: Counter[str] = Counter()  # clips by the limit that bound
         self.rejected: Counter[str] = Counter()
         self.legs_failed = 0
         self.trades = 0
         self.unwinds = 0
         self.dirty = False  # changed since the actor last persisted `state_record()`
+        # Breakers tripped and resumes, for the journal (the keeper appends and drops them).
+        self.events: deque[RiskEvent] = deque()
 
     @property
     def state(self) -> TradingState:
@@ -143,7 +149,7 @@ class RiskCore:
 
     # -- decisions ----------------------------------------------------------------------------
 
-    def evaluate(self, opp: Opportunity) -> tuple[Approval | None, Record]:
+    def evaluate(self, opp: Opportunity) -> tuple[Approval | None, DecisionRecord]:
         """Decide on one opportunity; the decision record is returned for the journal."""
         decision = decide(
             opp,
@@ -161,7 +167,9 @@ class RiskCore:
         if decision.size <= 0:
             self.rejected[decision.reason] += 1
             return None, record
-        self.clipped += decision.size < opp.size
+        if decision.clip:
+            self.clipped += 1
+            self.clipped_by[decision.clip] += 1
         self.approved += 1
         self._reserve(opp, decision)
         # Persisted with the next save; a rejection alone changes only a counter (the
@@ -357,7 +365,7 @@ class RiskCore:
         acct = self._nodes.get(msg.node)
         return acct is None or msg.incarnation != acct.incarnation
 
-    def sync(self, msg: NodeSync, journal: list[Record] | None = None) -> Lease:
+    def sync(self, msg: NodeSync, journal: list[JournalRecord] | None = None) -> Lease:
         """Book what a node reports, take its trades in flight and its remaining room as
         held, and grant it a new lease (see `risk/lease.py` for why this never lets the sum
         over nodes pass a limit). `journal` is required when `needs_journal(msg)`."""
@@ -412,19 +420,19 @@ class RiskCore:
             positions={v: dict(a) for v, a in self.ledger.positions.items()},
         )
 
-    def _book_from_journal(self, node: str, journal: list[Record], since_ns: int) -> None:
+    def _book_from_journal(self, node: str, journal: list[JournalRecord], since_ns: int) -> None:
         """Book every outcome `node` journaled since risk last heard from it (a margin
         before, booked once): an earlier process of the node may have journaled trades and
         died before their reports reached risk, some of them approved after its last sync,
         so that risk never knew them in flight. (Trades with an intent and no outcome its
         successor reconciles and reports; those with no intent never started.)"""
-        mine = [
-            r for r in journal
-            if r.get("type") == EXECUTION and r.get("executor") == node
-            and int(r.get("ts_ns", 0)) >= since_ns
-        ]  # fmt: skip
-        wanted = {r["opp_id"] for r in mine}
-        for report in executions_from_journal([r for r in journal if r.get("opp_id") in wanted]):
+        wanted = {
+            r.opp_id
+            for r in journal
+            if isinstance(r, Execution) and r.executor == node and r.ts_ns >= since_ns
+        }
+        theirs = [r for r in journal if getattr(r, "opp_id", None) in wanted]
+        for report in executions_from_journal(theirs):
             self.on_execution(report)
 
     def closed_lease(self, msg: NodeSync, why: str) -> Lease:
@@ -513,13 +521,21 @@ class RiskCore:
     def node_counts(self) -> dict[str, Any]:
         """Decisions the nodes' gates made, summed over nodes and their incarnations."""
         approved = clipped = 0
+        clipped_by: Counter[str] = Counter()
         rejected: Counter[str] = Counter()
         for acct in self._nodes.values():
             for c in acct.counts.values():
                 approved += int(c.get("approved", 0))
                 clipped += int(c.get("clipped", 0))
+                clips = dict(c.get("clipped_by", {}))  # absent from gates before it was kept
+                clipped_by.update({str(k): int(v) for k, v in clips.items()})
                 rejected.update({str(k): int(v) for k, v in dict(c.get("rejected", {})).items()})
-        return {"approved": approved, "clipped": clipped, "rejected": rejected}
+        return {
+            "approved": approved,
+            "clipped": clipped,
+            "clipped_by": clipped_by,
+            "rejected": rejected,
+        }
 
     # -- outcomes -----------------------------------------------------------------------------
 
@@ -597,22 +613,29 @@ class RiskCore:
     def trip(self, name: str, forces: TradingState, detail: str) -> None:
         """Trip a breaker; one already tripped keeps its first reason."""
         if name not in self.breakers:
-            self.breakers[name] = Breaker(forces, detail, self._clock.time_ns())
-            self.dirty = True
+            self._set_breaker(name, forces, detail)
 
     def halt(self, reason: str = "operator") -> None:
         """Stop all trading by hand."""
-        self.breakers["operator"] = Breaker(TradingState.HALTED, reason, self._clock.time_ns())
-        self.dirty = True
+        self._set_breaker("operator", TradingState.HALTED, reason)
 
     def reduce_only(self, reason: str = "operator") -> None:
         """Admit only orders that shrink exposure, by hand."""
-        self.breakers["operator"] = Breaker(TradingState.REDUCING, reason, self._clock.time_ns())
+        self._set_breaker("operator", TradingState.REDUCING, reason)
+
+    def _set_breaker(self, name: str, forces: TradingState, detail: str) -> None:
+        now = self._clock.time_ns()
+        self.breakers[name] = Breaker(forces, detail, now)
+        self.events.append(RiskEvent(now, "trip", name, forces.value, detail))
         self.dirty = True
 
     def resume(self) -> None:
         """Clear every breaker. The drawdown is measured from here on and the streaks restart;
         the day's loss is not forgiven."""
+        cleared = ", ".join(self.breakers)
+        self.events.append(
+            RiskEvent(self._clock.time_ns(), "resume", "", TradingState.ACTIVE.value, cleared)
+        )
         self.breakers.clear()
         self._peak_pnl = self.ledger.realized_pnl_quote
         self._leg_failure_streak = 0
@@ -639,6 +662,7 @@ class RiskCore:
             "store_ok": self.store_ok,
             "approved": self.approved + nodes["approved"],
             "clipped": self.clipped + nodes["clipped"],
+            "clipped_by": dict(self.clipped_by + nodes["clipped_by"]),
             "rejected": dict(self.rejected + nodes["rejected"]),
             "leases": {
                 n: {
@@ -686,6 +710,7 @@ class RiskCore:
             "counters": {
                 "approved": self.approved,
                 "clipped": self.clipped,
+                "clipped_by": dict(self.clipped_by),
                 "rejected": dict(self.rejected),
                 "legs_failed": self.legs_failed,
                 "trades": self.trades,
@@ -694,7 +719,7 @@ class RiskCore:
         }
 
     def restore(
-        self, state: Record | None, journal: list[Record], *, restarted: bool | None = None
+        self, state: Record | None, journal: list[JournalRecord], *, restarted: bool | None = None
     ) -> None:
         """Continue from a persisted `state_record` (None: a fresh start) and the journal:
         trades whose intent was journaled but not their outcome are in flight (reserved, as
@@ -710,9 +735,9 @@ class RiskCore:
         # Every intent's trade, so that replaying its outcome books it by its kind; those
         # with an outcome leave the in-flight set again as it is replayed.
         pending = {
-            r["opp_id"]: self._reserved_by(r)
+            r.opp_id: self._reserved_by(r)
             for r in journal
-            if r.get("type") == INTENT and r.get("ts_ns", 0) >= since
+            if isinstance(r, Intent) and r.ts_ns >= since
         }
         node_counts = {} if state is None else _read_node_counts(state.get("node_counts", {}))
         if state is not None:
@@ -734,21 +759,21 @@ class RiskCore:
         self.restored = True
         self.dirty = True
 
-    def _reserved_by(self, intent: Record) -> Reservation:
+    def _reserved_by(self, intent: Intent) -> Reservation:
         """What an intent's legs hold, as `_reserve` would have held it (a trade a node's
         gate approved is the node's: its next report says whether it is still in flight)."""
-        legs = {leg["side"]: leg for leg in intent["legs"]}
+        legs = {leg.side: leg for leg in intent.legs}
         buy, sell = legs["buy"], legs["sell"]
-        symbol = intent["symbol"]
-        fee = self._markets.spec(buy["venue"], symbol).taker_fee
-        executor = str(intent.get("executor", ""))
+        symbol = intent.symbol
+        fee = self._markets.spec(buy.venue, symbol).taker_fee
+        executor = intent.executor
         return Reservation(
             symbol=self._universe.symbol_id(symbol),
-            buy_venue=buy["venue"],
-            sell_venue=sell["venue"],
-            quote_reserved=float(buy["amount"]) * float(buy["price"]) * (1.0 + fee),
-            base_reserved=float(buy["amount"]),
-            kind=intent.get("kind", ARB),
+            buy_venue=buy.venue,
+            sell_venue=sell.venue,
+            quote_reserved=buy.amount * buy.price * (1.0 + fee),
+            base_reserved=buy.amount,
+            kind=intent.kind,
             owner=executor if executor in self._nodes else "",
         )
 
@@ -797,6 +822,8 @@ class _RestoredState:
             counters={
                 "approved": int(c["approved"]),
                 "clipped": int(c["clipped"]),
+                # Absent in states saved before clips were counted by limit.
+                "clipped_by": Counter({str(k): int(v) for k, v in c.get("clipped_by", {}).items()}),
                 "rejected": Counter({str(k): int(v) for k, v in c["rejected"].items()}),
                 "legs_failed": int(c["legs_failed"]),
                 "trades": int(c["trades"]),
@@ -817,39 +844,42 @@ class _RestoredState:
         core._venue_rejects.clear()
         core._venue_rejects.extend(self.venue_rejects)
         c = self.counters
-        core.approved, core.clipped = c["approved"], c["clipped"]
+        core.approved, core.clipped, core.clipped_by = c["approved"], c["clipped"], c["clipped_by"]
         # Rejections made while restoring add to those restored: nothing was approved.
         core.rejected = c["rejected"] + core.rejected
         core.legs_failed, core.trades, core.unwinds = c["legs_failed"], c["trades"], c["unwinds"]
 
 
-def executions_from_journal(journal: list[Record], since_ns: int = 0) -> list[ExecutionReport]:
+def executions_from_journal(
+    journal: Iterable[JournalRecord], since_ns: int = 0
+) -> list[ExecutionReport]:
     """The execution reports an executor sent, rebuilt from its order and execution records
     (those journaled at or after `since_ns`)."""
+    journal = list(journal)
     orders: dict[str, dict[str, OrderResult]] = {}
     for r in journal:
-        if r.get("type") == ORDER:
+        if isinstance(r, Order):
             order = order_from_record(r)
             if order.client_id[-1:] not in ("B", "S", "U"):
                 raise ValueError(f"journal order record with client id {order.client_id!r}")
             # Keyed by client id: a record written twice (a retried write) counts once.
-            orders.setdefault(r["opp_id"], {})[order.client_id] = order
+            orders.setdefault(r.opp_id, {})[order.client_id] = order
     reports = []
     for r in journal:
-        if r.get("type") != EXECUTION or r.get("ts_ns", 0) < since_ns:
+        if not isinstance(r, Execution) or r.ts_ns < since_ns:
             continue
         # Legs first (client ids end B, S), then a repair (U), as the executor reports them.
-        found = orders.get(r["opp_id"], {}).values()
+        found = orders.get(r.opp_id, {}).values()
         fills = sorted(found, key=lambda o: "BSU".index(o.client_id[-1]))
         reports.append(
             ExecutionReport(
-                r["opp_id"],
-                r["symbol"],
+                r.opp_id,
+                r.symbol,
                 tuple(fills),
-                int(r["legs_failed"]),
-                bool(r["unwound"]),
+                r.legs_failed,
+                r.unwound,
                 0,
-                legs_unknown=int(r["legs_unknown"]),
+                legs_unknown=r.legs_unknown,
             )
         )
     return reports

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from hft_ray.journal import encode, readable
 from hft_ray.risk.core import RiskCore
 from hft_ray.risk.lease import Lease, NodeSync
 from hft_ray.risk.state import TradingState
@@ -51,6 +52,7 @@ class RiskKeeper:
             await self._store.verify(create=not self._restarted)
             if not core.restored:
                 await self._restore()
+            await self._journal_events()
             await self._store.flush()
             await self.persist()
         except StoreLost as err:
@@ -77,12 +79,20 @@ class RiskKeeper:
 
     async def _restore(self) -> None:
         state = await self._store.get_state(STATE_KEY)
-        self.core.restore(state, await self._store.read_journal())
+        self.core.restore(state, readable(await self._store.read_journal(), "risk"))
         for report in self._early_reports:
             self.core.on_execution(report)
         self._early_reports.clear()
         self.restored_in_flight = self.core.in_flight_ids()
         self._restored.set()
+
+    async def _journal_events(self) -> None:
+        """Append the breakers tripped and resumes since the last round (each dropped only
+        once the store took it; a lost store loses them with everything else)."""
+        events = self.core.events
+        while events:
+            await self._store.append(encode(events[0]))
+            events.popleft()
 
     async def persist(self) -> None:
         """Write the core's state if it changed; raise if that fails (the state stays marked
@@ -99,7 +109,7 @@ class RiskKeeper:
     async def decide(self, opp: Opportunity) -> Approval | None:
         """Decide and journal the decision (batched: the watch round flushes it)."""
         approval, record = self.core.evaluate(opp)
-        await self._append(record)
+        await self._append(encode(record))
         return approval
 
     async def _append(self, record: Record) -> None:
@@ -121,7 +131,7 @@ class RiskKeeper:
         journal = None
         if self.core.restored and self.core.needs_journal(msg):
             try:
-                journal = await self._store.read_journal()
+                journal = readable(await self._store.read_journal(), "risk")
             except StoreUnavailable:
                 return self.core.closed_lease(msg, "store_unavailable")
         return self.core.sync(msg, journal)
@@ -135,7 +145,10 @@ class RiskKeeper:
         """Flush and release the store. If the last records cannot be written (they leave
         with this process), risk is closed, the error said and counted, not raised."""
         try:
-            await self._store.close()
+            try:
+                await self._journal_events()
+            finally:
+                await self._store.close()
         except StoreUnavailable as err:
             self.journal_errors += 1
             self._close(str(err))

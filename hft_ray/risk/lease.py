@@ -35,6 +35,8 @@ import numpy as np
 
 from hft_ray.clock import Clock
 from hft_ray.config import HftConfig
+from hft_ray.journal import Decision as DecisionRecord
+from hft_ray.journal import Verdict
 from hft_ray.markets import Markets
 from hft_ray.risk.checks import Decision, decide
 from hft_ray.risk.state import (
@@ -46,7 +48,6 @@ from hft_ray.risk.state import (
     matched_size,
     open_reversion,
 )
-from hft_ray.store.base import DECISION, Record
 from hft_ray.types import ARB, Approval, ExecutionReport, Opportunity, Universe
 
 
@@ -156,32 +157,32 @@ class NodeSync(NamedTuple):
     reports_made: int  # reports this incarnation has produced
     in_flight: dict[str, Reservation]  # approved by the gate, not reported yet
     remaining: Budget  # what the gate can still spend, now
-    counts: dict[str, object]  # cumulative decisions: approved, clipped, rejected by reason
+    counts: dict[str, object]  # cumulative decisions: approved, clipped (by limit), rejected
 
 
 def decision_record(
     opp: Opportunity, universe: Universe, decision: Decision, state: TradingState, ts_ns: int
-) -> Record:
+) -> DecisionRecord:
     """The journal record of one decision, as both deciders write it."""
     approved = decision.size > 0
-    verdict = "rejected"
+    verdict: Verdict = "rejected"
     if approved:
-        verdict = "clipped" if decision.size < opp.size else "approved"
-    return {
-        "type": DECISION,
-        "ts_ns": ts_ns,
-        "opp_id": opp.opp_id,
-        "kind": opp.kind,
-        "symbol": universe.symbols[opp.symbol],
-        "buy_venue": universe.venues[opp.buy_venue],
-        "sell_venue": universe.venues[opp.sell_venue],
-        "size_requested": opp.size,
-        "size_approved": decision.size if approved else 0.0,
-        "edge_bps": opp.edge_bps,
-        "verdict": verdict,
-        "reason": decision.reason,
-        "state": state.value,
-    }
+        verdict = "clipped" if decision.clip else "approved"
+    return DecisionRecord(
+        ts_ns=ts_ns,
+        opp_id=opp.opp_id,
+        kind=opp.kind,
+        symbol=universe.symbols[opp.symbol],
+        buy_venue=universe.venues[opp.buy_venue],
+        sell_venue=universe.venues[opp.sell_venue],
+        size_requested=opp.size,
+        size_approved=decision.size if approved else 0.0,
+        edge_bps=opp.edge_bps,
+        verdict=verdict,
+        reason=decision.reason,
+        state=state.value,
+        clip=decision.clip,
+    )
 
 
 class RiskGate:
@@ -229,6 +230,7 @@ class RiskGate:
         self.reports_made = 0
         self.approved = 0
         self.clipped = 0
+        self.clipped_by: dict[str, int] = {}  # clips by the limit that bound
         self.rejected: dict[str, int] = {}
 
     # -- the lease ----------------------------------------------------------------------------
@@ -289,7 +291,7 @@ class RiskGate:
 
     # -- decisions ----------------------------------------------------------------------------
 
-    def evaluate(self, opp: Opportunity) -> tuple[Approval | None, Record]:
+    def evaluate(self, opp: Opportunity) -> tuple[Approval | None, DecisionRecord]:
         """Decide on one opportunity within the lease; the record goes to the node's journal."""
         now = self._clock.monotonic_ns()
         decision = decide(
@@ -310,7 +312,9 @@ class RiskGate:
             self.rejected[decision.reason] = self.rejected.get(decision.reason, 0) + 1
             return None, record
         self.approved += 1
-        self.clipped += decision.size < opp.size
+        if decision.clip:
+            self.clipped += 1
+            self.clipped_by[decision.clip] = self.clipped_by.get(decision.clip, 0) + 1
         self._reserve(opp, decision)
         approved_at = self._clock.monotonic_ns()
         return Approval(opp, decision.size, approved_at), record
@@ -355,7 +359,12 @@ class RiskGate:
         return self._unacked
 
     def counts(self) -> dict[str, object]:
-        return {"approved": self.approved, "clipped": self.clipped, "rejected": dict(self.rejected)}
+        return {
+            "approved": self.approved,
+            "clipped": self.clipped,
+            "clipped_by": dict(self.clipped_by),
+            "rejected": dict(self.rejected),
+        }
 
     # -- Room ---------------------------------------------------------------------------------
 

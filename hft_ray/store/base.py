@@ -1,7 +1,8 @@
 """The store interface: an append-only journal and a small key-value state.
 
-A journal record is a flat dict with `type` (what happened) and `ts_ns` (our wall clock);
-records from exchanges also carry the exchange's own timestamp. `append` may batch; a record
+A journal record is stored as a flat dict with `type` (what happened) and `ts_ns` (our wall
+clock); records from exchanges also carry the exchange's own timestamp. Its typed form, and
+the only code that writes or reads one, is `hft_ray/journal.py`. `append` may batch; a record
 is durable once `flush` has returned, and code that must not lose a record (an intent before
 its first leg is sent, a fill before it is reported) awaits `flush`. Both implementations
 raise `StoreUnavailable` when they cannot make that promise, so callers can fail closed, and
@@ -23,15 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 Record = dict[str, Any]
-
-#: Journal record types.
-INTENT = "intent"
-ORDER = "order"
-FILL = "fill"
-LEG_RESULT = "leg_result"
-UNWIND = "unwind"
-DECISION = "decision"
-EXECUTION = "execution"
 
 #: The `reason` of an `execution` that never sent a leg: its intent could not be made durable.
 STORE_UNAVAILABLE = "store_unavailable"
