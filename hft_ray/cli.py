@@ -11,6 +11,7 @@ import json
 import math
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -19,6 +20,7 @@ from hft_ray import __version__
 from hft_ray.config import (
     MAX_BOOK_DEPTH,
     MAX_REPLAY_SPEED,
+    MAX_SEED,
     MAX_SYMBOLS,
     SYMBOL_RE,
     ConfigError,
@@ -32,6 +34,9 @@ EXIT_USAGE = 2
 EXIT_CLUSTER = 3
 EXIT_RUN_FAILED = 4
 
+
+#: Most walk-forward folds of a sweep: each is a backtest per grid point.
+MAX_FOLDS = 100
 
 #: Longest --duration: a run or a recording meant to last longer is a service, not a command.
 MAX_DURATION_S = 7 * 86_400.0
@@ -69,8 +74,8 @@ def _positive(most: float, unit: str = "") -> Callable[[str], float]:
     return parse
 
 
-def _whole(most: int, unit: str = "") -> Callable[[str], int]:
-    """An argparse type for a whole number from 1 to `most`."""
+def _whole(most: int, unit: str = "", least: int = 1) -> Callable[[str], int]:
+    """An argparse type for a whole number from `least` to `most`."""
     in_unit = f" {unit}" if unit else ""
 
     def parse(text: str) -> int:
@@ -80,10 +85,10 @@ def _whole(most: int, unit: str = "") -> Callable[[str], int]:
         if (
             not re.fullmatch(r"[0-9]+", digits)
             or len(digits.lstrip("0")) > len(str(most))
-            or not 1 <= int(digits) <= most
+            or not least <= int(digits) <= most
         ):
             raise argparse.ArgumentTypeError(
-                f"must be a whole number from 1 to {most}{in_unit} (got {text!r})"
+                f"must be a whole number from {least} to {most}{in_unit} (got {text!r})"
             )
         return int(digits)
 
@@ -105,6 +110,8 @@ def _symbols(text: str) -> list[str]:
 _positive_seconds = _positive(MAX_DURATION_S, "seconds")
 _speed = _positive(MAX_REPLAY_SPEED)
 _depth = _whole(MAX_BOOK_DEPTH, "levels")
+_seed = _whole(MAX_SEED, least=0)
+_folds = _whole(MAX_FOLDS, "folds", least=2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,9 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
         "replay",
         help="replay recorded books",
         description="Replay recorded books (JSON Lines, .gz allowed; see README) through the "
-        "same feed checks and detector as a live run. Fees, precision, balances and "
-        "min_profit_bps come from the config; every exchange in the files must be one of its "
-        "venues. A malformed line is reported with its file and line number and skipped.",
+        "same feed checks, detector, risk and executor as a live run. By default a backtest: "
+        "in recorded time, in this process (files recorded apart in time as parallel Ray "
+        "tasks), the same journal and report every time for the same files, config and seed. "
+        "--speed or --fast replay through the actors instead, on the host's clocks. Fees, "
+        "precision, balances and min_profit_bps come from the config; every exchange in the "
+        "files must be one of its venues. A malformed line is reported with its file and line "
+        "number and skipped.",
     )
     replay.add_argument("files", nargs="+", type=Path, metavar="FILE", help="recorded books")
     replay.add_argument(
@@ -170,9 +181,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed",
         type=_speed,
         metavar="X",
-        help="replay at X times recorded speed (full replay)",
+        help="through the actors, at X times recorded speed",
     )
-    pace.add_argument("--fast", action="store_true", help="replay as fast as possible")
+    pace.add_argument(
+        "--fast",
+        action="store_true",
+        help="through the actors, as fast as they take the books (in lockstep)",
+    )
+    replay.add_argument(
+        "--seed",
+        type=_seed,
+        metavar="N",
+        help="seed of the simulated venues' order fates (default: run.seed of the config)",
+    )
     replay.add_argument(
         "--detect-only",
         action="store_true",
@@ -184,6 +205,37 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="PATH",
         help="where to write the JSON report (default: print it)",
+    )
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="backtest a parameter grid, judged walk-forward",
+        description="Backtest every point of a parameter grid on FOLDS consecutive windows of "
+        "the recording (parallel Ray tasks), then walk forward: for each window after the "
+        "first, the point that did best on the windows before it is judged on it. Prints the "
+        "grid's and the walk-forward's tables and writes sweep.json.",
+    )
+    sweep.add_argument("files", nargs="+", type=Path, metavar="FILE", help="recorded books")
+    sweep.add_argument(
+        "--config", type=Path, metavar="PATH", help="YAML config (default: configs/local.yaml)"
+    )
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="NAME=V1,V2",
+        help="a config field and its values, e.g. min_profit_bps=2,5,10 or "
+        "risk.max_order_notional=500,2000 (repeat for more axes)",
+    )
+    sweep.add_argument(
+        "--folds",
+        type=_folds,
+        default=4,
+        metavar="N",
+        help="windows of equal recorded time (default 4)",
+    )
+    sweep.add_argument(
+        "--out", type=Path, metavar="DIR", help="where to write (default: runs/sweep-<time>)"
     )
 
     record = sub.add_parser(
@@ -297,6 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the run's config, for a run journaled in Redis (default: the packaged one)",
     )
     report.add_argument("--json", action="store_true", help="print the whole rebuild as JSON")
+    report.add_argument(
+        "--html",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="also write a self-contained HTML page with charts (default: RUN_DIR/report.html)",
+    )
     bench = sub.add_parser(
         "bench",
         help="measure speed against a baseline measured in the same run",
@@ -403,7 +462,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from hft_ray.replay_run import detect_replay
 
     config = load_config(args.config)
+    if args.seed is not None:
+        config = config.model_copy(
+            update={"run": config.run.model_copy(update={"seed": args.seed})}
+        )
     if not args.detect_only:
+        if args.speed is None and not args.fast:
+            return _backtest(config, args)
         return _replay_through_actors(config, args)
     report = detect_replay(config, args.files)
     text = json.dumps(report, indent=2) + "\n"
@@ -423,6 +488,40 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_RUN_FAILED
+    return 0
+
+
+def _backtest(config: HftConfig, args: argparse.Namespace) -> int:
+    from hft_ray.backtest import run_backtest
+    from hft_ray.cluster import ClusterError
+    from hft_ray.report import human_summary
+
+    try:
+        report = run_backtest(config, args.files, report_path=args.report)
+    except ClusterError as err:
+        print(f"hft-ray: cluster error: {err}", file=sys.stderr)
+        return EXIT_CLUSTER
+    print(human_summary(report))
+    return _run_outcome(report)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from hft_ray.cluster import ClusterError
+    from hft_ray.sweep import parse_parameter, resolve_parameter, sweep, sweep_tables
+
+    config = load_config(args.config)
+    grid = [resolve_parameter(config, *parse_parameter(spec)) for spec in args.grid]
+    out = args.out or Path(config.run.runs_dir) / f"sweep-{time.strftime('%Y%m%dT%H%M%SZ')}"
+    if out.exists():
+        raise ConfigError(f"sweep: {out} exists already")
+    try:
+        result = sweep(config, args.files, grid, args.folds, out)
+    except ClusterError as err:
+        print(f"hft-ray: cluster error: {err}", file=sys.stderr)
+        return EXIT_CLUSTER
+    (out / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(sweep_tables(result))
+    print(f"sweep: {out / 'sweep.json'}")
     return 0
 
 
@@ -497,6 +596,10 @@ def _run_outcome(report: dict[str, Any]) -> int:
             f"the journal has {read.get('corrupt_records', 0)} corrupt and "
             f"{read.get('missing', 0)} missing records"
         )
+    if read.get("unreadable_records"):
+        problems.append(
+            f"the journal has {read['unreadable_records']} records this version cannot read"
+        )
     if report.get("stop_errors"):
         problems.append(f"the stop met {len(report['stop_errors'])} errors")
     unreadable = (report.get("replay") or {}).get("unreadable_files")
@@ -552,6 +655,7 @@ def _confirmed(run: str, losses: dict[str, str]) -> bool:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from hft_ray.analytics import pair_table
     from hft_ray.control import journal_report
     from hft_ray.report import format_positions
     from hft_ray.store import StoreUnavailable
@@ -570,6 +674,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_RUN_FAILED
+    if args.html is not None:
+        page = _write_html(args.run_dir, rebuilt, Path(args.html) if args.html else None)
+        print(f"html report: {page}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(rebuilt, indent=2))
         return 0
@@ -583,16 +690,40 @@ def _cmd_report(args: argparse.Namespace) -> int:
     )
     for line in format_positions(rebuilt["positions"]):
         print(line)
+    for line in pair_table(rebuilt["analytics"]):
+        print(line)
     if "positions_match_risk" in rebuilt:
         match = "yes" if rebuilt["positions_match_risk"] else "NO"
         print(f"  positions match the risk actor's: {match}")
     read = rebuilt["journal_read"]
     for c in read["corrupt"]:
         print(f"  corrupt record skipped: {c['segment']} at byte {c['offset']} ({c['length']} B)")
+    for u in read["unreadable"]:
+        print(f"  unreadable record skipped: #{u['index']}: {u['reason']}")
     if read["duplicates"] or read["missing"]:
         print(f"  duplicates dropped {read['duplicates']}, records missing {read['missing']}")
-    damaged = read["corrupt_records"] or read["missing"]
+    damaged = read["corrupt_records"] or read["missing"] or read["unreadable_records"]
     return 0 if rebuilt.get("positions_match_risk", True) and not damaged else EXIT_RUN_FAILED
+
+
+def _write_html(run_dir: Path, rebuilt: dict[str, Any], path: Path | None) -> Path:
+    """The run's HTML page, from its report.json with the journal's rebuild laid over it."""
+    from hft_ray.report_html import page_report, render_html
+
+    report_file = run_dir / "report.json"
+    run_report = None
+    if report_file.exists():
+        try:
+            run_report = json.loads(report_file.read_text())
+        except ValueError as err:
+            print(
+                f"hft-ray: {report_file} unreadable, page from the journal only: {err}",
+                file=sys.stderr,
+            )
+    path = path or run_dir / "report.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(page_report(rebuilt, run_report)))
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -602,6 +733,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "replay":
             return _cmd_replay(args)
+        if args.command == "sweep":
+            return _cmd_sweep(args)
         if args.command == "record":
             return _cmd_record(args)
         if args.command == "bench":

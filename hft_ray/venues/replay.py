@@ -226,6 +226,14 @@ def read_files(
     return heapq.merge(*streams, key=lambda r: r.at_ns)
 
 
+def matching_book(book: BookSnapshot) -> BookSnapshot:
+    """The book a matching engine holds for a recorded one: levels no venue can mean (zero
+    sizes, prices out of range) match nothing, while the feeds see, and refuse, the book."""
+    if check_levels(book.bids, book.asks) in (BAD_LEVEL, OUT_OF_RANGE):
+        return book._replace(bids=_EMPTY, asks=_EMPTY)
+    return book
+
+
 class UnknownLines:
     """Lines of an exchange or a symbol the run does not know, counted and reported once per
     (file, exchange) or (file, symbol) through `report`, naming the first such line."""
@@ -381,10 +389,7 @@ class ReplayMarket:
                     max(0.0, t0_wall + (ts - t0_file) / 1e9 / self._speed - time.monotonic())
                 )
                 t0_wall += await self._room_in(rec.exchange)  # the schedule slips, no line lost
-            book = rec.book
-            if check_levels(book.bids, book.asks) in (BAD_LEVEL, OUT_OF_RANGE):
-                book = book._replace(bids=_EMPTY, asks=_EMPTY)
-            self._exchanges[rec.exchange].install(book)
+            self._exchanges[rec.exchange].install(matching_book(rec.book))
             ring.push([rec.event])
             self.lines += 1
         if self._fast:

@@ -427,7 +427,7 @@ def sim_exchange_from_config(
 
 
 #: How a simulated venue words the refusals `order_fate` decides on (as the ccxt path does).
-_REJECTIONS = {"reject": "venue_reject", "rate_limit": "rate_limited"}
+FATE_REJECTIONS = {"reject": "venue_reject", "rate_limit": "rate_limited"}
 
 
 class InProcessSimVenue:
@@ -463,14 +463,14 @@ class InProcessSimVenue:
             amount,
             price,
             time.time_ns(),
-            reject_reason=_REJECTIONS.get(fate, ""),
+            reject_reason=FATE_REJECTIONS.get(fate, ""),
         )
         await asyncio.sleep(latency_s / 2 + (self._late_ack_s if fate == "timeout" else 0.0))
         return result
 
     async def fetch_order(self, client_id: str, symbol: str) -> OrderResult:
         found = self._exchange.fetch(client_id)
-        return found if found is not None else _unknown(client_id, self.name, symbol)
+        return found if found is not None else unknown_order(client_id, self.name, symbol)
 
     async def cancel_order(self, client_id: str, symbol: str) -> OrderResult:
         """An IOC order never rests on a simulated venue: nothing to cancel, its final state."""
@@ -641,14 +641,14 @@ class SimVenueClient:
 
     async def fetch_order(self, client_id: str, symbol: str) -> OrderResult:
         found = await self._handle.fetch_order.remote(*self._route, client_id)
-        return found if found is not None else _unknown(client_id, self.name, symbol)
+        return found if found is not None else unknown_order(client_id, self.name, symbol)
 
     async def cancel_order(self, client_id: str, symbol: str) -> OrderResult:
         """An IOC order never rests on a simulated venue: nothing to cancel, its final state."""
         return await self.fetch_order(client_id, symbol)
 
 
-def _unknown(client_id: str, venue: str, symbol: str) -> OrderResult:
+def unknown_order(client_id: str, venue: str, symbol: str) -> OrderResult:
     return OrderResult(
         client_id,
         venue,
