@@ -54,9 +54,9 @@ from hft_ray.venues.replay import (
 )
 from hft_ray.venues.sim import (
     FATE_REJECTIONS,
+    InProcessSimVenue,
     SimExchange,
     sim_exchange_from_config,
-    unknown_order,
 )
 
 #: Keys of a backtest report that say how and where it ran, not what it found: the only ones
@@ -190,15 +190,14 @@ class Tape:
         self._installed_ns = instant.at_ns
 
 
-class RecordedTimeVenue:
+class RecordedTimeVenue(InProcessSimVenue):
     """A venue's orders in a backtest: matched when they would arrive, in recorded time.
 
     A fate of `timeout` (the acknowledgement lost) raises at once: the executor looks the
     order up, as it would after its own timeout, and finds it matched."""
 
     def __init__(self, exchange: SimExchange, tape: Tape, clock: TestClock) -> None:
-        self.name = exchange.name
-        self._exchange = exchange
+        super().__init__(exchange, late_ack_s=0.0)
         self._tape = tape
         self._clock = clock
         self.ack_ns: list[int] = []
@@ -223,13 +222,6 @@ class RecordedTimeVenue:
             raise TimeoutError(f"{self.name}: no acknowledgement of {client_id}")
         self.ack_ns.append(latency_ns)
         return result
-
-    async def fetch_order(self, client_id: str, symbol: str) -> OrderResult:
-        found = self._exchange.fetch(client_id)
-        return found if found is not None else unknown_order(client_id, self.name, symbol)
-
-    async def cancel_order(self, client_id: str, symbol: str) -> OrderResult:
-        return await self.fetch_order(client_id, symbol)
 
 
 def check_inputs(config: HftConfig, paths: list[Path]) -> None:

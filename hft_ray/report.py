@@ -113,7 +113,7 @@ def format_positions(positions: dict[str, dict[str, float]]) -> list[str]:
     """One line per venue: each asset's balance change, or flat."""
     lines = []
     for venue, assets in sorted(positions.items()):
-        moved = "  ".join(f"{a} {q:+.8g}" for a, q in sorted(assets.items()) if q)
+        moved = "  ".join(f"{a} {q:+.8g}" for a, q in sorted(assets.items()) if abs(q) > 1e-12)
         lines.append(f"  {venue}: {moved or 'flat'}")
     return lines
 

@@ -470,7 +470,7 @@ class InProcessSimVenue:
 
     async def fetch_order(self, client_id: str, symbol: str) -> OrderResult:
         found = self._exchange.fetch(client_id)
-        return found if found is not None else unknown_order(client_id, self.name, symbol)
+        return found if found is not None else _unknown(client_id, self.name, symbol)
 
     async def cancel_order(self, client_id: str, symbol: str) -> OrderResult:
         """An IOC order never rests on a simulated venue: nothing to cancel, its final state."""
@@ -641,14 +641,14 @@ class SimVenueClient:
 
     async def fetch_order(self, client_id: str, symbol: str) -> OrderResult:
         found = await self._handle.fetch_order.remote(*self._route, client_id)
-        return found if found is not None else unknown_order(client_id, self.name, symbol)
+        return found if found is not None else _unknown(client_id, self.name, symbol)
 
     async def cancel_order(self, client_id: str, symbol: str) -> OrderResult:
         """An IOC order never rests on a simulated venue: nothing to cancel, its final state."""
         return await self.fetch_order(client_id, symbol)
 
 
-def unknown_order(client_id: str, venue: str, symbol: str) -> OrderResult:
+def _unknown(client_id: str, venue: str, symbol: str) -> OrderResult:
     return OrderResult(
         client_id,
         venue,
