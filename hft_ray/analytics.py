@@ -102,7 +102,7 @@ def analytics(records: Sequence[JournalRecord], latency_ns: dict[str, list[int]]
                 g.approved += r.verdict != "rejected"
                 g.clipped += r.verdict == "clipped"
             if r.verdict == "clipped":
-                clips[r.reason or "unspecified"] += 1
+                clips[r.clip or r.reason or "unspecified"] += 1
         elif isinstance(r, Unwind) and r.opp_id in opps and r.placed() is not None:
             for g in touched(opps[r.opp_id]):
                 g.repairs += 1

@@ -141,7 +141,10 @@ SECTIONS = {
     st.sampled_from(sorted(SECTIONS)),
     st.dictionaries(
         st.from_regex(r"[a-z_][a-z0-9_]{0,11}", fullmatch=True),
-        st.integers() | st.text(max_size=8) | st.none(),
+        # Printable values: a control character is refused for itself, before the key.
+        st.integers()
+        | st.text(st.characters(exclude_categories=("Cc", "Cs")), max_size=8)
+        | st.none(),
         min_size=1,
         max_size=3,
     ),

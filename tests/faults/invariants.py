@@ -98,8 +98,8 @@ def assert_hedged_within_budget(journal: list[dict]) -> None:
             net[r["opp_id"]] += r["filled"] * (1 if r["side"] == "buy" else -1)
     intents = {r["opp_id"]: r for r in journal if r["type"] == "intent"}
     for r in journal:
-        intent = intents.get(r["opp_id"])
-        if r["type"] != "execution" or intent is None or intent["kind"] != "arb":
+        intent = intents.get(r["opp_id"]) if r["type"] == "execution" else None
+        if intent is None or intent["kind"] != "arb":
             continue
         left = net.get(r["opp_id"], 0.0)
         assert abs(left - r["residual_base"]) <= 1e-9, r
