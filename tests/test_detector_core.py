@@ -14,7 +14,15 @@ from hft_ray.feed.core import FeedCore
 from hft_ray.journal import Decision as DecisionRecord
 from hft_ray.markets import leg_limit_prices, simulated_markets
 from hft_ray.risk.core import RiskCore
-from hft_ray.types import Approval, BookSnapshot, Opportunity, Universe, book_update_dtype
+from hft_ray.types import (
+    Approval,
+    BookSnapshot,
+    ExecutionReport,
+    Opportunity,
+    OrderResult,
+    Universe,
+    book_update_dtype,
+)
 
 
 def rows_for(
@@ -206,19 +214,35 @@ def test_a_batch_longer_than_the_output_buffer_loses_nothing(
     assert len({o.opp_id for o in found}) == 3_000
 
 
+def bought(venue: str, amount: float, price: float = 90_000.0) -> ExecutionReport:
+    """A trade that bought `amount` BTC on `venue` (sold, if negative), as an executor reports
+    it to risk."""
+    side = "buy" if amount > 0 else "sell"
+    q = abs(amount)
+    leg = OrderResult(f"c-{venue}", venue, "BTC/USDT", side, "filled", q, q, price, 0.0, "", 0)
+    return ExecutionReport(f"booked-{venue}", "BTC/USDT", (leg,), 0, False, 0)
+
+
 def decided_by_risk(
     config: HftConfig,
+    booked: tuple[ExecutionReport, ...] = (),
+    told: bool = False,
 ) -> tuple[Opportunity, RiskCore, tuple[Approval | None, DecisionRecord]]:
     """The detector's opportunity of a cross deeper than the order notional limit, and what
-    risk (the same config, markets and clock) makes of it."""
+    risk (the same config, markets and clock) makes of it, after booking `booked`; `told`:
+    the detector has been given the positions risk booked (else it has not heard yet)."""
     universe = Universe(tuple(config.venues), tuple(config.symbols))
     clock = TestClock()
     markets = simulated_markets(config)
     detector = DetectorCore(config, universe, markets, clock, "d")
-    detector.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock))
-    (found,) = detector.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock))
     risk = RiskCore(config, universe, markets, clock)
     risk.store_ok = risk.restored = True
+    for report in booked:
+        risk.on_execution(report)
+    if told:
+        detector.set_positions(risk.ledger.snapshot()["positions"])
+    detector.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock))
+    (found,) = detector.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock))
     return found, risk, risk.evaluate(found)
 
 
@@ -245,8 +269,77 @@ def test_an_opportunity_within_every_limit_is_approved_at_its_size_unclipped(
 def test_a_limit_the_detector_does_not_see_clips_and_is_named(
     make_config: Callable[..., HftConfig],
 ) -> None:
-    config = make_config(risk={"max_order_notional": 2_000, "max_position": {"BTC": 0.01}})
-    opp, risk, (approval, record) = decided_by_risk(config)
+    """A fill risk booked that the detector has not been told of yet: binance may take only
+    0.01 BTC more, the detector still sees room for 0.02."""
+    config = make_config(risk={"max_order_notional": 2_000, "max_position": {"BTC": 0.02}})
+    opp, risk, (approval, record) = decided_by_risk(config, (bought("binance", 0.01),))
     assert approval is not None and approval.size == 0.01 < opp.size
     assert (record.verdict, record.reason, record.clip) == ("clipped",) + ("max_position",) * 2
     assert risk.clipped == 1 and risk.snapshot()["clipped_by"] == {"max_position": 1}
+
+
+def test_the_detector_clips_to_the_position_room_and_risk_approves_it_unclipped(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    config = make_config(risk={"max_order_notional": 2_000, "max_position": {"BTC": 0.02}})
+    opp, _, (approval, record) = decided_by_risk(config, (bought("binance", 0.01),), told=True)
+    assert opp.size == pytest.approx(0.01)  # the room left, not a rejection
+    assert approval is not None and approval.size == opp.size
+    assert (record.verdict, record.reason, record.clip) == ("approved", "", "")
+
+
+def test_at_the_position_limit_the_detector_finds_nothing_that_direction(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    config = make_config(risk={"max_position": {"BTC": 0.01}})
+    universe = Universe(tuple(config.venues), tuple(config.symbols))
+    clock = TestClock()
+    core = DetectorCore(config, universe, simulated_markets(config), clock, "d")
+    core.set_positions({"binance": {"BTC": 0.01}})
+    core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock))
+    assert core.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock)) == []
+
+
+def skewed(make_config: Callable[..., HftConfig], skew_bps: float) -> HftConfig:
+    return make_config(
+        detector={"inventory_skew_bps": skew_bps},
+        risk={"max_order_notional": 2_000, "max_position": {"BTC": 0.05, "ETH": 1, "SOL": 10}},
+    )
+
+
+def test_skew_makes_moving_away_from_target_need_more_edge(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    """The cross pays about 19 bps after fees at 0.022 BTC; buying on binance and selling on
+    okx from flat moves 2 x 0.022 / 0.05 = 0.88 units away: a skew of 10 bps needs 9 more
+    (found), one of 40 bps 35 more (not found)."""
+    plain, _, _ = decided_by_risk(skewed(make_config, 0.0))
+    assert 15 < plain.edge_bps < 25
+    for skew, found in ((10.0, 1), (40.0, 0)):
+        config = skewed(make_config, skew)
+        universe = Universe(tuple(config.venues), tuple(config.symbols))
+        clock = TestClock()
+        core = DetectorCore(config, universe, simulated_markets(config), clock, "d")
+        core.on_batch(rows_for(config, universe, "binance", 90_000.0, 90_000.5, clock))
+        opps = core.on_batch(rows_for(config, universe, "okx", 90_400.0, 90_400.5, clock))
+        assert len(opps) == found
+
+
+def test_skew_lets_a_trade_back_to_target_through_detector_and_risk(
+    make_config: Callable[..., HftConfig],
+) -> None:
+    """binance short and okx long: the same cross moves both back, needs less, and risk, with
+    the positions the detector was told, approves what the detector found at its size."""
+    config = make_config(
+        detector={"inventory_skew_bps": 40.0},
+        risk={
+            "max_order_notional": 2_000,
+            "max_position": {"BTC": 0.05, "ETH": 1, "SOL": 10},
+            "min_edge_bps": 30,  # above the cross's own edge: only the skew lets it through
+        },
+    )
+    booked = (bought("binance", -0.03), bought("okx", 0.03))
+    opp, _, (approval, record) = decided_by_risk(config, booked, told=True)
+    assert opp.edge_bps < 30
+    assert approval is not None and approval.size == opp.size
+    assert (record.verdict, record.reason) == ("approved", "")

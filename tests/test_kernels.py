@@ -66,6 +66,22 @@ def pair(draw: st.DrawFn) -> tuple[list, list, PairLimits, float]:
     return asks, bids, limits, draw(st.sampled_from([0.0, 0.0, 1.0, 10.0]))
 
 
+@st.composite
+def skewed_pair(draw: st.DrawFn) -> tuple[list, list, PairLimits, float]:
+    """`pair()` with inventory: each leg's imbalance against target, its room under
+    `max_position` (sizes clip to it) and a skew (0 as often as not: today's rule)."""
+    asks, bids, limits, min_bps = draw(pair())
+    imbalances = st.sampled_from([0.0, -3.0, -0.5, 0.2, 0.5, 3.0])
+    limits = limits._replace(
+        imb_buy=draw(imbalances),
+        imb_sell=draw(imbalances),
+        room_buy=draw(st.sampled_from([math.inf, math.inf, 0.0, 0.3, 2.0])),
+        room_sell=draw(st.sampled_from([math.inf, math.inf, 0.0, 0.3, 2.0])),
+        skew_per_unit=draw(st.sampled_from([0.0, 0.0, 2.0, 20.0, 500.0])),
+    )
+    return asks, bids, limits, min_bps
+
+
 def kernel_quote(asks: list, bids: list, limits: PairLimits, min_bps: float) -> tuple | None:
     depth = 10
     ap, aq, bp, bq = (np.full(depth, np.nan) for _ in range(4))
@@ -81,7 +97,7 @@ def kernel_quote(asks: list, bids: list, limits: PairLimits, min_bps: float) -> 
 
 
 @settings(max_examples=800, deadline=None)
-@given(pair())
+@given(skewed_pair())
 def test_quote_kernel_equals_reference(case: tuple) -> None:
     asks, bids, limits, min_bps = case
     ref = cross_venue_quote(asks, bids, limits, min_bps)
@@ -122,15 +138,40 @@ def test_leg_limit_prices_kernel_equals_reference_equals_the_markets(
 
 
 @settings(max_examples=200, deadline=None)
-@given(pair())
+@given(skewed_pair())
 def test_a_quote_fits_its_caps_at_its_own_limit_prices(case: tuple) -> None:
     """What risk checks: the size within the notional and inventory caps priced at the legs'
-    limit prices of walking that size."""
+    limit prices of walking that size, within both legs' position room, and paying the edge
+    its inventory change requires."""
     asks, bids, limits, min_bps = case
     q = cross_venue_quote(asks, bids, limits, min_bps)
     if q is not None:
         prices = reference.leg_limit_prices(q.buy_worst, q.sell_worst, limits)
         assert q.size <= reference.size_cap(*prices, limits)
+        assert q.size <= min(limits.room_buy, limits.room_sell)
+        need = reference.required_edge_bps(
+            min_bps, limits.skew_per_unit, limits.imb_buy, limits.imb_sell, q.size
+        )
+        assert limits.skew_per_unit == 0.0 or q.edge_bps >= need
+
+
+@settings(max_examples=150, deadline=None)
+@given(skewed_pair())
+def test_skew_zero_is_todays_quote_and_room_clips_rather_than_rejects(case: tuple) -> None:
+    """Without a skew, imbalances change nothing; a room below the size found clips the size
+    to what fits (a quote at the room or below, in lots) instead of losing the opportunity."""
+    asks, bids, limits, min_bps = case
+    today = limits._replace(imb_buy=0.0, imb_sell=0.0, room_buy=math.inf, room_sell=math.inf)
+    unskewed = limits._replace(skew_per_unit=0.0, room_buy=math.inf, room_sell=math.inf)
+    base = cross_venue_quote(asks, bids, today._replace(skew_per_unit=0.0), min_bps)
+    assert cross_venue_quote(asks, bids, unskewed, min_bps) == base
+    room = 0.3
+    clipped = cross_venue_quote(asks, bids, unskewed._replace(room_buy=room), min_bps)
+    lots_ok = max(limits.min_amount_buy, limits.min_amount_sell, limits.lot_buy, limits.lot_sell)
+    if base is not None and base.size > room and lots_ok <= 0.001:
+        min_notional = max(limits.min_notional_buy, limits.min_notional_sell)
+        if min_notional == 0.0:
+            assert clipped is not None and room - 0.001 - 1e-9 <= clipped.size <= room
 
 
 def test_limit_columns_follow_the_pair_limits_fields() -> None:
@@ -188,7 +229,7 @@ def batches(draw: st.DrawFn) -> tuple:
     limits of every (symbol, buy, sell), and when each batch is judged."""
     n_sym, n_ven = draw(st.integers(1, 2)), draw(st.integers(2, 4))
     rows = st.lists(book_row(n_sym, n_ven), min_size=1, max_size=14)
-    kinds = draw(st.lists(pair(), min_size=3, max_size=3))
+    kinds = draw(st.lists(skewed_pair(), min_size=3, max_size=3))
     limits = {
         (s, a, b): kinds[(s + a + 2 * b) % 3][2]
         for s in range(n_sym)
@@ -415,3 +456,13 @@ def test_tradable_mask_equals_the_reference_rule(
         key for key in np.ndindex(2, 3) if reference.fresh(ref.get(key), MAX_AGE_NS, now, file_now)
     }
     assert {key for key in np.ndindex(2, 3) if mask[key]} == want and count == len(want)
+
+
+def test_a_room_just_below_a_lot_boundary_ends_the_fit() -> None:
+    """0.1 - 0.09000000000001 rounds up to 0.01 within lot rounding's tolerance: the fit once
+    cut to that cap forever (a detector that stopped answering); it steps a lot down."""
+    free = PairLimits(0.0, 0.0, 1e-5, 1e-5, 0.0, 0.0, 0.0, 0.0, math.inf, math.inf, math.inf)
+    limits = free._replace(room_buy=0.1 - 0.09000000000001)
+    ref = cross_venue_quote([(100.0, 1.0)], [(101.0, 1.0)], limits, 0.0)
+    assert ref is not None and ref.size == 0.00999 <= limits.room_buy
+    assert kernel_quote([(100.0, 1.0)], [(101.0, 1.0)], limits, 0.0) == tuple(ref)

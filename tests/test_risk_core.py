@@ -563,3 +563,46 @@ def test_breakers_tripped_and_resumes_are_journaled_as_risk_events(
         ("resume", "", "ACTIVE", "max_drawdown, operator"),
     ]
     assert all(isinstance(r, RiskEvent) for r in records)
+
+
+def skewed_core(
+    make_config: Callable[..., HftConfig], skew_bps: float
+) -> tuple[RiskCore, TestClock]:
+    config = make_config(
+        detector={"inventory_skew_bps": skew_bps},
+        risk={"max_position": {"BTC": 0.05, "ETH": 1, "SOL": 10}, "min_edge_bps": 5},
+    )
+    clock = TestClock()
+    core = RiskCore(config, universe_of(config), simulated_markets(config), clock)
+    core.store_ok = core.restored = True
+    core.on_execution(  # binance long 0.02 BTC, okx short 0.02: away from target
+        ExecutionReport(
+            "t0",
+            "BTC/USDT",
+            (
+                fill("binance", "buy", 0.02, 90_000.0)._replace(client_id="t0-buy"),
+                fill("okx", "sell", 0.02, 90_100.0)._replace(client_id="t0-sell"),
+            ),
+            0,
+            False,
+            0,
+        )
+    )
+    return core, clock
+
+
+@pytest.mark.parametrize("skew", [0.0, 20.0])
+def test_skew_prices_inventory_in_risk_and_zero_is_todays_rule(
+    make_config: Callable[..., HftConfig], skew: float
+) -> None:
+    """0.01 BTC more the same way moves 2 x 0.01 / 0.05 = 0.4 units away: 8 bps more at a skew
+    of 20; the other way round 8 bps less. Without a skew only min_edge_bps (5) counts."""
+    core, clock = skewed_core(make_config, skew)
+    away = core.evaluate(opp(clock, 0.01, "a", edge=10.0))[1]
+    assert away.reason == ("inventory_skew" if skew else "")
+    core.on_execution(ExecutionReport("a", "BTC/USDT", (), 0, False, 0))
+    back = core.evaluate(opp(clock, 0.01, "b", edge=2.0, buy=OKX, sell=BINANCE))[1]
+    assert back.reason == ("" if skew else "edge_below_min")
+    core.on_execution(ExecutionReport("b", "BTC/USDT", (), 0, False, 0))
+    below = core.evaluate(opp(clock, 0.01, "c", edge=4.0))[1]
+    assert below.reason == "edge_below_min"  # below the minimum itself: named so

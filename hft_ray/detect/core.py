@@ -18,6 +18,9 @@ venue and the base balance on the sell venue, from the config's starting balance
 balances configured for a venue: no cap) until risk reports positions (`set_positions`).
 Both are priced at the legs' limit prices, with the execution's slippage and each market's
 tick, as risk prices them: an opportunity within every limit is approved at its size.
+The same positions give each leg's room under `risk.max_position` (sizes are clipped to it)
+and its imbalance against `risk.inventory_target`, which `detector.inventory_skew_bps` prices
+into the edge required (`reference.required_edge_bps`, the rule risk applies too).
 """
 
 from __future__ import annotations
@@ -34,9 +37,13 @@ from hft_ray.detect.reference import (
     BASE_BALANCE_SELL,
     FEE_BUY,
     FEE_SELL,
+    IMB_BUY,
+    IMB_SELL,
     LIMIT_COLS,
     MAX_NOTIONAL,
     QUOTE_BALANCE_BUY,
+    ROOM_BUY,
+    ROOM_SELL,
     PairLimits,
 )
 from hft_ray.markets import Markets
@@ -92,6 +99,12 @@ class DetectorCore:
         self._min_profit_bps = config.detector.min_profit_bps
         self._limits = self._build_limits(config, markets)
         self._start = {v: dict(c.balances) for v, c in config.venues.items()}
+        self._max_position = dict(config.risk.max_position)
+        self._offset = {
+            (v, s.split("/")[0]): config.inventory_offset(v, s.split("/")[0])
+            for v in universe.venues
+            for s in universe.symbols
+        }
         self.set_positions({})
         self._statarb = config.detector.statarb if config.detector.statarb.enabled else None
         if self._statarb is not None:
@@ -136,6 +149,7 @@ class DetectorCore:
                         tick_scale_buy=10.0 ** step_decimals(buy.tick),
                         tick_scale_sell=10.0 ** step_decimals(sell.tick),
                         slippage_bps=config.execution.slippage_bps,
+                        skew_per_unit=config.skew_per_unit(symbol.split("/")[0]),
                     )
         return limits
 
@@ -181,10 +195,17 @@ class DetectorCore:
 
     def set_positions(self, positions: dict[str, dict[str, float]]) -> None:
         """Cap sizes by what each venue holds: starting balances plus `positions` (the balance
-        changes risk has booked). A venue with no balances configured is not capped."""
+        changes risk has booked; a venue with no balances configured is not capped), and by
+        each leg's room under `max_position`; price the imbalance against target."""
         for s, symbol in enumerate(self._universe.symbols):
             base, quote = symbol.split("/")
+            max_pos = self._max_position.get(base, math.inf)
             for v, venue in enumerate(self._universe.venues):
+                pos = positions.get(venue, {}).get(base, 0.0)
+                self._limits[s, v, :, ROOM_BUY] = max(0.0, max_pos - pos)
+                self._limits[s, :, v, ROOM_SELL] = max(0.0, max_pos + pos)
+                self._limits[s, v, :, IMB_BUY] = pos - self._offset[(venue, base)]
+                self._limits[s, :, v, IMB_SELL] = pos - self._offset[(venue, base)]
                 start = self._start.get(venue) or {}
                 moved = positions.get(venue, {})
                 if not start:

@@ -22,6 +22,8 @@ from hft_ray.detect.reference import (
     BASE_BALANCE_SELL,
     FEE_BUY,
     FEE_SELL,
+    IMB_BUY,
+    IMB_SELL,
     LOT_BUY,
     LOT_SELL,
     MAX_NOTIONAL,
@@ -30,6 +32,9 @@ from hft_ray.detect.reference import (
     MIN_NOTIONAL_BUY,
     MIN_NOTIONAL_SELL,
     QUOTE_BALANCE_BUY,
+    ROOM_BUY,
+    ROOM_SELL,
+    SKEW_PER_UNIT,
     SLIPPAGE_BPS,
     TICK_BUY,
     TICK_SCALE_BUY,
@@ -78,6 +83,26 @@ def walk(
 
 
 @njit(cache=True)
+def required_edge_bps(
+    min_bps: float, skew_per_unit: float, imb_buy: float, imb_sell: float, size: float
+) -> float:  # pragma: no cover - compiled
+    if skew_per_unit == 0.0:
+        return min_bps
+    moved = abs(imb_buy + size) - abs(imb_buy) + abs(imb_sell - size) - abs(imb_sell)
+    return max(0.0, min_bps + skew_per_unit * moved)
+
+
+@njit(cache=True)
+def required_of(
+    limits: np.ndarray, min_bps: float, size: float
+) -> float:  # pragma: no cover - compiled
+    """`required_edge_bps` of one pair's limits row."""
+    return required_edge_bps(
+        min_bps, limits[SKEW_PER_UNIT], limits[IMB_BUY], limits[IMB_SELL], size
+    )
+
+
+@njit(cache=True)
 def floor_to_tick(price: float, tick: float, scale: float) -> float:  # pragma: no cover
     if tick <= 0:
         return price
@@ -103,11 +128,24 @@ def leg_limit_prices(
 
 
 @njit(cache=True)
+def first_cut(price: float, limits: np.ndarray) -> float:  # pragma: no cover - compiled
+    return min(
+        limits[MAX_NOTIONAL] / price,
+        limits[QUOTE_BALANCE_BUY] / (price * (1.0 + limits[FEE_BUY])),
+        limits[BASE_BALANCE_SELL],
+        limits[ROOM_BUY],
+        limits[ROOM_SELL],
+    )
+
+
+@njit(cache=True)
 def size_cap(buy_px: float, sell_px: float, limits: np.ndarray) -> float:  # pragma: no cover
     return min(
         limits[MAX_NOTIONAL] / max(buy_px, sell_px),
         limits[QUOTE_BALANCE_BUY] / (buy_px * (1.0 + limits[FEE_BUY])),
         limits[BASE_BALANCE_SELL],
+        limits[ROOM_BUY],
+        limits[ROOM_SELL],
     )
 
 
@@ -133,7 +171,10 @@ def fit_size(
         cap = size_cap(buy_px, sell_px, limits)
         if size <= cap:
             return size, buy_worst, cost, sell_worst, proceeds
-        size = cap
+        if floor_to_lots(cap, limits[LOT_BUY], limits[LOT_SELL]) < size:
+            size = cap
+        else:
+            size -= max(limits[LOT_BUY], limits[LOT_SELL])
 
 
 @njit(cache=True)
@@ -159,9 +200,12 @@ def quote_pair(
     left_b = bid_qty[0] if n_bids > 0 else 0.0
     while i < n_asks and j < n_bids:
         ask, bid = ask_px[i], bid_px[j]
-        if bid * (1.0 - fee_sell) - ask * (1.0 + fee_buy) < min_profit_bps * 1e-4 * ask - _EPS:
-            break
         take = min(left_a, left_b)
+        need = min_profit_bps
+        if limits[SKEW_PER_UNIT] != 0.0:
+            need = required_of(limits, min_profit_bps, min(size + take, first_cut(ask, limits)))
+        if bid * (1.0 - fee_sell) - ask * (1.0 + fee_buy) < need * 1e-4 * ask - _EPS:
+            break
         size += take
         worst_ask = ask
         left_a -= take
@@ -174,12 +218,7 @@ def quote_pair(
             left_b = bid_qty[j] if j < n_bids else 0.0
     if size <= _EPS:
         return False
-    size = min(
-        size,
-        limits[MAX_NOTIONAL] / worst_ask,
-        limits[QUOTE_BALANCE_BUY] / (worst_ask * (1.0 + fee_buy)),
-        limits[BASE_BALANCE_SELL],
-    )
+    size = min(size, first_cut(worst_ask, limits))
     size, buy_worst, cost, sell_worst, proceeds = fit_size(
         ask_px, ask_qty, n_asks, bid_px, bid_qty, n_bids, size, limits
     )
@@ -188,13 +227,16 @@ def quote_pair(
     if cost < limits[MIN_NOTIONAL_BUY] or proceeds < limits[MIN_NOTIONAL_SELL]:
         return False
     profit = proceeds * (1.0 - fee_sell) - cost * (1.0 + fee_buy)
+    edge_bps = profit / cost * 1e4
+    if limits[SKEW_PER_UNIT] != 0.0 and edge_bps < required_of(limits, min_profit_bps, size):
+        return False
     out[SIZE] = size
     out[BUY_WORST] = buy_worst
     out[SELL_WORST] = sell_worst
     out[BUY_AVG] = cost / size
     out[SELL_AVG] = proceeds / size
     out[PROFIT] = profit
-    out[EDGE_BPS] = profit / cost * 1e4
+    out[EDGE_BPS] = edge_bps
     return True
 
 
@@ -349,10 +391,11 @@ def scan_rows(
                     continue
                 ask, bid = ask_px[s, a, 0], bid_px[s, b, 0]
                 fee_buy, fee_sell = limits[s, a, b, FEE_BUY], limits[s, a, b, FEE_SELL]
-                if (
-                    bid * (1.0 - fee_sell) - ask * (1.0 + fee_buy)
-                    < min_profit_bps * 1e-4 * ask - _EPS
-                ):
+                need = min_profit_bps
+                if limits[s, a, b, SKEW_PER_UNIT] != 0.0:
+                    first = min(ask_qty[s, a, 0], bid_qty[s, b, 0], first_cut(ask, limits[s, a, b]))
+                    need = required_of(limits[s, a, b], min_profit_bps, first)
+                if bid * (1.0 - fee_sell) - ask * (1.0 + fee_buy) < need * 1e-4 * ask - _EPS:
                     continue  # the first unit does not pay: quote_pair would find nothing
                 if quote_pair(
                     ask_px[s, a],

@@ -10,6 +10,14 @@ prices, the worst prices of walking the size widened by the slippage and rounded
 each market's tick (`leg_limit_prices`), so that an opportunity within every limit reaches
 risk at a size risk approves unclipped. Prices and profit are those of walking that size.
 
+Inventory: the size is also capped by each leg's room under `max_position` (how far the buy
+venue's position may still rise, the sell venue's fall), so a venue near its limit gets the
+size that still fits, not a rejection. With an inventory skew, the edge an opportunity needs
+depends on what it does to inventory (`required_edge_bps`): each level is taken only while
+its marginal edge meets the edge required of the size reached with it, and the quote is
+dropped if its own edge is below the edge required of its final size.
+Risk re-checks its own minimum edge with the same function (`hft_ray.risk.checks.decide`).
+
 `scan_rows` defines which pairs are quoted: every row of a batch, in order, against the books
 current when it arrives.
 """
@@ -55,6 +63,15 @@ class PairLimits(NamedTuple):
     tick_scale_buy: float = 1.0
     tick_scale_sell: float = 1.0
     slippage_bps: float = 0.0
+    # Inventory, in base units: each leg's position minus its target (`imb_*`), how far the
+    # buy venue's position may still rise and the sell venue's fall under `max_position`
+    # (`room_*`), and the skew in bps of required edge per base unit of imbalance moved away
+    # from target (`detector.inventory_skew_bps / risk.max_position`; 0: no skew).
+    imb_buy: float = 0.0
+    imb_sell: float = 0.0
+    room_buy: float = math.inf
+    room_sell: float = math.inf
+    skew_per_unit: float = 0.0
 
 
 #: The column of each `PairLimits` field in the kernels' limits arrays (S, V, V, LIMIT_COLS).
@@ -75,8 +92,27 @@ class PairLimits(NamedTuple):
     TICK_SCALE_BUY,
     TICK_SCALE_SELL,
     SLIPPAGE_BPS,
-) = range(16)
+    IMB_BUY,
+    IMB_SELL,
+    ROOM_BUY,
+    ROOM_SELL,
+    SKEW_PER_UNIT,
+) = range(21)
 LIMIT_COLS = len(PairLimits._fields)
+
+
+def required_edge_bps(
+    min_bps: float, skew_per_unit: float, imb_buy: float, imb_sell: float, size: float
+) -> float:
+    """The edge, in bps, an arbitrage of `size` needs: `min_bps` plus the skew times the change
+    of |imbalance| summed over both legs (the buy venue's position rises by `size`, the sell
+    venue's falls). Away from target that is more, back towards it less, but never below 0:
+    an arbitrage never pays to rebalance (moving funds at a cost is a transfer's job).
+    The change is at most 2 x size. A skew of 0 gives exactly `min_bps`: today's rule."""
+    if skew_per_unit == 0.0:
+        return min_bps
+    moved = abs(imb_buy + size) - abs(imb_buy) + abs(imb_sell - size) - abs(imb_sell)
+    return max(0.0, min_bps + skew_per_unit * moved)
 
 
 def profitable_size(
@@ -85,17 +121,28 @@ def profitable_size(
     fee_buy: float,
     fee_sell: float,
     min_profit_bps: float,
+    limits: PairLimits | None = None,
 ) -> tuple[float, float, float]:
-    """Size whose every unit keeps the marginal edge, with the worst ask and bid it reaches."""
+    """Size whose every unit keeps the marginal edge, with the worst ask and bid it reaches:
+    the edge required (`required_edge_bps`, with `limits`' inventory) of the size reached
+    with that unit, or of the caps at its ask (`first_cut`) if smaller: no size beyond them
+    can come out of the quote."""
+    skew = limits is not None and limits.skew_per_unit != 0.0
     size = worst_ask = worst_bid = 0.0
     i = j = 0
     left_a = asks[0][1] if asks else 0.0
     left_b = bids[0][1] if bids else 0.0
     while i < len(asks) and j < len(bids):
         ask, bid = asks[i][0], bids[j][0]
-        if bid * (1.0 - fee_sell) - ask * (1.0 + fee_buy) < min_profit_bps * 1e-4 * ask - _EPS:
-            break
         take = min(left_a, left_b)
+        need = min_profit_bps
+        if skew and limits is not None:
+            reach = min(size + take, first_cut(ask, limits))
+            need = required_edge_bps(
+                min_profit_bps, limits.skew_per_unit, limits.imb_buy, limits.imb_sell, reach
+            )
+        if bid * (1.0 - fee_sell) - ask * (1.0 + fee_buy) < need * 1e-4 * ask - _EPS:
+            break
         size += take
         worst_ask, worst_bid = ask, bid
         left_a -= take
@@ -170,14 +217,29 @@ def leg_limit_prices(
     )
 
 
+def first_cut(price: float, limits: PairLimits) -> float:
+    """The caps of `size_cap` at one price, before limit prices and lots: the sizes that can
+    still come out of a quote whose worst ask is at least `price`."""
+    return min(
+        limits.max_notional / price,
+        limits.quote_balance_buy / (price * (1.0 + limits.fee_buy)),
+        limits.base_balance_sell,
+        limits.room_buy,
+        limits.room_sell,
+    )
+
+
 def size_cap(buy_px: float, sell_px: float, limits: PairLimits) -> float:
     """The largest size the notional and inventory limits admit at these limit prices: each
     leg's notional at its limit price (the sell leg's is the larger on a crossing), the buy
-    venue's quote balance including its fee, the sell venue's base balance."""
+    venue's quote balance including its fee, the sell venue's base balance, each leg's room
+    under `max_position`."""
     return min(
         limits.max_notional / max(buy_px, sell_px),
         limits.quote_balance_buy / (buy_px * (1.0 + limits.fee_buy)),
         limits.base_balance_sell,
+        limits.room_buy,
+        limits.room_sell,
     )
 
 
@@ -204,7 +266,12 @@ def fit_size(
         cap = size_cap(*leg_limit_prices(buy_worst, sell_worst, limits), limits)
         if size <= cap:
             return size, buy_worst, cost, sell_worst, proceeds
-        size = cap
+        # Lot rounding forgives 1e-9 of a lot: a cap that far below a lot boundary (a room
+        # of 0.1 - 0.09000000000001) rounds back up to this size; step a lot down instead.
+        if floor_to_lots(cap, limits.lot_buy, limits.lot_sell) < size:
+            size = cap
+        else:
+            size -= max(limits.lot_buy, limits.lot_sell)
 
 
 def cross_venue_quote(
@@ -215,23 +282,24 @@ def cross_venue_quote(
 ) -> PairQuote | None:
     """The opportunity of buying at `asks` and selling at `bids`, or None if there is none."""
     size, worst_ask, _ = profitable_size(
-        asks, bids, limits.fee_buy, limits.fee_sell, min_profit_bps
+        asks, bids, limits.fee_buy, limits.fee_sell, min_profit_bps, limits
     )
     if size <= _EPS:
         return None
     # A first cut at the worst ask (no walk), then priced at the legs' limit prices.
-    size = min(
-        size,
-        limits.max_notional / worst_ask,
-        limits.quote_balance_buy / (worst_ask * (1.0 + limits.fee_buy)),
-        limits.base_balance_sell,
-    )
+    size = min(size, first_cut(worst_ask, limits))
     size, buy_worst, cost, sell_worst, proceeds = fit_size(asks, bids, size, limits)
     if size <= 0:
         return None
     if cost < limits.min_notional_buy or proceeds < limits.min_notional_sell:
         return None
     profit = proceeds * (1.0 - limits.fee_sell) - cost * (1.0 + limits.fee_buy)
+    edge_bps = profit / cost * 1e4
+    # Checked only with a skew: without one, the walk's marginal rule is the whole rule.
+    if limits.skew_per_unit != 0.0 and edge_bps < required_edge_bps(
+        min_profit_bps, limits.skew_per_unit, limits.imb_buy, limits.imb_sell, size
+    ):
+        return None
     return PairQuote(
         size=size,
         buy_worst=buy_worst,
@@ -239,7 +307,7 @@ def cross_venue_quote(
         buy_avg=cost / size,
         sell_avg=proceeds / size,
         profit_quote=profit,
-        edge_bps=profit / cost * 1e4,
+        edge_bps=edge_bps,
     )
 
 

@@ -5,22 +5,25 @@ it spend) and answers the questions of `Room`; `decide` asks them in one fixed o
 opportunity meets the same rules, with the same reasons, wherever it is decided.
 
 In order: the decider is open (store and restore, or a live lease); the trading state; how old
-the opportunity and its newest book are; minimum edge; trades in flight on the symbol; then
-the size is clipped to the order notional limit, an open reversion position (a close), the
-inventory each venue holds net of reservations, the position limit per asset and venue, and
-the gross exposure limit (in REDUCING, instead, to what moves positions towards flat); last,
-the order rate per venue and overall. A clip that leaves less than a tradable size is a
-rejection naming the limit that bound. The detector sizes opportunities under the same caps at
-the same limit prices (`hft_ray.detect.reference.fit_size`), so a clip here is a limit that
-really binds: one the detector cannot see (reservations, leases, positions) or that moved.
+the opportunity and its newest book are; minimum edge, raised for an arbitrage that moves
+inventory away from target and lowered for one that moves it back, by the detector's rule
+(`hft_ray.detect.reference.required_edge_bps`, on the positions booked); trades in flight on
+the symbol; then the size is clipped to the order notional limit, an open reversion position (a
+close), the inventory each venue holds net of reservations, the position limit per asset and
+venue, and the gross exposure limit (in REDUCING, instead, to what moves positions towards
+flat); last, the order rate per venue and overall. A clip that leaves less than a tradable size
+is a rejection naming the limit that bound. The detector sizes opportunities under the same
+caps at the same limit prices (`hft_ray.detect.reference.fit_size`), so a clip here is a limit
+that really binds: one the detector cannot see (reservations, leases, positions) or that moved.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple, Protocol
 
 from hft_ray.config import RiskConfig
-from hft_ray.detect.reference import floor_to_lots
+from hft_ray.detect.reference import floor_to_lots, required_edge_bps
 from hft_ray.markets import Markets, leg_limit_prices
 from hft_ray.risk.state import TradingState
 from hft_ray.types import ARB, REVERT_CLOSE, REVERT_OPEN, Opportunity, Universe
@@ -64,6 +67,11 @@ class Room(Protocol):
         """The last price seen for a base asset (exposure is valued at it)."""
         ...
 
+    def imbalance(self, venue: str, base: str) -> float:
+        """The venue's booked base position minus its `risk.inventory_target`, base units:
+        what the detector was told (`set_positions`), so both price inventory alike."""
+        ...
+
     def take_orders(self, buy: str, sell: str) -> str:
         """Take one order token per leg from the rate limits; '' or why not."""
         ...
@@ -89,8 +97,10 @@ def decide(
     max_book_age_ns: int,
     slippage_bps: float,
     statarb_notional: float,
+    skew_per_unit: Mapping[str, float],
 ) -> Decision:
-    """Approve, clip or reject `opp` against `room`; a size above 0 is approved."""
+    """Approve, clip or reject `opp` against `room`; a size above 0 is approved.
+    `skew_per_unit`: per base asset, `HftConfig.skew_per_unit` (bps per base unit moved)."""
     reason = room.closed()
     if reason:
         return Decision(0.0, reason, 0.0, 0.0)
@@ -102,18 +112,28 @@ def decide(
         return Decision(0.0, "stale_opportunity", 0.0, 0.0)
     if now_mono_ns - opp.tick_mono_ns > max_book_age_ns:
         return Decision(0.0, "stale_book", 0.0, 0.0)
-    # A crossed book must pay after fees; a reversion trade is a bet on the spread instead.
-    if opp.kind == ARB and opp.edge_bps < limits.min_edge_bps:
-        return Decision(0.0, "edge_below_min", 0.0, 0.0)
+    symbol = universe.symbols[opp.symbol]
+    buy, sell = universe.venues[opp.buy_venue], universe.venues[opp.sell_venue]
+    base, quote = symbol.split("/")
+    # A crossed book must pay after fees, and pay for the inventory it moves away from target;
+    # a reversion trade is a bet on the spread instead.
+    if opp.kind == ARB:
+        need = required_edge_bps(
+            limits.min_edge_bps,
+            skew_per_unit.get(base, 0.0),
+            room.imbalance(buy, base),
+            room.imbalance(sell, base),
+            opp.size,
+        )
+        if opp.edge_bps < need:
+            why = "inventory_skew" if opp.edge_bps >= limits.min_edge_bps else "edge_below_min"
+            return Decision(0.0, why, 0.0, 0.0)
     open_size = room.open_reversion(opp) if closing else float("inf")
     if open_size <= 0:
         return Decision(0.0, "no_open_position", 0.0, 0.0)
     if room.busy(opp.symbol) >= limits.max_in_flight_per_symbol:
         return Decision(0.0, "in_flight", 0.0, 0.0)
-    symbol = universe.symbols[opp.symbol]
-    buy, sell = universe.venues[opp.buy_venue], universe.venues[opp.sell_venue]
     buy_spec, sell_spec = markets.spec(buy, symbol), markets.spec(sell, symbol)
-    base, quote = symbol.split("/")
     room.mark(base, opp.buy_avg)
     buy_px, sell_px = leg_limit_prices(
         buy_spec, sell_spec, opp.buy_worst, opp.sell_worst, slippage_bps

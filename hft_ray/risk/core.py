@@ -84,6 +84,10 @@ class RiskCore:
         self._markets = markets
         self._limits = config.risk
         self._statarb_notional = config.detector.statarb.max_notional
+        self._skew = {b: config.skew_per_unit(b) for b in universe.bases}
+        self._offset = {
+            (v, b): config.inventory_offset(v, b) for v in universe.venues for b in universe.bases
+        }
         # Open reversion positions, booked from fills.
         self._reverting: Reverting = {}
         self._slippage_bps = config.execution.slippage_bps
@@ -162,6 +166,7 @@ class RiskCore:
             max_book_age_ns=self._max_book_age_ns,
             slippage_bps=self._slippage_bps,
             statarb_notional=self._statarb_notional,
+            skew_per_unit=self._skew,
         )
         record = decision_record(opp, self._universe, decision, self.state, self._clock.time_ns())
         if decision.size <= 0:
@@ -243,6 +248,9 @@ class RiskCore:
 
     def mark(self, base: str, price: float) -> None:
         self._marks[base] = price
+
+    def imbalance(self, venue: str, base: str) -> float:
+        return self.ledger.position(venue, base) - self._offset[(venue, base)]
 
     def take_orders(self, buy: str, sell: str) -> str:
         return self._rate.take(buy, sell)

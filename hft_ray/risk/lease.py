@@ -212,6 +212,10 @@ class RiskGate:
         self._max_age_ns = int(config.risk.max_opportunity_age_ms * 1e6)
         book_age_ms = config.risk.max_book_age_ms or config.feed.max_book_age_ms
         self._max_book_age_ns = int(book_age_ms * 1e6)
+        self._skew = {b: config.skew_per_unit(b) for b in universe.bases}
+        self._offset = {
+            (v, b): config.inventory_offset(v, b) for v in universe.venues for b in universe.bases
+        }
         self._budget = Budget.zeros(universe)
         self._vi = {v: i for i, v in enumerate(universe.venues)}
         self._bi = {b: i for i, b in enumerate(universe.bases)}
@@ -305,6 +309,7 @@ class RiskGate:
             max_book_age_ns=self._max_book_age_ns,
             slippage_bps=self._config.execution.slippage_bps,
             statarb_notional=self._config.detector.statarb.max_notional,
+            skew_per_unit=self._skew,
         )
         state = self.trading_state()
         record = decision_record(opp, self._universe, decision, state, self._clock.time_ns())
@@ -419,6 +424,11 @@ class RiskGate:
 
     def mark(self, base: str, price: float) -> None:
         self._marks[base] = price
+
+    def imbalance(self, venue: str, base: str) -> float:
+        # The positions of the last lease: those the node's detector was given.
+        booked = self._lease.positions.get(venue, {}) if self._lease is not None else {}
+        return booked.get(base, 0.0) - self._offset[(venue, base)]
 
     def take_orders(self, buy: str, sell: str) -> str:
         return "rate_limited" if self._rate is None else self._rate.take(buy, sell)
