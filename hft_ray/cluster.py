@@ -357,17 +357,25 @@ class _Wiring:
 
     def sim_venues(self, publish: bool) -> dict[str, Any]:
         """One venue actor per simulated venue: the exchange outside the trading processes
-        (it holds the account), serving rows too when `publish`."""
+        (it holds the account), serving rows too when `publish`; and one per paper venue."""
         from hft_ray.venues.sim import SimVenueActor
 
         c = self.config
-        return {
+        venues = {
             name: SimVenueActor.options(name=names.venue(name)).remote(  # type: ignore[attr-defined]
                 c, name, self.epoch_ns, publish
             )
             for name, venue in c.venues.items()
             if venue.kind == "sim"
         }
+        # A paper venue's account is one actor too, whatever the topology (its books are live).
+        from hft_ray.venues.paper import PaperVenueActor
+
+        for name in c.paper_venues:
+            venues[name] = PaperVenueActor.options(name=names.venue(name)).remote(  # type: ignore[attr-defined]
+                c, self.markets, name
+            )
+        return venues
 
     def fused(self, shards: list[list[str]]) -> Pipeline:
         from hft_ray.node.actor import TradingNodeActor

@@ -55,6 +55,9 @@ def build_report(
     return {
         "run_id": run_id,
         "mode": config.mode,
+        # Paper venues match orders locally against live books: nothing of theirs is sent.
+        "orders_sent_to_venues": config.orders_sent_to_venues,
+        "paper_venues": config.paper_venues,
         "run_dir": str(run_dir),
         "duration_s": round(duration_s, 3),
         "venues": list(config.venues),
@@ -135,6 +138,9 @@ def human_summary(report: dict[str, Any]) -> str:
         f"positions match journal: {'yes' if report['positions_match_journal'] else 'NO'}, "
         f"venues: {'yes' if report.get('positions_match_venues', True) else 'NO'}",
     ]
+    if report.get("paper_venues"):
+        sent = "" if report.get("orders_sent_to_venues") else ": no real order was sent"
+        lines.append(f"  paper trading on live books ({', '.join(report['paper_venues'])}){sent}")
     for name in ("tick_to_detect", "tick_to_trade"):
         if name in lat and lat[name]["count"]:
             s = lat[name]

@@ -136,11 +136,13 @@ _FROM_JOURNAL = (
 
 def _header(report: Mapping[str, Any]) -> str:
     mode = str(report.get("mode", "?"))
-    real = (
-        '<span class="live">yes: live venues</span>'
-        if mode == "live"
-        else f"no ({esc(mode)}: simulated venues)"
-    )
+    paper = ", ".join(report.get("paper_venues") or [])
+    if report.get("orders_sent_to_venues", mode == "live"):
+        real = '<span class="live">yes: live venues</span>'
+    elif paper:
+        real = f"no (paper trading on live books: {esc(paper)})"
+    else:
+        real = f"no ({esc(mode)}: simulated venues)"
     duration = report.get("duration_s")
     lines = [
         f"<header><h1>hft_ray run {esc(report.get('run_id', '?'))}</h1>",

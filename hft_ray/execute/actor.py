@@ -16,7 +16,7 @@ import ray
 
 from hft_ray import heap, metrics, names
 from hft_ray.clock import LiveClock
-from hft_ray.config import HftConfig
+from hft_ray.config import CcxtVenueConfig, HftConfig
 from hft_ray.execute.core import ExecutorCore
 from hft_ray.latency import StageSamples, Warmup
 from hft_ray.markets import Markets
@@ -53,7 +53,10 @@ class ExecutorActor:
         for name, venue in config.venues.items():
             if config.replay is not None:
                 venues[name] = SimVenueClient(name, ray.get_actor(names.REPLAY), name)
-            elif venue.kind == "sim":
+            elif venue.kind == "sim" or (
+                isinstance(venue, CcxtVenueConfig) and venue.mode == "paper"
+            ):
+                # the venue actor holds the account: a simulated or a paper one
                 venues[name] = SimVenueClient(name, ray.get_actor(names.venue(name)))
             else:
                 from hft_ray.venues.ccxt_orders import order_venue_for  # only for a live venue

@@ -75,6 +75,26 @@ class BookSource(Protocol):
 ORDER_NOT_FOUND = "order_not_found"
 
 
+def order_refusal(
+    spec: MarketSpec, balances: dict[str, float], side: Side, amount: float, price: float
+) -> str:
+    """Why a venue would refuse this IOC limit order before matching it ('' if it would not):
+    off its lot or tick, below its minimum size, or beyond the account's funds (a buy paying
+    its taker fee in quote)."""
+    if not (amount > 0 and math.isfinite(amount)) or not spec.is_lot_multiple(amount):
+        return "invalid_amount"
+    if not (price > 0 and math.isfinite(price)) or not spec.is_tick_multiple(price):
+        return "invalid_price"
+    if amount < spec.min_amount or amount * price < spec.min_notional:
+        return "below_min_size"
+    if side == "buy":
+        if balances.get(spec.quote, 0.0) < amount * price * (1.0 + spec.taker_fee):
+            return "insufficient_funds"
+    elif balances.get(spec.base, 0.0) < amount:
+        return "insufficient_funds"
+    return ""
+
+
 class OrderVenue(Protocol):
     """How an executor talks to a venue: IOC limit orders with client order ids.
 

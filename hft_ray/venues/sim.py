@@ -31,7 +31,7 @@ import ray
 
 from hft_ray.config import HftConfig, SimMarketConfig, SimVenueConfig
 from hft_ray.types import BookEvent, BookSnapshot, OrderResult, OrderStatus, Side, book_update_dtype
-from hft_ray.venues.base import ORDER_NOT_FOUND, MarketSpec, step_decimals
+from hft_ray.venues.base import ORDER_NOT_FOUND, MarketSpec, order_refusal, step_decimals
 
 _NOISE_PERSISTENCE = 0.9  # AR(1) coefficient of a venue's own noise, per tick
 _SIZE_GROWTH = 0.15  # resting size grows this much per level away from the touch
@@ -339,19 +339,7 @@ class SimExchange:
         spec = self._specs.get(symbol)
         if spec is None:
             return "unknown_symbol"
-        if not (amount > 0 and math.isfinite(amount)) or not spec.is_lot_multiple(amount):
-            return "invalid_amount"
-        if not (price > 0 and math.isfinite(price)) or not spec.is_tick_multiple(price):
-            return "invalid_price"
-        if amount < spec.min_amount or amount * price < spec.min_notional:
-            return "below_min_size"
-        if side == "buy":
-            need = amount * price * (1.0 + spec.taker_fee)
-            if self.balances[spec.quote] < need:
-                return "insufficient_funds"
-        elif self.balances[spec.base] < amount:
-            return "insufficient_funds"
-        return ""
+        return order_refusal(spec, self.balances, side, amount, price)
 
     def _match(
         self, client_id: str, symbol: str, side: Side, amount: float, price: float, ts_ns: int
