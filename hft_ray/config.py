@@ -269,6 +269,24 @@ class CcxtVenueConfig(_VenueBase):
     backoff_s: tuple[PositiveSeconds, PositiveSeconds] = Field(
         (0.5, 30.0), description="Reconnect backoff, first and longest wait."
     )
+    rate_limit_per_s: Rate | None = Field(
+        None,
+        description="REST budget refill in ccxt's cost units (request weight) per second, "
+        "shared by every process using this exchange and key (default: 1000 / ccxt's "
+        "rateLimit ms); see hft_ray/venues/rate_budget.py.",
+    )
+    rate_limit_burst: Rate | None = Field(
+        None, description="REST budget capacity in cost units (default: ccxt's, 1)."
+    )
+    mode: Literal["live", "paper"] = Field(
+        "live",
+        description="live: orders go to the venue; paper: real books, orders matched locally "
+        "against them (hft_ray/venues/paper.py) with the venue's fees and precision and "
+        "`balances` as the account; no order or private endpoint reaches the venue, no keys.",
+    )
+    paper_latency_ms: Millis = Field(
+        20.0, description="Paper mode: an order is matched against the book this much later."
+    )
 
     @model_validator(mode="after")
     def _checks(self) -> CcxtVenueConfig:
@@ -276,7 +294,17 @@ class CcxtVenueConfig(_VenueBase):
         first, longest = self.backoff_s
         if first > longest:
             raise ValueError(f"backoff_s: first wait {first:g} is longer than longest {longest:g}")
+        if self.mode == "paper":
+            # With keys ccxt asks private endpoints even for markets: a paper venue has none.
+            keys = [f for f in _CREDENTIAL_FIELDS if getattr(self, f) is not None]
+            if keys:
+                raise ValueError(f"mode paper needs no credentials: remove {', '.join(keys)}")
         return self
+
+
+_CREDENTIAL_FIELDS = tuple(
+    f"{what}_{src}" for what in ("api_key", "secret", "password") for src in ("env", "file")
+)
 
 
 class SimVenueConfig(_VenueBase):
@@ -421,6 +449,14 @@ class DetectorConfig(_Frozen):
     cooldown_ms: Millis = Field(
         100.0, description="Do not re-emit a (symbol, buy, sell) pair sooner than this."
     )
+    inventory_skew_bps: Bps = Field(
+        0.0,
+        description="Edge an arbitrage needs per unit of imbalance it adds, bps (and the edge "
+        "it is spared per unit it removes). A venue's imbalance in an asset is its position "
+        "minus risk.inventory_target, in units of risk.max_position of the asset; a trade's is "
+        "the change of |imbalance| summed over both legs. Applied by the detector "
+        "(min_profit_bps) and risk (min_edge_bps) alike; 0: off.",
+    )
     statarb: StatArbConfig = Field(default_factory=StatArbConfig)
 
 
@@ -431,6 +467,12 @@ class RiskConfig(_Frozen):
     max_position: dict[str, PositiveAmount] = Field(
         default_factory=dict,
         description="Absolute change of an asset's balance per venue, in asset units.",
+    )
+    inventory_target: dict[str, dict[str, Amount]] = Field(
+        default_factory=dict,
+        description="Balance each venue should hold per asset, in asset units, for "
+        "detector.inventory_skew_bps (default, and for any venue or asset left out: the "
+        "venue's starting balance).",
     )
     max_orders_per_s: Rate = Field(20.0, description="Orders per second, all venues.")
     order_burst: Count = Field(10, description="Token bucket size for orders.")
@@ -642,6 +684,22 @@ class HftConfig(_Frozen):
         for symbol in self.symbols if simulated else ():
             if symbol not in self.sim.initial_prices:
                 raise ValueError(f"sim.initial_prices: missing a price for {symbol}")
+        for target_venue, targets in self.risk.inventory_target.items():
+            if target_venue not in self.venues:
+                raise ValueError(f"risk.inventory_target: unknown venue {target_venue!r}")
+            for asset in targets:
+                if not any(asset in symbol.split("/") for symbol in self.symbols):
+                    raise ValueError(
+                        f"risk.inventory_target.{target_venue}: no symbol trades {asset}"
+                    )
+        if self.detector.inventory_skew_bps > 0:
+            for symbol in self.symbols:
+                base = symbol.split("/")[0]
+                if base not in self.risk.max_position:
+                    raise ValueError(
+                        f"detector.inventory_skew_bps: risk.max_position has no {base}, the "
+                        "unit of its imbalance"
+                    )
         if simulated and self.feed.depth > self.sim.book_depth:
             raise ValueError(
                 f"feed.depth: {self.feed.depth} is deeper than sim.book_depth {self.sim.book_depth}"
@@ -665,12 +723,38 @@ class HftConfig(_Frozen):
             fields["taker_fee"] = cfg.taker_fee
         return loaded.replace(**fields) if fields else loaded
 
+    def inventory_offset(self, venue: str, asset: str) -> float:
+        """The position (balance change) at which `venue` is on its inventory target."""
+        target = self.risk.inventory_target.get(venue, {}).get(asset)
+        return 0.0 if target is None else target - self.venues[venue].balances.get(asset, 0.0)
+
+    def skew_per_unit(self, base: str) -> float:
+        """`detector.inventory_skew_bps` per base unit: its unit is `risk.max_position`."""
+        skew = self.detector.inventory_skew_bps
+        return skew / self.risk.max_position[base] if skew > 0 else 0.0
+
     @property
     def mode(self) -> str:
-        """`replay` when replaying files, `sim` when every venue is simulated, else `live`."""
+        """`replay` when replaying files, `sim` when every venue is simulated, `paper` when the
+        live ones are all in paper mode (no real order), else `live`."""
         if self.replay is not None:
             return "replay"
-        return "sim" if all(v.kind == "sim" for v in self.venues.values()) else "live"
+        if all(v.kind == "sim" for v in self.venues.values()):
+            return "sim"
+        return "live" if self.orders_sent_to_venues else "paper"
+
+    @property
+    def paper_venues(self) -> list[str]:
+        """Live venues in paper mode: real books, orders matched locally, none sent."""
+        venues = self.venues.items()
+        return [n for n, v in venues if isinstance(v, CcxtVenueConfig) and v.mode == "paper"]
+
+    @property
+    def orders_sent_to_venues(self) -> bool:
+        """Whether a run may send real orders: some live venue is not in paper mode."""
+        return self.replay is None and any(
+            isinstance(v, CcxtVenueConfig) and v.mode == "live" for v in self.venues.values()
+        )
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -987,11 +1071,17 @@ def _read_config_text(path: Path) -> str:
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> HftConfig:
-    """Load a YAML config; without a path, the packaged `configs/local.yaml`."""
+    """Load a YAML config; without a path, the packaged `configs/local.yaml`. A path
+    `configs/<name>.yaml` that is not here is the packaged one (e.g. `configs/paper.yaml`),
+    so the shipped configs load from any directory."""
     if path is None:
         text = importlib.resources.files("hft_ray.configs").joinpath(DEFAULT_CONFIG).read_text()
         return parse_config_text(text, f"configs/{DEFAULT_CONFIG}")
-    return parse_config_text(_read_config_text(Path(path)), str(path))
+    given = Path(path)
+    packaged = importlib.resources.files("hft_ray.configs").joinpath(given.name)
+    if not given.exists() and given.parent == Path("configs") and packaged.is_file():
+        return parse_config_text(packaged.read_text(), str(given))
+    return parse_config_text(_read_config_text(given), str(path))
 
 
 def parse_config_text(text: str, source: str = "<config>") -> HftConfig:

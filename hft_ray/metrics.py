@@ -192,6 +192,18 @@ ORDERS = _counter(
 FILLS = _counter("hft_ray_fills_total", "Orders that filled, fully or in part.", "venue")
 LEGS_FAILED = _counter("hft_ray_legs_failed_total", "Legs that did not fill completely.")
 UNWINDS = _counter("hft_ray_unwinds_total", "Trades whose broken leg was repaired.")
+
+# -- live venues' shared REST budget (hft_ray/venues/rate_budget.py) ----------------------------
+VENUE_RATE_LIMITED = _counter(
+    "hft_ray_venue_rate_limited_total",
+    "HTTP 429/418 answers from a venue; each shrinks the venue's shared budget.",
+    "venue",
+)
+VENUE_RATE_BUDGET = _gauge(
+    "hft_ray_venue_rate_budget",
+    "Refill rate of the venue's shared REST budget now, in cost units per second.",
+    "venue",
+)
 APPROVE_TO_ACK = _histogram(
     "hft_ray_approve_to_ack_seconds",
     "From risk approving a trade to both legs acknowledged.",
@@ -352,6 +364,18 @@ def ray_metric(spec: MetricSpec) -> Any:
     )
 
 
+#: Readings of what a whole process keeps (not one actor): a module registers its reading
+#: here when it is first used (a shared rate budget, in a process with a live venue), and the
+#: process's first flusher to push adds it to its own, so it is pushed once per process.
+_PROCESS_READINGS: list[Callable[[], Reading]] = []
+_process_flusher: list[MetricsFlusher] = []
+
+
+def add_process_reading(read: Callable[[], Reading]) -> None:
+    if read not in _PROCESS_READINGS:
+        _PROCESS_READINGS.append(read)
+
+
 class MetricsFlusher:
     """Pushes an actor's locally kept counts to Ray's metrics, as deltas, about once a second.
 
@@ -442,6 +466,13 @@ class MetricsFlusher:
         if not self.enabled:
             return
         self._last_push = self._clock()
+        if not _process_flusher:
+            _process_flusher.append(self)
+        if _process_flusher[0] is self:
+            for read in _PROCESS_READINGS:
+                extra = read()
+                reading.counts.update(extra.counts)
+                reading.levels.update(extra.levels)
         for key, total in reading.counts.items():
             spec, tags = key
             last = self._pushed.get(key, 0.0)

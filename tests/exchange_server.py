@@ -380,6 +380,8 @@ class ExchangeServer:
         self.snapshots_served = 0
         self.sent_books: list[ServedBook] = []  # the book after every change (capped), see book_at
         self.rest_requests: list[str] = []  # path?query of every REST request, in order
+        # (time.monotonic() on arrival, method, path?query, User-Agent, status) per REST request
+        self.rest_log: list[tuple[float, str, str, str, int]] = []
         self.synthetic_deltas = 0  # deltas made up after the capture ran out
         self._bids = _Side(descending=True)
         self._asks = _Side(descending=False)
@@ -886,9 +888,14 @@ class ExchangeServer:
 
     @web.middleware
     async def _log_requests(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.headers.get("Upgrade", "").lower() != "websocket":
+        arrived = time.monotonic()
+        rest = request.headers.get("Upgrade", "").lower() != "websocket"
+        if rest:
             self.rest_requests.append(request.path_qs)
         response: web.StreamResponse = await handler(request)
+        if rest:
+            agent = request.headers.get("User-Agent", "")
+            self.rest_log.append((arrived, request.method, request.path_qs, agent, response.status))
         return response
 
     async def _binance_exchange_info(self, request: web.Request) -> web.Response:

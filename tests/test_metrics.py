@@ -370,3 +370,30 @@ def test_histogram_series_are_recognised_in_queries() -> None:
         "ray_hft_ray_feed_batch_rows",
         "ray_hft_ray_fills_total",
     }
+
+
+def test_a_process_reading_is_pushed_once_by_the_processs_first_flusher() -> None:
+    """What a whole process keeps (the shared rate budget's counts) reaches Prometheus once,
+    however many flushers the process has."""
+    from hft_ray import metrics as m
+
+    make = Recorder()
+
+    def process_reading() -> m.Reading:
+        r = m.Reading()
+        r.count(m.VENUE_RATE_LIMITED, 3, venue="binance")
+        return r
+
+    saved = list(m._PROCESS_READINGS), list(m._process_flusher)
+    m._PROCESS_READINGS.clear()
+    m._process_flusher.clear()
+    try:
+        m.add_process_reading(process_reading)
+        m.add_process_reading(process_reading)
+        first, second = m.MetricsFlusher(make=make), m.MetricsFlusher(make=make)
+        first.push(m.Reading())
+        second.push(m.Reading())
+        assert make.made[m.VENUE_RATE_LIMITED.name].calls == [("inc", 3.0, {"venue": "binance"})]
+    finally:
+        m._PROCESS_READINGS[:] = saved[0]
+        m._process_flusher[:] = saved[1]

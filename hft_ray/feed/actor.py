@@ -45,7 +45,9 @@ def open_source(config: HftConfig, venue: str) -> EventSource | RowSource:
         from hft_ray.clock import LiveClock
         from hft_ray.venues.ccxt_live import CcxtBookStream
 
-        return CcxtBookStream(venue, cfg, config.symbols, config.feed.depth, LiveClock())
+        return CcxtBookStream(
+            venue, cfg, config.symbols, config.feed.depth, LiveClock(), store=config.store
+        )
     return SimRowSource(ray.get_actor(names.venue(venue)))
 
 

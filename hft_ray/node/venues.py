@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hft_ray.config import HftConfig
+from hft_ray.config import CcxtVenueConfig, HftConfig
 from hft_ray.feed.core import FeedCore
 from hft_ray.feed.source import NO_OUTAGES, CheckedRows, EventSource
 from hft_ray.types import BookEvent, Universe
@@ -191,7 +191,7 @@ def open_node_venues(
 ) -> tuple[list[NodeVenue], ReplayMarket | None]:
     """Every venue of the run, for a node that trades `symbols`; and the replay market that
     stands in for them all when the run replays files. `sim_orders` gives a simulated
-    venue's order interface (its venue actor); `epoch_ns` is the run's tick grid."""
+    or paper venue's order interface (its venue actor); `epoch_ns` is the run's tick grid."""
     late_ack_s = config.sim.order_timeout_ack_ms / 1000.0
     venues: list[NodeVenue] = []
     replay = config.replay
@@ -225,8 +225,11 @@ def open_node_venues(
         from hft_ray.venues.ccxt_live import CcxtBookStream
         from hft_ray.venues.ccxt_orders import order_venue_for
 
+        stream = CcxtBookStream(v, cfg, symbols, config.feed.depth, LiveClock(), store=config.store)
+        if isinstance(cfg, CcxtVenueConfig) and cfg.mode == "paper":  # its actor: the account
+            venues.append(StreamNodeVenue(v, stream, core, sim_orders(v)))
+            continue
         orders = order_venue_for(config, v)
-        stream = CcxtBookStream(v, cfg, symbols, config.feed.depth, LiveClock())
         venues.append(
             StreamNodeVenue(v, stream, core, orders, on_start=orders.start, on_close=orders.close)
         )

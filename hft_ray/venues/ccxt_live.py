@@ -24,8 +24,9 @@ import numpy as np
 from ccxt.base.errors import BaseError, ChecksumError, InvalidNonce, NetworkError
 
 from hft_ray.clock import Clock
-from hft_ray.config import CcxtVenueConfig, ConfigError, deep_merge, read_secret
+from hft_ray.config import CcxtVenueConfig, ConfigError, StoreConfig, deep_merge, read_secret
 from hft_ray.types import MALFORMED_BOOK, BookEvent, BookInvalid, BookSnapshot
+from hft_ray.venues import rate_budget
 from hft_ray.venues.base import MarketSpec, VenueUnavailable
 from hft_ray.venues.depth import watch_depth
 from hft_ray.venues.integrity import RAW_BOOK_CHECKS, RawBookCheck
@@ -47,9 +48,11 @@ _CCXT_LOG = logging.getLogger("hft_ray.ccxt")
 _CCXT_LOG.setLevel(logging.INFO)
 
 
-def make_exchange(venue: str, cfg: CcxtVenueConfig) -> Any:
+def make_exchange(venue: str, cfg: CcxtVenueConfig, store: StoreConfig | None = None) -> Any:
     """A ccxt.pro exchange as the config describes it; credentials read here, at use, from
-    the environment or a mounted file (never carried in the config or a message)."""
+    the environment or a mounted file (never carried in the config or a message). Its REST
+    requests draw from the budget of its exchange and key, in `store` (Redis) when given one
+    with a url, else in this process (`hft_ray.venues.rate_budget`)."""
     exchange_id = cfg.exchange or venue
     klass = getattr(ccxt.pro, exchange_id)
     params: dict[str, Any] = {"enableRateLimit": True}
@@ -69,6 +72,7 @@ def make_exchange(venue: str, cfg: CcxtVenueConfig) -> Any:
         exchange.urls = deep_merge(exchange.urls, cfg.urls)
     if cfg.options:
         exchange.options = deep_merge(exchange.options, cfg.options)
+    rate_budget.attach(exchange, rate_budget.budget_for(venue, exchange, cfg, store))
     return exchange
 
 
@@ -179,13 +183,15 @@ class CcxtBookStream:
         depth: int,
         clock: Clock,
         exchange: Any | None = None,
+        store: StoreConfig | None = None,
     ) -> None:
+        """`store` holds the venue's shared REST budget (its snapshots draw from it)."""
         self.venue = venue
         self._cfg = cfg
         self._symbols = symbols
         self._depth = depth
         self._clock = clock
-        self._exchange = exchange if exchange is not None else make_exchange(venue, cfg)
+        self._exchange = exchange if exchange is not None else make_exchange(venue, cfg, store)
         self._queue: asyncio.Queue[BookEvent] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._raw: RawBookCheck | None = None

@@ -4,7 +4,8 @@ Every order is an IOC limit with the executor's client order id, passed as ccxt'
 `clientOrderId` and `timeInForce: 'IOC'` params, which each exchange class maps to its own
 fields (Binance `newClientOrderId` / `timeInForce=IOC`, OKX `clOrdId` / `ordType=ioc`); lookups
 and cancels go by client id too (Binance `origClientOrderId`, OKX `clOrdId`), with ccxt's order
-id argument left empty. ccxt's rate limiter is on (`make_exchange`).
+id argument left empty. Every request draws from the venue's shared REST budget
+(`hft_ray.venues.rate_budget`, kept in the store), which replaces ccxt's per-instance throttle.
 
 The executor (`ExecutorCore`) must not be able to tell this venue from a simulated one:
 
@@ -289,7 +290,7 @@ def order_venue_for(config: HftConfig, venue: str) -> CcxtOrderVenue:
     cfg = config.venues.get(venue)
     if not isinstance(cfg, CcxtVenueConfig):
         raise ConfigError(f"venues.{venue}: not a ccxt venue")
-    exchange = make_exchange(venue, cfg)
+    exchange = make_exchange(venue, cfg, config.store)
     execution = config.execution
     ack_ms = max(execution.order_timeout_ms, execution.unwind_timeout_ms)
     exchange.timeout = max(int(exchange.timeout), int(2 * ack_ms))
