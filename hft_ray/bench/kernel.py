@@ -10,6 +10,7 @@ and is quoted against the others, as in a run.
 from __future__ import annotations
 
 import importlib.resources
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -49,10 +50,13 @@ def synthetic_market(
     mid = mids[:, None] * (1.0 + bump + rng.normal(0.0, 2e-5, (n_sym, n_ven)))
     market = _levels(mid, mids, depth, rng)
     market["mids"] = mids
-    market["limits"] = np.zeros((n_sym, n_ven, n_ven, reference.LIMIT_COLS))
-    market["limits"][..., [reference.FEE_BUY, reference.FEE_SELL]] = 0.001  # taker fees
-    caps = [reference.MAX_NOTIONAL, reference.QUOTE_BALANCE_BUY, reference.BASE_BALANCE_SELL]
-    market["limits"][..., caps] = np.inf  # no notional or inventory caps, lots, ticks, slippage
+    # Taker fees only: no notional, inventory or position caps, lots, ticks, slippage or skew
+    # (the defaults of every other field).
+    inf = math.inf
+    pair = reference.PairLimits(0.001, 0.001, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, inf, inf, inf)
+    market["limits"] = np.broadcast_to(
+        np.array(pair), (n_sym, n_ven, n_ven, reference.LIMIT_COLS)
+    ).copy()
     return market
 
 
