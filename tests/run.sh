@@ -23,4 +23,4 @@ export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}"  # Ray >= 2.59 defaults local 
 python3 -m ruff check .
 python3 -m ruff format --check .
 python3 -m mypy
-python3 -m pytest "$@"
+python3 -m pytest --durations=25 "$@"
