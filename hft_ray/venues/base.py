@@ -75,6 +75,13 @@ class BookSource(Protocol):
 ORDER_NOT_FOUND = "order_not_found"
 
 
+def order_not_found(client_id: str, venue: str, symbol: str, ts_ns: int) -> OrderResult:
+    """A venue's answer for a client order id it never received."""
+    return OrderResult(
+        client_id, venue, symbol, "buy", "unknown", 0.0, 0.0, 0.0, 0.0, ORDER_NOT_FOUND, ts_ns
+    )
+
+
 def order_refusal(
     spec: MarketSpec, balances: dict[str, float], side: Side, amount: float, price: float
 ) -> str:

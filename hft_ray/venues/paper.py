@@ -36,7 +36,14 @@ from hft_ray.clock import Clock, LiveClock
 from hft_ray.config import CcxtVenueConfig, HftConfig
 from hft_ray.markets import Markets
 from hft_ray.types import BookEvent, BookSnapshot, OrderResult, OrderStatus, Side
-from hft_ray.venues.base import ORDER_NOT_FOUND, BookSource, MarketSpec, order_refusal
+from hft_ray.venues.base import (
+    ORDER_NOT_FOUND,
+    BookSource,
+    MarketSpec,
+    order_not_found,
+    order_refusal,
+    step_decimals,
+)
 
 #: The reason of an order that arrived while its book was invalid (or not yet received).
 NO_BOOK = "no_book"
@@ -139,19 +146,7 @@ class PaperVenue:
         found = self._orders.get(client_id)
         if found is not None:
             return found
-        return OrderResult(
-            client_id,
-            self.name,
-            symbol,
-            "buy",
-            "unknown",
-            0.0,
-            0.0,
-            0.0,
-            0.0,
-            ORDER_NOT_FOUND,
-            self._clock.time_ns(),
-        )
+        return order_not_found(client_id, self.name, symbol, self._clock.time_ns())
 
     async def cancel_order(self, client_id: str, symbol: str) -> OrderResult:
         """An IOC order never rests here: nothing to cancel, its final state."""
@@ -176,17 +171,20 @@ class PaperVenue:
             taken = {}
             self._taken[symbol] = (book, taken)
         levels: np.ndarray = book.asks if side == "buy" else book.bids
+        # Amounts stay on the lot's decimal grid: a float sum or difference of lot multiples
+        # can fall a hair below one, which flooring would turn into a lot short (a partial).
+        dec = step_decimals(spec.lot)
         filled = cost = 0.0
         for px, qty in levels.tolist():
             crosses = px <= price if side == "buy" else px >= price
             if not crosses or filled >= amount:
                 break
             left = qty - taken.get((side, px), 0.0)
-            take = spec.floor_amount(min(left, amount - filled))
+            take = spec.floor_amount(min(left, round(amount - filled, dec)))
             if take <= 0:
                 continue
             taken[(side, px)] = taken.get((side, px), 0.0) + take
-            filled += take
+            filled = round(filled + take, dec)
             cost += take * px
         filled = spec.floor_amount(filled) if filled < amount else amount
         fee = cost * spec.taker_fee

@@ -31,7 +31,7 @@ import ray
 
 from hft_ray.config import HftConfig, SimMarketConfig, SimVenueConfig
 from hft_ray.types import BookEvent, BookSnapshot, OrderResult, OrderStatus, Side, book_update_dtype
-from hft_ray.venues.base import ORDER_NOT_FOUND, MarketSpec, order_refusal, step_decimals
+from hft_ray.venues.base import MarketSpec, order_not_found, order_refusal, step_decimals
 
 _NOISE_PERSISTENCE = 0.9  # AR(1) coefficient of a venue's own noise, per tick
 _SIZE_GROWTH = 0.15  # resting size grows this much per level away from the touch
@@ -458,7 +458,11 @@ class InProcessSimVenue:
 
     async def fetch_order(self, client_id: str, symbol: str) -> OrderResult:
         found = self._exchange.fetch(client_id)
-        return found if found is not None else _unknown(client_id, self.name, symbol)
+        return (
+            found
+            if found is not None
+            else order_not_found(client_id, self.name, symbol, time.time_ns())
+        )
 
     async def cancel_order(self, client_id: str, symbol: str) -> OrderResult:
         """An IOC order never rests on a simulated venue: nothing to cancel, its final state."""
@@ -629,27 +633,15 @@ class SimVenueClient:
 
     async def fetch_order(self, client_id: str, symbol: str) -> OrderResult:
         found = await self._handle.fetch_order.remote(*self._route, client_id)
-        return found if found is not None else _unknown(client_id, self.name, symbol)
+        return (
+            found
+            if found is not None
+            else order_not_found(client_id, self.name, symbol, time.time_ns())
+        )
 
     async def cancel_order(self, client_id: str, symbol: str) -> OrderResult:
         """An IOC order never rests on a simulated venue: nothing to cancel, its final state."""
         return await self.fetch_order(client_id, symbol)
-
-
-def _unknown(client_id: str, venue: str, symbol: str) -> OrderResult:
-    return OrderResult(
-        client_id,
-        venue,
-        symbol,
-        "buy",
-        "unknown",
-        0.0,
-        0.0,
-        0.0,
-        0.0,
-        ORDER_NOT_FOUND,
-        time.time_ns(),
-    )
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
